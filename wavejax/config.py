@@ -1,0 +1,189 @@
+"""Config defaults shared by every experiment, and the schema check run before any work.
+
+A config file in `configs/` starts from `base_config()` and changes only what its experiment
+needs; `validate(config)` turns every impossible value into one `ConfigError` sentence.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import ml_collections
+
+from wavejax.errors import ConfigError
+
+TASKS = ("lm",)
+DTYPES = ("float32", "bfloat16")
+TOKENIZERS = ("char", "bpe")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Defaults: nanoGPT's shakespeare-char baseline (configs/baseline.py uses them as is)."""
+    c = ml_collections.ConfigDict()
+    c.task = "lm"
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = "tinyshakespeare"  # tinyshakespeare | file | a Hugging Face name (see wavejax/data/sources.py)
+    c.data.path = ""  # local text file, used when dataset == "file"
+    c.data.tokenizer = "char"  # char | bpe (byte-level BPE trained on the train split)
+    c.data.vocab_size = 512  # BPE only; the char vocabulary is the set of characters in the corpus
+    c.data.val_fraction = 0.1  # the last 10% of the text is held out, as in nanoGPT
+    c.data.max_chars = 0  # 0 = the whole corpus; >0 truncates (streamed sources need it)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.family = "gpt"
+    c.model.n_layer = 6
+    c.model.n_head = 6
+    c.model.d_model = 384
+    c.model.block_size = 256
+    c.model.mlp_ratio = 4
+    c.model.dropout = 0.2  # embedding and residual dropout
+    c.model.attn_dropout = 0.0  # >0 uses the einsum attention path (dot_product_attention has no dropout)
+    c.model.use_bias = False
+    c.model.dtype = "float32"  # compute dtype; parameters stay float32
+    c.model.embedding = "learned"  # token embedding + learned positions
+    c.model.attention = "dense"  # default attention of every block
+    c.model.layer_attention = ()  # optional per-layer attention names (length n_layer) overriding `attention`
+    c.model.mixer = "mlp"
+    c.model.scan_layers = True  # runs of identical blocks go through nn.scan (one compiled block)
+    c.model.remat = False
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 5000
+    c.train.batch_size = 64  # global batch, in sequences
+    c.train.grad_accum = 1  # micro-batches per optimizer step (batch_size must divide by it)
+    c.train.optimizer = "adamw"
+    c.train.lr = 1e-3
+    c.train.min_lr = 1e-4
+    c.train.warmup_steps = 100
+    c.train.decay_steps = 0  # 0 = decay over train.steps
+    c.train.beta1 = 0.9
+    c.train.beta2 = 0.99
+    c.train.eps = 1e-8
+    c.train.weight_decay = 0.1  # applied to matrices only (ndim >= 2), as nanoGPT does
+    c.train.grad_clip = 1.0  # global-norm clipping; 0 disables
+    c.train.eval_every = 250
+    c.train.eval_batches = 200
+    c.train.log_every = 10
+    c.train.checkpoint_every = 250
+    c.train.keep_checkpoints = 2
+    c.train.sample_tokens = 200  # generated at each eval into samples.txt; 0 disables
+    c.train.sample_prompt = "\n"
+    c.train.progress = True
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1  # -1 = all devices left over
+    c.mesh.fsdp = 1
+    c.mesh.model = 1
+    return c
+
+
+def apply_preset(config: ml_collections.ConfigDict, arg: str | None, presets: dict) -> ml_collections.ConfigDict:
+    """Applies the named preset (`configs/x.py:NAME`) as a dict of dotted-key overrides."""
+    if not arg:
+        return config
+    if arg not in presets:
+        raise ConfigError(f"unknown config argument {arg!r}; choose one of: {', '.join(sorted(presets))}.")
+    for key, value in presets[arg].items():
+        node = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return config
+
+
+def tiny_overrides() -> dict:
+    """Settings that train a model end to end in well under a minute on a 2-core CPU."""
+    return {
+        "model.n_layer": 2,
+        "model.n_head": 2,
+        "model.d_model": 64,
+        "model.block_size": 64,
+        "model.dropout": 0.0,
+        "train.steps": 200,
+        "train.batch_size": 16,
+        "train.warmup_steps": 20,
+        "train.eval_every": 100,
+        "train.eval_batches": 8,
+        "train.log_every": 10,
+        "train.checkpoint_every": 100,
+        "train.sample_tokens": 64,
+    }
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def _positive(config, key: str, allow_zero: bool = False) -> None:
+    value = _get(config, key)
+    ok = value >= 0 if allow_zero else value > 0
+    _require(ok and math.isfinite(value), f"{key} must be {'>= 0' if allow_zero else '> 0'}, got {value}.")
+
+
+def _get(config, key: str):
+    node = config
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks values that types alone cannot; raises ConfigError with one sentence."""
+    from wavejax.nn import registry  # late import: the registry pulls in flax
+
+    _require(config.task in TASKS, f"task must be one of {TASKS}, got {config.task!r}.")
+    d, m, t = config.data, config.model, config.train
+
+    _require(d.tokenizer in TOKENIZERS, f"data.tokenizer must be one of {TOKENIZERS}, got {d.tokenizer!r}.")
+    if d.dataset == "file":
+        _require(bool(d.path), "data.dataset='file' needs --config.data.path=PATH to a text file.")
+    if d.path:
+        _require(os.path.isfile(d.path), f"data file {d.path!r} does not exist; pass an existing text file with --config.data.path.")
+    _require(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be between 0 and 1, got {d.val_fraction}.")
+    _require(d.max_chars >= 0, f"data.max_chars must be >= 0 (0 = whole corpus), got {d.max_chars}.")
+    if d.tokenizer == "bpe":
+        _require(d.vocab_size >= 257, f"data.vocab_size must be >= 257 for byte-level BPE, got {d.vocab_size}.")
+
+    for key in ("model.n_layer", "model.n_head", "model.d_model", "model.block_size", "model.mlp_ratio"):
+        _positive(config, key)
+    _require(m.d_model % m.n_head == 0, f"model.d_model ({m.d_model}) must be divisible by model.n_head ({m.n_head}).")
+    for key in ("model.dropout", "model.attn_dropout"):
+        v = _get(config, key)
+        _require(0.0 <= v < 1.0, f"{key} must be in [0, 1), got {v}.")
+    _require(m.dtype in DTYPES, f"model.dtype must be one of {DTYPES}, got {m.dtype!r}.")
+    _require(m.embedding in registry.EMBEDDINGS, f"model.embedding {m.embedding!r} is unknown; choose one of {sorted(registry.EMBEDDINGS)}.")
+    _require(m.mixer in registry.MIXERS, f"model.mixer {m.mixer!r} is unknown; choose one of {sorted(registry.MIXERS)}.")
+    names = tuple(m.layer_attention) or (m.attention,)
+    _require(not m.layer_attention or len(m.layer_attention) == m.n_layer,
+             f"model.layer_attention has {len(m.layer_attention)} entries but model.n_layer is {m.n_layer}.")
+    for name in names:
+        _require(name in registry.ATTENTIONS, f"attention {name!r} is unknown; choose one of {sorted(registry.ATTENTIONS)}.")
+
+    for key in ("train.steps", "train.batch_size", "train.grad_accum", "train.eval_every", "train.eval_batches",
+                "train.log_every", "train.checkpoint_every", "train.keep_checkpoints"):
+        _positive(config, key)
+    for key in ("train.lr", "train.eps"):
+        _positive(config, key)
+    for key in ("train.min_lr", "train.warmup_steps", "train.decay_steps", "train.weight_decay", "train.grad_clip",
+                "train.sample_tokens"):
+        _positive(config, key, allow_zero=True)
+    _require(t.min_lr <= t.lr, f"train.min_lr ({t.min_lr}) must not exceed train.lr ({t.lr}).")
+    for key in ("train.beta1", "train.beta2"):
+        v = _get(config, key)
+        _require(0.0 <= v < 1.0, f"{key} must be in [0, 1), got {v}.")
+    _require(t.batch_size % t.grad_accum == 0,
+             f"train.batch_size ({t.batch_size}) must be divisible by train.grad_accum ({t.grad_accum}).")
+    from wavejax.train import optim  # late import
+
+    _require(t.optimizer in optim.OPTIMIZERS, f"train.optimizer {t.optimizer!r} is unknown; choose one of {sorted(optim.OPTIMIZERS)}.")
+
+    for axis in ("data", "fsdp", "model"):
+        v = config.mesh[axis]
+        _require(v == -1 or v >= 1, f"mesh.{axis} must be -1 (the rest) or >= 1, got {v}.")
+    _require(sum(config.mesh[a] == -1 for a in ("data", "fsdp", "model")) <= 1, "at most one mesh axis may be -1.")
+    return config

@@ -1,0 +1,114 @@
+"""Command line: `python -m wavejax.main --config=configs/NAME.py[:ARG] [--config.a.b=v] --workdir=DIR`.
+
+Parses the config (ml_collections config flags), validates it, and dispatches on config.task.
+Problems the user can fix print one sentence on stderr and exit non-zero (2 for bad input),
+without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from wavejax.errors import ConfigError, WavejaxError
+
+
+def _one_sentence(exc: BaseException) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    # absl wraps config-file errors as "flag --config=...: <reason>"; keep the reason's first line.
+    text = text.splitlines()[0]
+    text = re.sub(r"^flag --[\w.]+=[^:]*:\s*", "", text)
+    return text
+
+
+def fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _load_config_file(spec: str):
+    """Runs get_config() of `path[:arg]` the way ml_collections will, to check overrides early."""
+    import importlib.util
+
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist; pass one of the files in configs/, e.g. --config=configs/baseline.py:tiny.")
+    module_spec = importlib.util.spec_from_file_location("_wavejax_config_check", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def precheck(argv) -> None:
+    """Catches a missing config file and unknown `--config.a.b=` keys with a sentence naming them."""
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if spec is None:
+        return
+    config = _load_config_file(spec)
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        key = arg[len("--config."):].split("=", 1)[0]
+        node = config
+        for i, part in enumerate(key.split(".")):
+            if not hasattr(node, "keys") or part not in node.keys():
+                known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "none (it is a value)"
+                where = ".".join(key.split(".")[:i]) or "the config"
+                raise ConfigError(f"unknown config key {key!r}: {where} has keys {known}.")
+            node = node[part]
+
+
+def parse_flags(argv):
+    """Defines and parses the flags; every parse problem becomes one line and exit status 2."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    flags.DEFINE_string("workdir", None, "run directory (created; rerun with the same one to resume)")
+    config_flag = config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/baseline.py:tiny", lock_config=True)
+    try:
+        precheck(argv)
+        rest = flags.FLAGS(argv)
+        config = config_flag.value
+    except WavejaxError as e:
+        fail(str(e), e.exit_code)
+    except flags.Error as e:
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, WavejaxError):
+            fail(str(cause), cause.exit_code)
+        fail(_one_sentence(e), 2)
+    except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+        fail(f"bad config override: {_one_sentence(e)}", 2)
+    if len(rest) > 1:
+        fail(f"unexpected arguments {rest[1:]}; options look like --config.train.steps=100.", 2)
+    if config is None:
+        fail("--config is required, e.g. --config=configs/baseline.py:tiny.", 2)
+    if not flags.FLAGS.workdir:
+        fail("--workdir is required: the folder that will hold checkpoints, metrics and samples.", 2)
+    return config, flags.FLAGS.workdir
+
+
+def run(config, workdir: str) -> dict:
+    if config.task == "lm":
+        from wavejax.train.loop import train_and_evaluate
+
+        return train_and_evaluate(config, workdir)
+    raise ConfigError(f"task {config.task!r} is not available; choose lm.")
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    config, workdir = parse_flags(argv)
+    try:
+        summary = run(config, os.path.expanduser(workdir))
+    except WavejaxError as e:
+        fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted; rerun the same command to resume from the last checkpoint.", 130)
+    print(f"done: step {summary['step']}, val loss {summary['val_loss']:.4f} (best {summary['best_val_loss']:.4f}), "
+          f"checkpoints in {os.path.join(summary['workdir'], 'checkpoints')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

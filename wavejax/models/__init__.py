@@ -1,0 +1,3 @@
+"""Model families; each plugs its parts into the GPT trunk through `wavejax.nn.registry`."""
+
+from wavejax.models.gpt import GPT, build_model  # noqa: F401

@@ -1,0 +1,66 @@
+"""Causal multi-head self-attention: the trunk's default ("dense") attention.
+
+softmax(Q K^T / sqrt(d_head) + causal mask) V through `jax.nn.dot_product_attention`, which uses
+cuDNN flash attention on GPU for bf16/fp16 inputs. With attention dropout the explicit einsum
+path runs instead (dot_product_attention has no dropout).
+"""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from wavejax.nn import init
+from wavejax.nn.registry import register_attention
+
+
+def causal_attention_reference(q, k, v, dropout_rng=None, dropout_rate: float = 0.0):
+    """Plain einsum attention, [B,T,H,D] inputs; the reference every fast path is tested against."""
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) * scale
+    t = q.shape[1]
+    mask = jnp.tril(jnp.ones((t, t), dtype=bool))
+    scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1)
+    if dropout_rng is not None and dropout_rate > 0.0:
+        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
+        probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+
+
+class QKVProjection(nn.Module):
+    """x [B,T,D] -> q, k, v each [B,T,H,D/H]; shared by attention variants that need plain heads."""
+
+    n_head: int
+    d_model: int
+    use_bias: bool
+    dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, x):
+        qkv = nn.Dense(3 * self.d_model, use_bias=self.use_bias, dtype=self.dtype, kernel_init=init.normal(), name="qkv")(x)
+        qkv = qkv.reshape(*x.shape[:2], 3, self.n_head, self.d_model // self.n_head)
+        return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+
+
+class CausalSelfAttention(nn.Module):
+    config: object  # the model ConfigDict
+
+    @nn.compact
+    def __call__(self, x, deterministic: bool = True):
+        c = self.config
+        dtype = init.dtype_of(c.dtype)
+        q, k, v = QKVProjection(c.n_head, c.d_model, c.use_bias, dtype, name="proj")(x)
+        if c.attn_dropout > 0.0 and not deterministic:
+            y = causal_attention_reference(q, k, v, self.make_rng("dropout"), c.attn_dropout)
+        else:
+            y = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+        y = y.reshape(*x.shape[:2], c.d_model)
+        y = nn.Dense(c.d_model, use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c.n_layer), name="out")(y)
+        return nn.Dropout(c.dropout)(y, deterministic=deterministic)
+
+
+@register_attention("dense")
+def dense_attention(config, name=None):
+    return CausalSelfAttention(config, name=name)

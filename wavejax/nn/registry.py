@@ -1,0 +1,37 @@
+"""Name -> module-factory tables through which config picks a block's parts.
+
+A model family registers its attention, embedding or mixer here; the GPT trunk
+(`wavejax/models/gpt.py`) builds every block from these names, so a variant differs from the
+baseline only in config fields. Each factory takes the model ConfigDict and `name=`.
+
+Contracts (all inputs/outputs [batch, time, d_model] in the compute dtype):
+  attention(x, deterministic) -> y
+  mixer(x, deterministic) -> y       may `self.sow("losses", name, scalar)` auxiliary losses
+  embedding(tokens, deterministic) -> x, and `.attend(x) -> logits` for the tied head
+"""
+
+ATTENTIONS: dict = {}
+MIXERS: dict = {}
+EMBEDDINGS: dict = {}
+
+
+def _register(table: dict, name: str):
+    def deco(factory):
+        if name in table:
+            raise ValueError(f"{name!r} is registered twice")
+        table[name] = factory
+        return factory
+
+    return deco
+
+
+def register_attention(name: str):
+    return _register(ATTENTIONS, name)
+
+
+def register_mixer(name: str):
+    return _register(MIXERS, name)
+
+
+def register_embedding(name: str):
+    return _register(EMBEDDINGS, name)

@@ -1,0 +1,1 @@
+"""Training: state, pure steps, optimizers, losses, checkpoints, the loop."""

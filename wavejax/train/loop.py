@@ -1,0 +1,265 @@
+"""The training loop: data, jitted steps on the mesh, logging, evaluation, checkpoints, resume.
+
+Everything a run needs to be understood and resumed lives in its workdir: config.json,
+tokenizer.json, metrics.jsonl, tb/, checkpoints/{last,best}/, samples.txt. Rerunning with the
+same workdir resumes from the last checkpoint and reproduces the losses of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from wavejax import parallel
+from wavejax.config import validate
+from wavejax.data import BatchSampler, prepare_lm_data, tokenizers
+from wavejax.errors import CheckpointError, ConfigError, TrainingDiverged
+from wavejax.models.generate import generate
+from wavejax.models.gpt import build_model, count_params
+from wavejax.train.checkpoint import Checkpointer
+from wavejax.train.logging import MetricWriter
+from wavejax.train.optim import make_optimizer
+from wavejax.train.state import create_train_state
+from wavejax.train.step import make_eval_step, make_train_step
+
+CONFIG_FILE = "config.json"
+# Sections that must match for a checkpoint to be resumed; train.* (steps, eval cadence) may change.
+FIXED_SECTIONS = ("data", "model")
+
+
+def _check_resumable(workdir: str, config) -> None:
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    current = json.loads(config.to_json())
+    for section in FIXED_SECTIONS:
+        old, new = saved.get(section, {}), current.get(section, {})
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if diff:
+            raise CheckpointError(
+                f"{workdir} holds a run with a different {section} config ({', '.join(f'{section}.{k}' for k in diff)}); "
+                "use a new --workdir or the run's original settings."
+            )
+    if saved.get("seed") != current.get("seed"):
+        raise CheckpointError(f"{workdir} holds a run with seed {saved.get('seed')}, not {current.get('seed')}; use a new --workdir.")
+
+
+def _write_config(workdir: str, config) -> None:
+    path = os.path.join(workdir, CONFIG_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(config.to_json(indent=2))
+    os.replace(path + ".tmp", path)
+
+
+class Trainer:
+    """Builds everything for an LM run; `run()` trains to config.train.steps and returns a summary."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+        validate(config)
+        self.config = config
+        self.workdir = workdir
+        self.mesh = parallel.make_mesh(config.mesh)
+        dp = parallel.mesh.data_parallel_size(self.mesh)
+        micro = config.train.batch_size // config.train.grad_accum
+        if micro % dp:
+            raise ConfigError(f"the micro-batch ({micro}) must divide over the {dp} data-parallel devices; change train.batch_size or mesh.")
+        _check_resumable(workdir, config)
+
+        tok = tokenizers.load_tokenizer(workdir) if os.path.exists(os.path.join(workdir, tokenizers.TOKENIZER_FILE)) else None
+        self.data = prepare_lm_data(config, tokenizer=tok)
+        # Nothing is written to the workdir before config and data have passed every check.
+        os.makedirs(workdir, exist_ok=True)
+        if tok is None:
+            tokenizers.save_tokenizer(self.data.tokenizer, workdir)
+
+        self.model = build_model(config.model, self.data.vocab_size)
+        self.tx, self.lr = make_optimizer(config.train)
+        self.rep = parallel.replicated(self.mesh)
+        self.batch_sharding = parallel.batch_sharding(self.mesh)
+        self.accum_sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(None, parallel.mesh.BATCH_AXES))
+
+        init = jax.jit(lambda: create_train_state(self.model, self.tx, config.seed, config.model.block_size), out_shardings=self.rep)
+        self.state = init()
+        self.n_params = count_params(self.state.params)
+
+        self.train_step = jax.jit(
+            make_train_step(self.model, self.tx, self.lr),
+            in_shardings=(self.rep, self.accum_sharding, self.accum_sharding),
+            out_shardings=(self.rep, self.rep),
+            donate_argnums=(0,),
+        )
+        self.eval_step = jax.jit(
+            make_eval_step(self.model), in_shardings=(self.rep, self.batch_sharding, self.batch_sharding), out_shardings=self.rep
+        )
+        pi, pc = jax.process_index(), jax.process_count()
+        t = config.train
+        self.sampler = BatchSampler(self.data.train, t.batch_size, config.model.block_size, config.seed,
+                                    process_index=pi, process_count=pc, split="train")
+        # Validation batches are fixed: the same eval_batches windows at every evaluation.
+        self.val_sampler = BatchSampler(self.data.val, micro, config.model.block_size, config.seed + 1,
+                                        process_index=pi, process_count=pc, split="val")
+        self.ckpt = Checkpointer(workdir, keep=t.keep_checkpoints)
+        self.best_val = math.inf
+        self.start_step = 0
+        self._maybe_restore()
+        _write_config(workdir, config)
+        self.writer = MetricWriter(workdir, resume_step=self.start_step)
+        self.is_main = pi == 0
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _meta(self) -> dict:
+        return {"sampler": self.sampler.state(), "best_val": self.best_val if math.isfinite(self.best_val) else None,
+                "vocab_size": self.data.vocab_size}
+
+    def _maybe_restore(self) -> None:
+        step = self.ckpt.latest_step()
+        if step is None:
+            return
+        self.state, meta = self.ckpt.restore(self.state)
+        if meta.get("vocab_size") != self.data.vocab_size:
+            raise CheckpointError(f"the checkpoint in {self.workdir} was trained with another vocabulary; use a new --workdir.")
+        self.sampler.restore(meta["sampler"])
+        self.best_val = meta["best_val"] if meta.get("best_val") is not None else math.inf
+        self.start_step = int(self.state.step)
+
+    def save(self, best: bool = False) -> None:
+        self.ckpt.save(int(self.state.step), self.state, self._meta(), best=best)
+
+    # -- data --------------------------------------------------------------------------------
+    def _put(self, array: np.ndarray, sharding):
+        if jax.process_count() == 1:
+            return jax.device_put(array, sharding)
+        return jax.make_array_from_process_local_data(sharding, array)
+
+    def next_batch(self):
+        x, y = next(self.sampler)
+        a = self.config.train.grad_accum
+        x, y = x.reshape(a, -1, x.shape[-1]), y.reshape(a, -1, y.shape[-1])
+        return self._put(x, self.accum_sharding), self._put(y, self.accum_sharding)
+
+    # -- evaluation --------------------------------------------------------------------------
+    def evaluate(self, params=None) -> float:
+        params = self.state.params if params is None else params
+        total = jnp.zeros((), jnp.float32)
+        for i in range(self.config.train.eval_batches):
+            x, y = self.val_sampler.batch_at(i)
+            total = total + self.eval_step(params, self._put(x, self.batch_sharding), self._put(y, self.batch_sharding))
+            if jax.device_count() > 1:
+                total.block_until_ready()  # fake CPU devices deadlock on un-blocked collectives
+        return float(total) / self.config.train.eval_batches
+
+    def sample_text(self, step: int) -> str:
+        t = self.config.train
+        prompt = self.data.tokenizer.encode(t.sample_prompt) if t.sample_prompt else np.zeros(1, np.int32)
+        if len(prompt) == 0:
+            prompt = np.zeros(1, np.int32)
+        ids = generate(self.model, self.state.params, prompt, t.sample_tokens, jax.random.PRNGKey(step),
+                       self.config.model.block_size)
+        return self.data.tokenizer.decode(np.asarray(ids))
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _log(self, msg: str) -> None:
+        if self.is_main:
+            tqdm.write(msg)
+
+    def run(self) -> dict:
+        c, t = self.config, self.config.train
+        tokens_per_step = t.batch_size * c.model.block_size
+        self._log(f"wavejax: {c.model.family} model, {self.n_params:,} parameters, vocab {self.data.vocab_size}, "
+                  f"{len(self.data.train):,} train / {len(self.data.val):,} val tokens, mesh {dict(self.mesh.shape)}")
+        if self.start_step:
+            self._log(f"resumed from step {self.start_step} in {self.workdir}")
+        if self.start_step >= t.steps:
+            self._log(f"nothing to do: the run is at step {self.start_step} and train.steps is {t.steps}")
+        sync_every_step = jax.default_backend() == "cpu" or jax.device_count() > 1
+        bar = tqdm(total=t.steps, initial=self.start_step, disable=None if (t.progress and self.is_main) else True,  # None: off when not a TTY
+                   unit="step", dynamic_ncols=True, smoothing=0.1)
+        window_t0, window_steps = time.perf_counter(), 0
+        sums: dict = {}
+        last_val = None
+        pending = None  # (step, metrics) not yet checked: one step of lag keeps the device busy on GPU
+        step = self.start_step
+        try:
+            while step < t.steps:
+                x, y = self.next_batch()
+                self.state, metrics = self.train_step(self.state, x, y)
+                step += 1
+                if pending is not None:
+                    self._check(*pending, sums)
+                pending = (step, metrics)
+                if sync_every_step:
+                    self._check(*pending, sums)
+                    pending = None
+                window_steps += 1
+                bar.update(1)
+                is_last = step == t.steps
+                if step % t.log_every == 0 or is_last or step % t.eval_every == 0:
+                    if pending is not None:
+                        self._check(*pending, sums)
+                        pending = None
+                    dt = time.perf_counter() - window_t0
+                    means = {k: v / max(window_steps, 1) for k, v in sums.items()}
+                    means["tokens_per_s"] = window_steps * tokens_per_step / max(dt, 1e-9)
+                    self.writer.write(step, "train", means)
+                    bar.set_postfix(loss=f"{means['loss']:.4f}", tok_s=f"{means['tokens_per_s']:,.0f}")
+                    sums, window_steps = {}, 0
+                if step % t.eval_every == 0 or is_last:
+                    last_val = self.evaluate()
+                    self.writer.write(step, "val", {"loss": last_val})
+                    self._log(f"step {step}: val loss {last_val:.4f}")
+                    if last_val < self.best_val:
+                        self.best_val = last_val
+                        self.save(best=True)
+                    if t.sample_tokens:
+                        self._write_sample(step)
+                if step % t.checkpoint_every == 0 or is_last:
+                    self.save()
+                if step % t.log_every == 0 or step % t.eval_every == 0:
+                    window_t0 = time.perf_counter()  # eval and checkpoint time is not training throughput
+        finally:
+            bar.close()
+            self.ckpt.wait()
+            self.writer.close()
+        if last_val is None:
+            last_val = self.evaluate()
+        return {"step": step, "val_loss": last_val, "best_val_loss": self.best_val, "params": self.n_params,
+                "workdir": self.workdir}
+
+    def _check(self, step: int, metrics, sums: dict) -> None:
+        m = jax.device_get(metrics)
+        if not bool(m["finite"]):
+            last = self.ckpt.latest_step()
+            kept = f"the last good checkpoint (step {last}) is kept" if last is not None else "no checkpoint had been written yet"
+            raise TrainingDiverged(
+                f"step {step} produced a non-finite loss or gradient (loss={float(m['loss'])}, grad_norm={float(m['grad_norm'])}); "
+                f"the run stopped and {kept}; lower train.lr or check the data."
+            )
+        for k in ("loss", "aux_loss", "grad_norm", "lr"):
+            sums[k] = sums.get(k, 0.0) + float(m[k])
+
+    def _write_sample(self, step: int) -> None:
+        if not self.is_main:
+            return
+        text = self.sample_text(step)
+        with open(os.path.join(self.workdir, "samples.txt"), "a", encoding="utf-8") as f:
+            f.write(f"=== step {step} ===\n{text}\n\n")
+        self.writer.text(step, "sample", text)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    trainer = Trainer(config, workdir)
+    try:
+        return trainer.run()
+    finally:
+        trainer.ckpt.close()
+

@@ -1,0 +1,70 @@
+"""Pure train and eval steps; the loop jits them with explicit shardings.
+
+train_step(state, x, y) -> (state, metrics) with x, y of shape [grad_accum, micro_batch, T]:
+micro-batch gradients are averaged in a `lax.scan`, clipped and applied in one optimizer
+update. A step whose loss or gradient is not finite leaves params and optimizer state
+untouched and reports `finite = False`, so the state the loop checkpoints is always good.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from wavejax.train.losses import auxiliary_loss, cross_entropy
+
+
+def make_loss_fn(model):
+    def loss_fn(params, x, y, rng):
+        logits, variables = model.apply(
+            {"params": params}, x, deterministic=False, rngs={"dropout": rng}, mutable=["losses"]
+        )
+        ce = cross_entropy(logits, y)
+        aux = auxiliary_loss(variables.get("losses", {}))
+        return ce + aux, (ce, aux)
+
+    return loss_fn
+
+
+def make_train_step(model, tx, lr_schedule):
+    loss_fn = make_loss_fn(model)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def train_step(state, x, y):
+        rng = jax.random.fold_in(state.rng, state.step)
+        accum = x.shape[0]
+
+        def micro(carry, inputs):
+            grads_sum, ce_sum, aux_sum = carry
+            xi, yi, i = inputs
+            (_, (ce, aux)), grads = grad_fn(state.params, xi, yi, jax.random.fold_in(rng, i))
+            grads_sum = jax.tree.map(jnp.add, grads_sum, grads)
+            return (grads_sum, ce_sum + ce, aux_sum + aux), None
+
+        zeros = jax.tree.map(jnp.zeros_like, state.params)
+        init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+        (grads, ce, aux), _ = jax.lax.scan(micro, init, (x, y, jnp.arange(accum)))
+        grads = jax.tree.map(lambda g: g / accum, grads)
+        ce, aux = ce / accum, aux / accum
+        grad_norm = optax.global_norm(grads)
+
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(ce) & jnp.isfinite(aux) & jnp.isfinite(grad_norm)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        new_state = state.replace(
+            step=state.step + 1, params=keep(params, state.params), opt_state=keep(opt_state, state.opt_state)
+        )
+        metrics = {"loss": ce, "aux_loss": aux, "grad_norm": grad_norm, "lr": lr_schedule(state.step), "finite": finite}
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_step(model):
+    def eval_step(params, x, y):
+        logits = model.apply({"params": params}, x, deterministic=True)
+        return cross_entropy(logits, y)
+
+    return eval_step
