@@ -62,7 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.beta1 = 0.9
     c.train.beta2 = 0.99
     c.train.eps = 1e-8
-    c.train.weight_decay = 0.1  # applied to matrices only (ndim >= 2), as nanoGPT does
+    c.train.weight_decay = 0.1  # applied to weight matrices and embeddings only, as nanoGPT does
     c.train.grad_clip = 1.0  # global-norm clipping; 0 disables
     c.train.eval_every = 250
     c.train.eval_batches = 200

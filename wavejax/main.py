@@ -18,6 +18,10 @@ def _one_sentence(exc: BaseException) -> str:
     text = str(exc).strip() or exc.__class__.__name__
     # absl wraps config-file errors as "flag --config=...: <reason>"; keep the reason's first line.
     text = text.splitlines()[0]
+    # A bad `--config.a.b=v` override: name the flag, or "invalid literal for int()" says nothing useful.
+    override = re.match(r"^flag (--config\.[\w.]+=[^:]*):\s*(.*)$", text)
+    if override:
+        return f"cannot parse {override.group(1)} ({override.group(2)}); give a value of the type that key has in the config."
     text = re.sub(r"^flag --[\w.]+=[^:]*:\s*", "", text)
     return text
 

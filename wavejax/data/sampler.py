@@ -35,7 +35,7 @@ class BatchSampler:
     def batch_at(self, position: int) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and next-token targets, each [local_batch, block_size] int32."""
         rng = np.random.default_rng((self.seed, position))
-        offsets = rng.integers(0, len(self.tokens) - self.block_size - 1, size=self.batch_size)
+        offsets = rng.integers(0, len(self.tokens) - self.block_size, size=self.batch_size)  # window [o, o+T] fits
         per = self.batch_size // self.process_count
         offsets = offsets[self.process_index * per : (self.process_index + 1) * per]
         window = self.tokens[offsets[:, None] + self._window]

@@ -172,7 +172,8 @@ class Trainer:
         if self.is_main:
             tqdm.write(msg)
 
-    def run(self) -> dict:
+    def run(self, stop_at: int | None = None) -> dict:
+        """Trains to train.steps (or stops after `stop_at`, as a killed run would, for tests)."""
         c, t = self.config, self.config.train
         tokens_per_step = t.batch_size * c.model.block_size
         self._log(f"wavejax: {c.model.family} model, {self.n_params:,} parameters, vocab {self.data.vocab_size}, "
@@ -215,6 +216,8 @@ class Trainer:
                     sums, window_steps = {}, 0
                 if step % t.eval_every == 0 or is_last:
                     last_val = self.evaluate()
+                    if not math.isfinite(last_val):
+                        self._diverged(step, f"validation loss is {last_val}")
                     self.writer.write(step, "val", {"loss": last_val})
                     self._log(f"step {step}: val loss {last_val:.4f}")
                     if last_val < self.best_val:
@@ -226,6 +229,8 @@ class Trainer:
                     self.save()
                 if step % t.log_every == 0 or step % t.eval_every == 0:
                     window_t0 = time.perf_counter()  # eval and checkpoint time is not training throughput
+                if stop_at is not None and step >= stop_at:
+                    break
         finally:
             bar.close()
             self.ckpt.wait()
@@ -238,14 +243,15 @@ class Trainer:
     def _check(self, step: int, metrics, sums: dict) -> None:
         m = jax.device_get(metrics)
         if not bool(m["finite"]):
-            last = self.ckpt.latest_step()
-            kept = f"the last good checkpoint (step {last}) is kept" if last is not None else "no checkpoint had been written yet"
-            raise TrainingDiverged(
-                f"step {step} produced a non-finite loss or gradient (loss={float(m['loss'])}, grad_norm={float(m['grad_norm'])}); "
-                f"the run stopped and {kept}; lower train.lr or check the data."
-            )
+            self._diverged(step, f"the loss, gradient or updated parameters are not finite (loss={float(m['loss'])}, "
+                                 f"grad_norm={float(m['grad_norm'])})")
         for k in ("loss", "aux_loss", "grad_norm", "lr"):
             sums[k] = sums.get(k, 0.0) + float(m[k])
+
+    def _diverged(self, step: int, what: str) -> None:
+        last = self.ckpt.latest_step()
+        kept = f"the last good checkpoint (step {last}) is kept" if last is not None else "no checkpoint had been written yet"
+        raise TrainingDiverged(f"step {step}: {what}; the run stopped and {kept}; lower train.lr or check the data.")
 
     def _write_sample(self, step: int) -> None:
         if not self.is_main:

@@ -2,7 +2,7 @@
 
 Every optimizer is wrapped the same way: global-norm clipping first, then the update rule
 with a linear-warmup + cosine schedule (nanoGPT's: 0 -> lr over warmup_steps, cosine to
-min_lr at decay_steps, flat after). Weight decay applies to matrices only (ndim >= 2).
+min_lr at decay_steps, flat after). Weight decay applies to matrices and embeddings only.
 """
 
 from __future__ import annotations
@@ -31,8 +31,13 @@ def schedule(train_config) -> optax.Schedule:
     )
 
 
+DECAYED_NAMES = ("kernel", "embedding")
+
+
 def decay_mask(params):
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
+    """True for weight matrices and embeddings (nanoGPT decays every 2-D tensor). Decided by name,
+    not ndim: under nn.scan a LayerNorm scale is stacked to [layers, d] and must stay undecayed."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", None) in DECAYED_NAMES, params)
 
 
 @register_optimizer("adamw")

@@ -15,6 +15,11 @@ import optax
 from wavejax.train.losses import auxiliary_loss, cross_entropy
 
 
+def tree_norm(tree) -> jax.Array:
+    """Global L2 norm of a pytree, in float32 (optax.global_norm is deprecated in newer optax)."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
+
+
 def make_loss_fn(model):
     def loss_fn(params, x, y, rng):
         logits, variables = model.apply(
@@ -47,11 +52,12 @@ def make_train_step(model, tx, lr_schedule):
         (grads, ce, aux), _ = jax.lax.scan(micro, init, (x, y, jnp.arange(accum)))
         grads = jax.tree.map(lambda g: g / accum, grads)
         ce, aux = ce / accum, aux / accum
-        grad_norm = optax.global_norm(grads)
+        grad_norm = tree_norm(grads)
 
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        finite = jnp.isfinite(ce) & jnp.isfinite(aux) & jnp.isfinite(grad_norm)
+        # An update can overflow even from finite gradients, so the new parameters are checked too.
+        finite = jnp.isfinite(ce) & jnp.isfinite(aux) & jnp.isfinite(grad_norm) & jnp.isfinite(tree_norm(params))
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
         new_state = state.replace(
             step=state.step + 1, params=keep(params, state.params), opt_state=keep(opt_state, state.opt_state)

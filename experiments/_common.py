@@ -1,0 +1,249 @@
+"""Helpers shared by the experiment scripts: config specs, overrides, token budgets, tables.
+
+Nothing here imports jax: the scripts resolve and check every config (and fail with one line)
+before any device is touched.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import math
+import os
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(REPO, "configs")
+
+if REPO not in sys.path:  # the scripts run from a checkout; an installed wavejax works too
+    sys.path.insert(1, REPO)
+
+from wavejax.errors import ConfigError  # noqa: E402
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One line on stderr and exit; for problems the user can fix."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+# -- config specs ------------------------------------------------------------------------------
+
+def available_configs() -> list[str]:
+    return sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py") and not f.startswith("_"))
+
+
+def parse_specs(text: str, default_arg: str | None = None) -> list[tuple[str, str | None]]:
+    """"baseline:tiny,phase" -> [("baseline", "tiny"), ("phase", default_arg)]."""
+    specs = []
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        name, sep, arg = item.partition(":")
+        name = name.strip()
+        if name.endswith(".py"):  # accept configs/baseline.py:tiny as well
+            name = os.path.basename(name)[:-3]
+        specs.append((name, arg.strip() if sep else default_arg))
+    if not specs:
+        raise ConfigError("no configs given; pass e.g. --configs baseline:tiny,phase:tiny.")
+    return specs
+
+
+def label(name: str, arg: str | None) -> str:
+    return f"{name}:{arg}" if arg else name
+
+
+def run_name(name: str, arg: str | None, seed: int) -> str:
+    """Run folder name: NAME_sSEED, or NAME-ARG_sSEED when a preset is named."""
+    return f"{name}-{arg}_s{seed}" if arg else f"{name}_s{seed}"
+
+
+def load_config(name: str, arg: str | None = None):
+    """get_config(arg) of configs/NAME.py, or a one-line ConfigError naming the configs there are."""
+    path = os.path.join(CONFIG_DIR, f"{name}.py")
+    if not os.path.isfile(path):
+        raise ConfigError(f"unknown config {name!r}: there is no configs/{name}.py; choose one of: {', '.join(available_configs())}.")
+    if CONFIG_DIR not in sys.path:  # a config may build on another (`import baseline`)
+        sys.path.insert(1, CONFIG_DIR)
+    spec = importlib.util.spec_from_file_location(f"_wavejax_config_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+# -- --set overrides (typed like ml_collections' --config.x=y) ---------------------------------
+
+def _parse_bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "t", "yes", "y"):
+        return True
+    if t in ("0", "false", "f", "no", "n"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean")
+
+
+def _parse_literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (SyntaxError, ValueError):
+        return text
+
+
+def _parse_tuple(text: str) -> tuple:
+    value = _parse_literal(text)
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    if isinstance(value, str):  # "a,b" or a single name
+        return tuple(_parse_literal(p.strip()) for p in value.split(",") if p.strip())
+    return (value,)
+
+
+def coerce(text: str, current):
+    """Parses `text` to the type of the field's current value (bool, int, float, str, tuple; else a literal)."""
+    if isinstance(current, bool):
+        return _parse_bool(text)
+    if isinstance(current, int):
+        return int(text)
+    if isinstance(current, float):
+        return float(text)
+    if isinstance(current, str):
+        return text
+    if isinstance(current, (tuple, list)):
+        return _parse_tuple(text)
+    return _parse_literal(text)
+
+
+def apply_overrides(config, sets: Sequence[str], forbidden: Mapping[str, str] | None = None):
+    """Applies ["train.lr=3e-4", ...] in order; unknown keys and bad values raise one-line ConfigErrors."""
+    forbidden = forbidden or {}
+    for item in sets:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if key.startswith("config."):
+            key = key[len("config."):]
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. --set train.lr=3e-4), got {item!r}.")
+        if key in forbidden:
+            raise ConfigError(f"--set {key} is not allowed here: {forbidden[key]}")
+        node, parts = config, key.split(".")
+        for i, part in enumerate(parts):
+            if not hasattr(node, "keys") or part not in node.keys():
+                where = ".".join(parts[:i]) or "the config"
+                known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "none (it is a value)"
+                raise ConfigError(f"unknown config key {key!r}: {where} has keys {known}.")
+            if i < len(parts) - 1:
+                node = node[part]
+        leaf = parts[-1]
+        try:
+            node[leaf] = coerce(text, node[leaf])
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"bad value for {key}: {text!r} ({e}).") from None
+    return config
+
+
+# -- equal-token budgets -----------------------------------------------------------------------
+
+def tokens_per_step(config) -> int:
+    """Tokens one optimizer step consumes: global batch (all micro-batches) x block size."""
+    return int(config.train.batch_size) * int(config.model.block_size)
+
+
+def token_budget(first_tokens_per_step: int, *, steps: int | None = None, tokens: int | None = None,
+                 default_steps: int | None = None) -> int:
+    """The comparison's token budget: --tokens, or --steps (else default_steps) of the first config."""
+    if steps is not None and tokens is not None:
+        raise ConfigError("pass either --steps or --tokens, not both.")
+    if tokens is not None:
+        budget = int(tokens)
+    else:
+        budget = int(steps if steps is not None else default_steps) * int(first_tokens_per_step)
+    if budget <= 0:
+        raise ConfigError(f"the token budget must be > 0, got {budget}.")
+    return budget
+
+
+def steps_for_tokens(tokens: int, per_step: Mapping[str, int]) -> dict[str, int]:
+    """Steps that make each config consume exactly `tokens`; raises ConfigError unless every one divides."""
+    out, bad = {}, []
+    for name, n in per_step.items():
+        if n <= 0:
+            raise ConfigError(f"{name} consumes {n} tokens per step; batch_size and block_size must be > 0.")
+        if tokens % n:
+            bad.append(f"{name} ({n:,} tokens per step)")
+        out[name] = tokens // n
+    if bad:
+        lcm = math.lcm(*per_step.values())
+        raise ConfigError(
+            f"the token budget {tokens:,} is not a whole number of steps of {', '.join(bad)}, where a step is "
+            f"batch_size x block_size tokens; use --tokens with a multiple of {lcm:,}."
+        )
+    return out
+
+
+def configs_differ(saved: Mapping, current: Mapping, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts (as loaded from JSON)."""
+    diff = []
+    for k in sorted(set(saved) | set(current)):
+        a, b = saved.get(k), current.get(k)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diff += configs_differ(a, b, f"{prefix}{k}.")
+        elif a != b:
+            diff.append(f"{prefix}{k}")
+    return diff
+
+
+def config_json(config) -> dict:
+    return json.loads(config.to_json())
+
+
+# -- statistics and tables ---------------------------------------------------------------------
+
+def mean_std(values: Sequence[float]) -> tuple[float | None, float | None, int]:
+    """(mean, sample std or None when n < 2, n)."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return None, None, 0
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None), len(vals)
+
+
+def fmt_mean_std(values: Sequence[float], fmt: str = "{:.4f}", show_n: bool = True) -> str:
+    m, s, n = mean_std(values)
+    if m is None:
+        return "n/a"
+    text = fmt.format(m) if s is None else f"{fmt.format(m)} ± {fmt.format(s)}"
+    return f"{text} (n={n})" if show_n else text
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "n/a"
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None) -> str:
+    """A padded markdown table; `align` has one of "l"/"r" per column (default: first left, rest right)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    align = align or "l" + "r" * (len(headers) - 1)
+
+    def line(row):
+        return "| " + " | ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align)) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else (":" + "-" * (w + 1)) for w, a in zip(widths, align)) + "|"
+    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])

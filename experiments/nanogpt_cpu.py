@@ -1,0 +1,68 @@
+"""Reproduces nanoGPT's CPU shakespeare-char figure (val loss 1.88) with the baseline trunk.
+
+nanoGPT README settings: 4 layers, 4 heads, width 128, block 64, batch 12, 2000 iterations,
+dropout 0, lr 1e-3 decayed over 2000 iterations to 1e-4 (warmup 100, beta2 0.99, weight decay 0.1,
+clip 1.0). Config: configs/baseline.py:nanogpt_cpu. We evaluate on 200 fixed validation batches
+(nanoGPT used 20 random ones).
+
+    WAVEJAX_DATA_DIR=../shared/data python experiments/nanogpt_cpu.py --seeds 0,1,2 --out runs/nanogpt_cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "configs"))
+
+import baseline  # noqa: E402
+
+from wavejax.train.loop import Trainer  # noqa: E402
+
+TARGET = 1.88  # nanoGPT README, CPU settings
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds")
+    ap.add_argument("--out", default="runs/nanogpt_cpu")
+    ap.add_argument("--steps", type=int, default=0, help="override train.steps (0 = the preset's 2000)")
+    args = ap.parse_args()
+    rows = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        config = baseline.get_config("nanogpt_cpu")
+        config.seed = seed
+        config.train.sample_tokens = 0
+        if args.steps:
+            config.train.steps = config.train.decay_steps = args.steps
+        workdir = os.path.join(args.out, f"s{seed}")
+        t0 = time.perf_counter()
+        trainer = Trainer(config, workdir)
+        resumed = trainer.start_step
+        summary = trainer.run()
+        trainer.ckpt.close()
+        wall = time.perf_counter() - t0
+        rows.append({"seed": seed, "val_loss": summary["val_loss"], "best_val_loss": summary["best_val_loss"],
+                     "params": summary["params"], "wall_s": wall, "resumed_from": resumed})
+        print(json.dumps(rows[-1]))
+    vals = [r["val_loss"] for r in rows]
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    walls = [r["wall_s"] for r in rows]
+    print()
+    print("| seeds | params | steps | final val loss (mean ± std) | nanoGPT | wall time per run (s) |")
+    print("|---|---|---|---|---|---|")
+    print(f"| {len(rows)} | {rows[0]['params']:,} | {config.train.steps} | {statistics.mean(vals):.4f} ± {sd:.4f} | "
+          f"{TARGET} | {statistics.mean(walls):.0f} |")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(rows, f, indent=2)
+    return 0 if max(vals) <= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

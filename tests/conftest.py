@@ -1,0 +1,138 @@
+"""Test environment: CPU only, data from ../shared/data unless WAVEJAX_DATA_DIR says otherwise,
+no network, caches in a temp folder. Set before jax is imported anywhere."""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+_SHARED_DATA = _REPO.parent / "shared" / "data"
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("WAVEJAX_DATA_DIR", str(_SHARED_DATA))
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+_TMP = tempfile.mkdtemp(prefix="wavejax-tests-")
+os.environ.setdefault("HF_HOME", os.path.join(_TMP, "hf"))
+os.environ.setdefault("MPLCONFIGDIR", os.path.join(_TMP, "mpl"))
+os.environ.setdefault("XDG_CACHE_HOME", os.path.join(_TMP, "cache"))  # the wavejax download cache
+# A persistent compile cache shared by this process and the CLI subprocesses it starts: tests that
+# build the same model and step reuse one XLA compile (a cold train-step compile is ~6 s on 2 cores).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_TMP, "jax-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+sys.path.insert(0, str(_REPO / "configs"))  # `import baseline` gives configs/baseline.py
+
+import pytest  # noqa: E402
+
+REPO = _REPO
+
+# The training settings shared by the in-process Trainer tests and the CLI runs. Keeping the model,
+# batch, accumulation, dropout and schedule identical everywhere makes the train step compile once
+# per session (the persistent cache serves every later Trainer and subprocess). train.steps and the
+# eval/checkpoint cadence are not part of the compiled step, so tests may change them freely.
+TRAIN_OVERRIDES = {
+    "model.dropout": 0.1,
+    "train.batch_size": 16,
+    "train.grad_accum": 2,
+    "train.warmup_steps": 2,
+    "train.decay_steps": 60,
+    "train.log_every": 1,
+    "train.eval_every": 4,
+    "train.checkpoint_every": 4,
+    "train.eval_batches": 2,
+    "train.sample_tokens": 0,
+    "train.progress": False,
+    "train.steps": 8,
+}
+
+# A run that diverges at step 3: lr 1e6 without clipping or warmup.
+DIVERGE_OVERRIDES = {
+    "train.lr": 1e6,
+    "train.min_lr": 0.0,
+    "train.grad_clip": 0.0,
+    "train.warmup_steps": 0,
+    "train.checkpoint_every": 1,
+    "train.eval_every": 100,
+    "train.steps": 20,
+}
+
+
+def apply_overrides(config, overrides: dict):
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return config
+
+
+def override_flags(overrides: dict) -> list[str]:
+    return [f"--config.{k}={v}" for k, v in overrides.items()]
+
+
+def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS` from the repo root, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ))
+
+
+def assert_one_error_line(proc: subprocess.CompletedProcess, code: int) -> str:
+    """The CLI contract for user errors: exit `code`, stderr is one `error: ...` line, no traceback."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == code, f"exit {proc.returncode}, stderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{proc.stderr}"
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_TMP, ignore_errors=True)  # caches and compiled programs of this session
+
+
+@pytest.fixture(scope="session")
+def corpus_path() -> pathlib.Path:
+    path = pathlib.Path(os.environ["WAVEJAX_DATA_DIR"]) / "tinyshakespeare.txt"
+    assert path.is_file(), f"tests need {path}; set WAVEJAX_DATA_DIR to the folder holding tinyshakespeare.txt"
+    return path
+
+
+@pytest.fixture
+def tiny_config():
+    """configs/baseline.py:tiny shrunk further so a test trains in a second or two."""
+    import baseline
+
+    c = baseline.get_config("tiny")
+    c.train.steps = 8
+    c.train.log_every = 1
+    c.train.eval_every = 4
+    c.train.checkpoint_every = 4
+    c.train.eval_batches = 2
+    c.train.sample_tokens = 0
+    c.train.progress = False
+    return c
+
+
+@pytest.fixture
+def train_config():
+    """The tiny config with the shared training settings (dropout, grad_accum=2); see TRAIN_OVERRIDES."""
+    import baseline
+
+    return apply_overrides(baseline.get_config("tiny"), TRAIN_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def cli_run(tmp_path_factory):
+    """One tiny training run through the CLI, shared by the run-directory and sampling tests.
+    Tests must not modify it (copy it first)."""
+    workdir = tmp_path_factory.mktemp("cli") / "run"
+    overrides = dict(TRAIN_OVERRIDES, **{"train.sample_tokens": 16})
+    proc = run_module("wavejax.main", "--config=configs/baseline.py:tiny", f"--workdir={workdir}", *override_flags(overrides))
+    assert proc.returncode == 0, f"the tiny CLI run failed:\n{proc.stdout}\n{proc.stderr}"
+    return workdir, proc

@@ -1,0 +1,180 @@
+"""The GPT trunk: shapes, parameter count, scan vs. unrolled layers, per-layer attention, causality,
+the attention reference, bfloat16 compute and dropout."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import baseline
+from wavejax.config import validate
+from wavejax.models.gpt import build_model, count_params, init_params, segments
+from wavejax.nn import attention, registry
+
+VOCAB = 65
+B, T = 2, 16
+
+
+def small_model_config(**kw):
+    c = baseline.get_config("tiny").model
+    c.update(dict(n_layer=2, n_head=2, d_model=32, block_size=T, dropout=0.0))
+    c.update(kw)
+    return c
+
+
+def _tokens(seed=0, batch=B, length=T):
+    return np.random.default_rng(seed).integers(0, VOCAB, (batch, length)).astype(np.int32)  # numpy: no eager jax op to compile
+
+
+@pytest.fixture(scope="module")
+def small():
+    model = build_model(small_model_config(), VOCAB)
+    params = init_params(model, jax.random.PRNGKey(0), T)
+    return model, params
+
+
+@pytest.fixture(scope="module")
+def apply_small(small):
+    model, _ = small
+    return jax.jit(lambda p, x: model.apply({"params": p}, x, True))
+
+
+def test_logits_shape_and_dtype(small, apply_small):
+    model, params = small
+    logits = apply_small(params, _tokens())
+    assert logits.shape == (B, T, VOCAB)
+    assert logits.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(logits)))
+    # a shorter sequence works too (positions are sliced, not fixed to block_size)
+    assert jax.eval_shape(lambda: model.apply({"params": params}, _tokens(length=5), True)).shape == (B, 5, VOCAB)
+
+
+def test_baseline_parameter_count_is_nanogpt():
+    c = baseline.get_config()
+    model = build_model(c.model, VOCAB)
+    shapes = jax.eval_shape(lambda: init_params(model, jax.random.PRNGKey(0), c.model.block_size))
+    L, d = c.model.n_layer, c.model.d_model
+    assert count_params(shapes) == 10_745_088
+    assert count_params(shapes) == 12 * L * d * d + 2 * L * d + d + (VOCAB + c.model.block_size) * d
+    # the scanned stack stores one stacked copy of the block weights
+    assert shapes["seg0"]["block"]["attn"]["proj"]["qkv"]["kernel"].shape == (L, d, 3 * d)
+
+
+def _unstack(scanned_params, n_layer):
+    """Params of a scanned model -> the same weights in the unrolled layout."""
+    out = {k: v for k, v in scanned_params.items() if k != "seg0"}
+    for j in range(n_layer):
+        out[f"seg0_{j}"] = jax.tree.map(lambda a: a[j], scanned_params["seg0"]["block"])
+    return out
+
+
+def test_scan_and_unrolled_layers_agree(small, apply_small):
+    model, params = small
+    unrolled = build_model(small_model_config(scan_layers=False), VOCAB)
+    remapped = _unstack(params, 2)
+    shapes = jax.eval_shape(lambda: init_params(unrolled, jax.random.PRNGKey(0), T))
+    assert jax.tree.structure(shapes) == jax.tree.structure(remapped)
+    x = _tokens(1)
+    a = apply_small(params, x)
+    apply_unrolled = jax.jit(lambda p, x: unrolled.apply({"params": p}, x, True))
+    b = apply_unrolled(remapped, x)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-5)
+    # the layers really differ, so a remap that mixed them up would have failed
+    assert not np.allclose(remapped["seg0_0"]["mixer"]["up"]["kernel"], remapped["seg0_1"]["mixer"]["up"]["kernel"])
+    swapped = dict(remapped, seg0_0=remapped["seg0_1"], seg0_1=remapped["seg0_0"])
+    c = apply_unrolled(swapped, x)
+    assert np.abs(np.asarray(a) - np.asarray(c)).max() > 1e-4
+
+
+class _NoAttention(nn.Module):
+    """A stand-in attention for the override test: returns zeros and has one marker parameter."""
+
+    config: object
+
+    @nn.compact
+    def __call__(self, x, deterministic=True):
+        return x * self.param("marker", nn.initializers.zeros, ())
+
+
+def test_layer_attention_override_builds_per_layer(monkeypatch):
+    monkeypatch.setitem(registry.ATTENTIONS, "none_for_test", lambda config, name=None: _NoAttention(config, name=name))
+    c = small_model_config(n_layer=3, layer_attention=("dense", "dense", "none_for_test"))
+    full = baseline.get_config("tiny")
+    full.model = c
+    validate(full)
+    assert segments(c) == [("dense", 2), ("none_for_test", 1)]
+    model = build_model(c, VOCAB)
+    logits, variables = jax.jit(lambda r, x: model.init_with_output({"params": r}, x, True))(jax.random.PRNGKey(0), _tokens())
+    params = variables["params"]
+    assert params["seg0"]["block"]["attn"]["proj"]["qkv"]["kernel"].shape == (2, 32, 96)  # two scanned dense layers
+    assert set(params["seg1_0"]["attn"]) == {"marker"}  # the third layer got the override
+    assert logits.shape == (B, T, VOCAB) and bool(jnp.all(jnp.isfinite(logits)))
+
+
+def test_changing_a_token_changes_only_later_logits(small, apply_small):
+    _, params = small
+    x = _tokens(2)
+    t = 7
+    y = x.copy()
+    y[:, t] = (x[:, t] + 1) % VOCAB
+    a, b = np.asarray(apply_small(params, x)), np.asarray(apply_small(params, y))
+    np.testing.assert_array_equal(a[:, :t], b[:, :t])
+    assert np.abs(a[:, t:] - b[:, t:]).max(axis=-1).min() > 1e-6  # every later position sees the change
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 2, 8), (1, 33, 4, 16)])
+def test_causal_attention_reference_matches_dot_product_attention(shape):
+    q, k, v = np.random.default_rng(3).standard_normal((3, *shape), dtype=np.float32)
+    ref, fast = jax.jit(lambda q, k, v: (attention.causal_attention_reference(q, k, v),
+                                         jax.nn.dot_product_attention(q, k, v, is_causal=True)))(q, k, v)
+    np.testing.assert_allclose(np.asarray(ref), np.asarray(fast), atol=1e-5, rtol=1e-5)
+    # the first query sees only the first key: its output is v[:, 0]
+    np.testing.assert_allclose(np.asarray(ref[:, 0]), np.asarray(v[:, 0]), atol=1e-6)
+
+
+def test_attention_reference_dropout():
+    q, k, v = np.random.default_rng(4).standard_normal((3, 2, 8, 2, 4), dtype=np.float32)
+
+    @jax.jit
+    def run(rng):
+        ref = attention.causal_attention_reference
+        return ref(q, k, v), ref(q, k, v, rng, 0.0), ref(q, k, v, rng, 0.5)
+
+    plain, rate_zero, dropped = (np.asarray(a) for a in run(jax.random.PRNGKey(0)))
+    np.testing.assert_array_equal(rate_zero, plain)
+    assert np.abs(dropped - plain).max() > 1e-3
+
+
+def test_bfloat16_compute_keeps_float32_params(small, apply_small):
+    _, params32 = small
+    model16 = build_model(small_model_config(dtype="bfloat16"), VOCAB)
+    params16 = jax.eval_shape(lambda: init_params(model16, jax.random.PRNGKey(0), T))
+    assert {x.dtype for x in jax.tree.leaves(params16)} == {jnp.dtype(jnp.float32)}
+    x = _tokens(5)
+    logits16 = jax.jit(lambda p, x: model16.apply({"params": p}, x, True))(params32, x)
+    logits32 = apply_small(params32, x)
+    assert logits16.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(logits16)))
+    err = float(jnp.abs(logits16 - logits32).max())
+    scale = float(jnp.abs(logits32).max())
+    assert 0 < err < 0.05 * scale, (err, scale)  # bf16 really ran, and stayed close
+
+
+def test_dropout_only_when_not_deterministic(small, apply_small):
+    _, params = small
+    model = build_model(small_model_config(dropout=0.5, attn_dropout=0.3), VOCAB)
+    x = _tokens(6)
+
+    @jax.jit
+    def run(params, rng):  # (eval, train) outputs with the same dropout key
+        apply = lambda det: model.apply({"params": params}, x, det, rngs={"dropout": rng})  # noqa: E731
+        return apply(True), apply(False)
+
+    eval_a, train_a = (np.asarray(o) for o in run(params, jax.random.PRNGKey(1)))
+    eval_b, train_b = (np.asarray(o) for o in run(params, jax.random.PRNGKey(2)))
+    np.testing.assert_array_equal(eval_a, eval_b)
+    np.testing.assert_allclose(eval_a, np.asarray(apply_small(params, x)), atol=1e-6)  # eval == the dropout-free model
+    assert np.abs(train_a - train_b).max() > 1e-3
+    assert np.abs(train_a - eval_a).max() > 1e-3
+    np.testing.assert_array_equal(train_a, np.asarray(run(params, jax.random.PRNGKey(1))[1]))
