@@ -22,9 +22,26 @@ sys.path.insert(0, os.path.join(REPO, "configs"))
 
 import baseline  # noqa: E402
 
+from wavejax.train.logging import read_metrics  # noqa: E402
 from wavejax.train.loop import Trainer  # noqa: E402
 
 TARGET = 1.88  # nanoGPT README, CPU settings
+
+
+def train_seconds(workdir: str, tokens_per_step: int) -> float:
+    """Time in train steps (compilation included; evaluation, sampling, checkpoints excluded), from metrics.jsonl."""
+    train = sorted((r for r in read_metrics(workdir) if r["split"] == "train"), key=lambda r: r["step"])
+    total, prev = 0.0, 0
+    for r in train:
+        total += (r["step"] - prev) * tokens_per_step / r["tokens_per_s"]
+        prev = r["step"]
+    return total
+
+
+def eval_batch_std(trainer) -> float:
+    """Std of the loss of one validation batch at the final parameters: the noise of an estimate
+    that averages few batches (nanoGPT's README run averaged 20)."""
+    return float(trainer.eval_losses().std(ddof=1))
 
 
 def main() -> int:
@@ -45,19 +62,25 @@ def main() -> int:
         trainer = Trainer(config, workdir)
         resumed = trainer.start_step
         summary = trainer.run()
+        batch_sd = eval_batch_std(trainer)
         trainer.ckpt.close()
         wall = time.perf_counter() - t0
+        train_s = train_seconds(workdir, config.train.batch_size * config.model.block_size)
         rows.append({"seed": seed, "val_loss": summary["val_loss"], "best_val_loss": summary["best_val_loss"],
-                     "params": summary["params"], "wall_s": wall, "resumed_from": resumed})
+                     "params": summary["params"], "wall_s": wall, "train_s": train_s, "resumed_from": resumed,
+                     "val_batch_std": batch_sd, "std_of_20_batch_mean": batch_sd / 20 ** 0.5})
         print(json.dumps(rows[-1]))
     vals = [r["val_loss"] for r in rows]
     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    walls = [r["wall_s"] for r in rows]
+    walls = [r["wall_s"] for r in rows if r["resumed_from"] == 0]  # a resumed run's wall time is partial
+    wall_text = f"{statistics.mean(walls):.0f}" if walls else "n/a (resumed)"
     print()
-    print("| seeds | params | steps | final val loss (mean ± std) | nanoGPT | wall time per run (s) |")
-    print("|---|---|---|---|---|---|")
-    print(f"| {len(rows)} | {rows[0]['params']:,} | {config.train.steps} | {statistics.mean(vals):.4f} ± {sd:.4f} | "
-          f"{TARGET} | {statistics.mean(walls):.0f} |")
+    sd20 = statistics.mean(r["std_of_20_batch_mean"] for r in rows)
+    print("| seeds | params | steps | final val loss (mean ± std) | std of a 20-batch estimate | nanoGPT README | "
+          "train time per run (s) | wall time per run (s) |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| {len(rows)} | {rows[0]['params']:,} | {config.train.steps} | {statistics.mean(vals):.4f} ± {sd:.4f} | {sd20:.4f} | "
+          f"{TARGET} | {statistics.mean(r['train_s'] for r in rows):.0f} | {wall_text} |")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
         json.dump(rows, f, indent=2)

@@ -22,11 +22,29 @@ def _abstract(state):
     return jax.tree.map(leaf, state)
 
 
+def _key_name(key) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def _shapes(tree) -> dict:
+    """{"params.embed.wte.embedding": shape, ...} for arrays, abstract arrays or orbax metadata."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {".".join(_key_name(k) for k in path): tuple(leaf.shape) for path, leaf in flat}
+
+
+def _manager(path: str, keep: int) -> ocp.CheckpointManager:
+    handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}  # lets us read metadata
+    return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True), item_handlers=handlers)
+
+
 class Checkpointer:
     def __init__(self, workdir: str, keep: int = 2):
         root = os.path.join(os.path.abspath(workdir), "checkpoints")
-        self.last = ocp.CheckpointManager(os.path.join(root, "last"), options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
-        self.best = ocp.CheckpointManager(os.path.join(root, "best"), options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+        self.last = _manager(os.path.join(root, "last"), keep)
+        self.best = _manager(os.path.join(root, "best"), 1)
 
     def save(self, step: int, state, meta: dict, best: bool = False) -> None:
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
@@ -44,6 +62,7 @@ class Checkpointer:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"no {which} checkpoint in {manager.directory}.")
+        self._check_shapes(manager, step, like_state)
         args = ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(like_state)), meta=ocp.args.JsonRestore())
         try:
             out = manager.restore(step, args=args)
@@ -53,6 +72,22 @@ class Checkpointer:
                 "use a new --workdir or the run's original config."
             ) from None
         return out["state"], dict(out["meta"])
+
+    @staticmethod
+    def _check_shapes(manager, step: int, like_state) -> None:
+        """Compares array names and shapes from the checkpoint's metadata with the target before any
+        read, so a mismatch is one clear sentence instead of a failed asynchronous restore."""
+        saved = _shapes(manager.item_metadata(step)["state"])
+        want = _shapes(like_state)
+        missing, extra = sorted(set(want) - set(saved)), sorted(set(saved) - set(want))
+        wrong = sorted(k for k in set(want) & set(saved) if want[k] != saved[k])
+        problem = (f"{wrong[0]} has shape {saved[wrong[0]]} there but {want[wrong[0]]} here" if wrong else
+                   f"it lacks {missing[0]}" if missing else f"it has {extra[0]}, which this model lacks" if extra else None)
+        if problem:
+            raise CheckpointError(
+                f"the checkpoint at step {step} in {manager.directory} does not fit this model ({problem}); "
+                "use a new --workdir or the run's original config."
+            )
 
     def _manager(self, which: str):
         return {"last": self.last, "best": self.best}[which]

@@ -13,7 +13,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
@@ -148,15 +147,19 @@ class Trainer:
         return self._put(x, self.accum_sharding), self._put(y, self.accum_sharding)
 
     # -- evaluation --------------------------------------------------------------------------
-    def evaluate(self, params=None) -> float:
+    def eval_losses(self, params=None) -> np.ndarray:
+        """Loss of each of the eval_batches fixed validation batches."""
         params = self.state.params if params is None else params
-        total = jnp.zeros((), jnp.float32)
+        losses = []
         for i in range(self.config.train.eval_batches):
             x, y = self.val_sampler.batch_at(i)
-            total = total + self.eval_step(params, self._put(x, self.batch_sharding), self._put(y, self.batch_sharding))
+            losses.append(self.eval_step(params, self._put(x, self.batch_sharding), self._put(y, self.batch_sharding)))
             if jax.device_count() > 1:
-                total.block_until_ready()  # fake CPU devices deadlock on un-blocked collectives
-        return float(total) / self.config.train.eval_batches
+                losses[-1].block_until_ready()  # fake CPU devices deadlock on un-blocked collectives
+        return np.asarray(jax.device_get(losses), dtype=np.float64)
+
+    def evaluate(self, params=None) -> float:
+        return float(self.eval_losses(params).mean())
 
     def sample_text(self, step: int) -> str:
         t = self.config.train
