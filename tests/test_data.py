@@ -1,7 +1,5 @@
 """Text sources, tokenizers and the deterministic batch sampler."""
 
-import os
-import pathlib
 import urllib.request
 
 import ml_collections

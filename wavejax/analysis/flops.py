@@ -19,9 +19,10 @@ that are not matmuls (sin/cos, top-k, normalisation) cost time but add no model 
 
 from __future__ import annotations
 
-import math
 
 import jax
+
+from wavejax.models.gpt import count_params  # noqa: F401  (all parameters; arrays or abstract)
 
 LOOKUP_ONLY = ("wpe",)  # parameter names used only by a table lookup (no matmul)
 
@@ -46,19 +47,10 @@ def _path_names(path) -> list[str]:
     return names
 
 
-def _size(x) -> int:
-    return int(math.prod(x.shape))
-
-
-def count_params(params) -> int:
-    """All parameters (works on arrays and on jax.eval_shape outputs)."""
-    return sum(_size(x) for x in jax.tree.leaves(params))
-
-
 def lookup_only_params(params) -> int:
     """Parameters in lookup-only tables (LOOKUP_ONLY names anywhere in the path)."""
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    return sum(_size(x) for path, x in leaves if any(n in LOOKUP_ONLY for n in _path_names(path)))
+    return sum(int(x.size) for path, x in leaves if any(n in LOOKUP_ONLY for n in _path_names(path)))
 
 
 def matmul_params(params) -> int:

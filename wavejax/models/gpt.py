@@ -92,6 +92,7 @@ def build_model(model_config, vocab_size: int) -> GPT:
 
 
 def count_params(params) -> int:
+    """All parameters; works on arrays and on jax.eval_shape outputs."""
     return int(sum(x.size for x in jax.tree.leaves(params)))
 
 
