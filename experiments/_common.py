@@ -7,7 +7,6 @@ before any device is touched.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import math
 import os
@@ -21,6 +20,7 @@ CONFIG_DIR = os.path.join(REPO, "configs")
 if REPO not in sys.path:  # the scripts run from a checkout; an installed wavejax works too
     sys.path.insert(1, REPO)
 
+from wavejax.config import load_config_file, parent_of  # noqa: E402
 from wavejax.errors import ConfigError  # noqa: E402
 
 
@@ -66,12 +66,7 @@ def load_config(name: str, arg: str | None = None):
     path = os.path.join(CONFIG_DIR, f"{name}.py")
     if not os.path.isfile(path):
         raise ConfigError(f"unknown config {name!r}: there is no configs/{name}.py; choose one of: {', '.join(available_configs())}.")
-    if CONFIG_DIR not in sys.path:  # a config may build on another (`import baseline`)
-        sys.path.insert(1, CONFIG_DIR)
-    spec = importlib.util.spec_from_file_location(f"_wavejax_config_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
+    return load_config_file(path, arg)
 
 
 # -- --set overrides (typed like ml_collections' --config.x=y) ---------------------------------
@@ -128,15 +123,7 @@ def apply_overrides(config, sets: Sequence[str], forbidden: Mapping[str, str] | 
             raise ConfigError(f"--set expects KEY=VALUE (e.g. --set train.lr=3e-4), got {item!r}.")
         if key in forbidden:
             raise ConfigError(f"--set {key} is not allowed here: {forbidden[key]}")
-        node, parts = config, key.split(".")
-        for i, part in enumerate(parts):
-            if not hasattr(node, "keys") or part not in node.keys():
-                where = ".".join(parts[:i]) or "the config"
-                known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "none (it is a value)"
-                raise ConfigError(f"unknown config key {key!r}: {where} has keys {known}.")
-            if i < len(parts) - 1:
-                node = node[part]
-        leaf = parts[-1]
+        node, leaf = parent_of(config, key)
         try:
             node[leaf] = coerce(text, node[leaf])
         except (TypeError, ValueError) as e:

@@ -63,12 +63,10 @@ DIVERGE_OVERRIDES = {
 
 
 def apply_overrides(config, overrides: dict):
+    from wavejax.config import set_value
+
     for key, value in overrides.items():
-        *parents, leaf = key.split(".")
-        node = config
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+        set_value(config, key, value)
     return config
 
 

@@ -80,6 +80,42 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """get_config(arg) of a config file, loaded by path the way ml_collections does. The file's folder
+    goes on sys.path so one config can build on another (`import baseline`)."""
+    import importlib.util
+    import sys
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist; pass one of the files in configs/, e.g. --config=configs/baseline.py:tiny.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.insert(1, folder)
+    name = "_wavejax_config_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def parent_of(config: ml_collections.ConfigDict, key: str):
+    """(node, leaf) for a dotted key such as "train.lr"; an unknown key is a ConfigError naming the known ones."""
+    node, parts = config, key.split(".")
+    for i, part in enumerate(parts):
+        if not hasattr(node, "keys") or part not in node.keys():
+            where = ".".join(parts[:i]) or "the config"
+            known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "none (it is a value)"
+            raise ConfigError(f"unknown config key {key!r}: {where} has keys {known}.")
+        if i < len(parts) - 1:
+            node = node[part]
+    return node, parts[-1]
+
+
+def set_value(config: ml_collections.ConfigDict, key: str, value) -> None:
+    node, leaf = parent_of(config, key)
+    node[leaf] = value
+
+
 def apply_preset(config: ml_collections.ConfigDict, arg: str | None, presets: dict) -> ml_collections.ConfigDict:
     """Applies the named preset (`configs/x.py:NAME`) as a dict of dotted-key overrides."""
     if not arg:
@@ -87,11 +123,7 @@ def apply_preset(config: ml_collections.ConfigDict, arg: str | None, presets: di
     if arg not in presets:
         raise ConfigError(f"unknown config argument {arg!r}; choose one of: {', '.join(sorted(presets))}.")
     for key, value in presets[arg].items():
-        node = config
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+        set_value(config, key, value)
     return config
 
 

@@ -31,36 +31,18 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _load_config_file(spec: str):
-    """Runs get_config() of `path[:arg]` the way ml_collections will, to check overrides early."""
-    import importlib.util
-
-    path, _, arg = spec.partition(":")
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file {path!r} does not exist; pass one of the files in configs/, e.g. --config=configs/baseline.py:tiny.")
-    module_spec = importlib.util.spec_from_file_location("_wavejax_config_check", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
-
-
 def precheck(argv) -> None:
     """Catches a missing config file and unknown `--config.a.b=` keys with a sentence naming them."""
     spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
     if spec is None:
         return
-    config = _load_config_file(spec)
+    from wavejax.config import load_config_file, parent_of
+
+    path, _, arg = spec.partition(":")
+    config = load_config_file(path, arg or None)
     for arg in argv:
-        if not arg.startswith("--config."):
-            continue
-        key = arg[len("--config."):].split("=", 1)[0]
-        node = config
-        for i, part in enumerate(key.split(".")):
-            if not hasattr(node, "keys") or part not in node.keys():
-                known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "none (it is a value)"
-                where = ".".join(key.split(".")[:i]) or "the config"
-                raise ConfigError(f"unknown config key {key!r}: {where} has keys {known}.")
-            node = node[part]
+        if arg.startswith("--config."):
+            parent_of(config, arg[len("--config."):].split("=", 1)[0])
 
 
 def parse_flags(argv):
