@@ -47,6 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.attention = "dense"  # default attention of every block
     c.model.layer_attention = ()  # optional per-layer attention names (length n_layer) overriding `attention`
     c.model.mixer = "mlp"
+    c.model.scaled_residual_init = True  # GPT-2's std/sqrt(2 n_layer) on residual projections (PhaseGPT had none)
     c.model.scan_layers = True  # runs of identical blocks go through nn.scan (one compiled block)
     c.model.remat = False
 
@@ -62,7 +63,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.beta1 = 0.9
     c.train.beta2 = 0.99
     c.train.eps = 1e-8
-    c.train.weight_decay = 0.1  # applied to weight matrices and embeddings only, as nanoGPT does
+    c.train.weight_decay = 0.1
+    c.train.decay_mask = "matrices"  # matrices: weights and embeddings (nanoGPT); phasegpt: all but biases and embeddings
+    c.train.schedule = "cosine"  # cosine: to min_lr at decay_steps; cosine_clamp: lr * max(min_lr/lr, cosine) (PhaseGPT)
     c.train.grad_clip = 1.0  # global-norm clipping; 0 disables
     c.train.eval_every = 250
     c.train.eval_batches = 200
@@ -117,13 +120,14 @@ def set_value(config: ml_collections.ConfigDict, key: str, value) -> None:
 
 
 def apply_preset(config: ml_collections.ConfigDict, arg: str | None, presets: dict) -> ml_collections.ConfigDict:
-    """Applies the named preset (`configs/x.py:NAME`) as a dict of dotted-key overrides."""
+    """Applies the named presets (`configs/x.py:NAME` or `:NAME1+NAME2`) as dicts of dotted-key overrides."""
     if not arg:
         return config
-    if arg not in presets:
-        raise ConfigError(f"unknown config argument {arg!r}; choose one of: {', '.join(sorted(presets))}.")
-    for key, value in presets[arg].items():
-        set_value(config, key, value)
+    for name in arg.split("+"):  # "tiny+faithful" applies tiny, then faithful
+        if name not in presets:
+            raise ConfigError(f"unknown config argument {name!r}; choose one of: {', '.join(sorted(presets))} (combine with +).")
+        for key, value in presets[name].items():
+            set_value(config, key, value)
     return config
 
 
@@ -166,7 +170,8 @@ def _get(config, key: str):
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Checks values that types alone cannot; raises ConfigError with one sentence."""
-    from wavejax.nn import registry  # late import: the registry pulls in flax
+    import wavejax.models  # noqa: F401  (late: registers every model family's parts; pulls in flax)
+    from wavejax.nn import registry
 
     _require(config.task in TASKS, f"task must be one of {TASKS}, got {config.task!r}.")
     d, m, t = config.data, config.model, config.train
@@ -195,6 +200,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
              f"model.layer_attention has {len(m.layer_attention)} entries but model.n_layer is {m.n_layer}.")
     for name in names:
         _require(name in registry.ATTENTIONS, f"attention {name!r} is unknown; choose one of {sorted(registry.ATTENTIONS)}.")
+    for name in sorted(set(names) | {m.embedding, m.mixer}):
+        if name in registry.CHECKS:
+            registry.CHECKS[name](m)
 
     for key in ("train.steps", "train.batch_size", "train.grad_accum", "train.eval_every", "train.eval_batches",
                 "train.log_every", "train.checkpoint_every", "train.keep_checkpoints"):
@@ -212,6 +220,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
              f"train.batch_size ({t.batch_size}) must be divisible by train.grad_accum ({t.grad_accum}).")
     from wavejax.train import optim  # late import
 
+    _require(t.decay_mask in optim.DECAY_MASKS, f"train.decay_mask must be one of {sorted(optim.DECAY_MASKS)}, got {t.decay_mask!r}.")
+    _require(t.schedule in optim.SCHEDULES, f"train.schedule must be one of {optim.SCHEDULES}, got {t.schedule!r}.")
     _require(t.optimizer in optim.OPTIMIZERS, f"train.optimizer {t.optimizer!r} is unknown; choose one of {sorted(optim.OPTIMIZERS)}.")
 
     for axis in ("data", "fsdp", "model"):

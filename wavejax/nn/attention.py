@@ -57,7 +57,7 @@ class CausalSelfAttention(nn.Module):
         else:
             y = jax.nn.dot_product_attention(q, k, v, is_causal=True)
         y = y.reshape(*x.shape[:2], c.d_model)
-        y = nn.Dense(c.d_model, use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c.n_layer), name="out")(y)
+        y = nn.Dense(c.d_model, use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c), name="out")(y)
         return nn.Dropout(c.dropout)(y, deterministic=deterministic)
 
 

@@ -15,7 +15,7 @@ class MLP(nn.Module):
         dtype = init.dtype_of(c.dtype)
         h = nn.Dense(c.mlp_ratio * c.d_model, use_bias=c.use_bias, dtype=dtype, kernel_init=init.normal(), name="up")(x)
         h = nn.gelu(h, approximate=False)
-        y = nn.Dense(c.d_model, use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c.n_layer), name="down")(h)
+        y = nn.Dense(c.d_model, use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c), name="down")(h)
         return nn.Dropout(c.dropout)(y, deterministic=deterministic)
 
 

@@ -11,6 +11,7 @@ Contracts (all inputs/outputs [batch, time, d_model] in the compute dtype):
 """
 
 ATTENTIONS: dict = {}
+CHECKS: dict = {}  # part name -> check(model_config) raising ConfigError, run by wavejax.config.validate
 MIXERS: dict = {}
 EMBEDDINGS: dict = {}
 
@@ -35,3 +36,8 @@ def register_mixer(name: str):
 
 def register_embedding(name: str):
     return _register(EMBEDDINGS, name)
+
+
+def register_check(name: str, check) -> None:
+    """A config check for a part's own settings (e.g. model.phase), run when a layer uses that part."""
+    CHECKS[name] = check

@@ -60,6 +60,18 @@ def _write_config(workdir: str, config) -> None:
     os.replace(path + ".tmp", path)
 
 
+def scalar_diagnostics(diag: dict) -> dict:
+    """{"seg1_0/attn/R_tokens": [H]} -> {"seg1_0/attn/R_tokens": mean, ".../R_tokens/h0": ..., ...} for the logs."""
+    out = {}
+    for name, value in diag.items():
+        value = np.asarray(value, dtype=np.float64)
+        out[name] = float(value.mean())
+        if value.size > 1:
+            for idx in np.ndindex(value.shape):
+                out[f"{name}/{'_'.join(map(str, idx))}"] = float(value[idx])
+    return out
+
+
 class Trainer:
     """Builds everything for an LM run; `run()` trains to config.train.steps and returns a summary."""
 
@@ -147,16 +159,23 @@ class Trainer:
         return self._put(x, self.accum_sharding), self._put(y, self.accum_sharding)
 
     # -- evaluation --------------------------------------------------------------------------
-    def eval_losses(self, params=None) -> np.ndarray:
-        """Loss of each of the eval_batches fixed validation batches."""
+    def eval_batches(self, params=None) -> tuple[np.ndarray, dict]:
+        """Loss of each of the eval_batches fixed validation batches, and the diagnostics averaged over them."""
         params = self.state.params if params is None else params
-        losses = []
+        losses, diags = [], []
         for i in range(self.config.train.eval_batches):
             x, y = self.val_sampler.batch_at(i)
-            losses.append(self.eval_step(params, self._put(x, self.batch_sharding), self._put(y, self.batch_sharding)))
+            loss, diag = self.eval_step(params, self._put(x, self.batch_sharding), self._put(y, self.batch_sharding))
             if jax.device_count() > 1:
-                losses[-1].block_until_ready()  # fake CPU devices deadlock on un-blocked collectives
-        return np.asarray(jax.device_get(losses), dtype=np.float64)
+                loss.block_until_ready()  # fake CPU devices deadlock on un-blocked collectives
+            losses.append(loss)
+            diags.append(diag)
+        losses, diags = jax.device_get((losses, diags))
+        mean_diag = {k: np.mean([d[k] for d in diags], axis=0) for k in diags[0]} if diags else {}
+        return np.asarray(losses, dtype=np.float64), mean_diag
+
+    def eval_losses(self, params=None) -> np.ndarray:
+        return self.eval_batches(params)[0]
 
     def evaluate(self, params=None) -> float:
         return float(self.eval_losses(params).mean())
@@ -218,10 +237,11 @@ class Trainer:
                     bar.set_postfix(loss=f"{means['loss']:.4f}", tok_s=f"{means['tokens_per_s']:,.0f}")
                     sums, window_steps = {}, 0
                 if step % t.eval_every == 0 or is_last:
-                    last_val = self.evaluate()
+                    val_losses, val_diag = self.eval_batches()
+                    last_val = float(val_losses.mean())
                     if not math.isfinite(last_val):
                         self._diverged(step, f"validation loss is {last_val}")
-                    self.writer.write(step, "val", {"loss": last_val})
+                    self.writer.write(step, "val", {"loss": last_val, **scalar_diagnostics(val_diag)})
                     self._log(f"step {step}: val loss {last_val:.4f}")
                     if last_val < self.best_val:
                         self.best_val = last_val
@@ -248,8 +268,8 @@ class Trainer:
         if not bool(m["finite"]):
             self._diverged(step, f"the loss, gradient or updated parameters are not finite (loss={float(m['loss'])}, "
                                  f"grad_norm={float(m['grad_norm'])})")
-        for k in ("loss", "aux_loss", "grad_norm", "lr"):
-            sums[k] = sums.get(k, 0.0) + float(m[k])
+        for k, v in {**{k: m[k] for k in ("loss", "aux_loss", "grad_norm", "lr")}, **scalar_diagnostics(m["diagnostics"])}.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
 
     def _diverged(self, step: int, what: str) -> None:
         last = self.ckpt.latest_step()

@@ -20,14 +20,24 @@ def tree_norm(tree) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
 
 
+def flat_diagnostics(collection) -> dict:
+    """The "diagnostics" collection (e.g. order parameters sowed by phase layers) as {"seg1_0/attn/R_tokens": array}.
+    Sow's tuple index is dropped; a scanned segment keeps its leading layer axis."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(collection)[0]:
+        name = "/".join(str(k.key) for k in path if hasattr(k, "key"))
+        out[name] = jnp.asarray(leaf, jnp.float32)
+    return out
+
+
 def make_loss_fn(model):
     def loss_fn(params, x, y, rng):
         logits, variables = model.apply(
-            {"params": params}, x, deterministic=False, rngs={"dropout": rng}, mutable=["losses"]
+            {"params": params}, x, deterministic=False, rngs={"dropout": rng}, mutable=["losses", "diagnostics"]
         )
         ce = cross_entropy(logits, y)
         aux = auxiliary_loss(variables.get("losses", {}))
-        return ce + aux, (ce, aux)
+        return ce + aux, (ce, aux, flat_diagnostics(variables.get("diagnostics", {})))
 
     return loss_fn
 
@@ -43,15 +53,16 @@ def make_train_step(model, tx, lr_schedule):
         def micro(carry, inputs):
             grads_sum, ce_sum, aux_sum = carry
             xi, yi, i = inputs
-            (_, (ce, aux)), grads = grad_fn(state.params, xi, yi, jax.random.fold_in(rng, i))
+            (_, (ce, aux, diag)), grads = grad_fn(state.params, xi, yi, jax.random.fold_in(rng, i))
             grads_sum = jax.tree.map(jnp.add, grads_sum, grads)
-            return (grads_sum, ce_sum + ce, aux_sum + aux), None
+            return (grads_sum, ce_sum + ce, aux_sum + aux), diag
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
         init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
-        (grads, ce, aux), _ = jax.lax.scan(micro, init, (x, y, jnp.arange(accum)))
+        (grads, ce, aux), diag = jax.lax.scan(micro, init, (x, y, jnp.arange(accum)))
         grads = jax.tree.map(lambda g: g / accum, grads)
         ce, aux = ce / accum, aux / accum
+        diag = jax.tree.map(lambda d: d.mean(axis=0), diag)  # over micro-batches
         grad_norm = tree_norm(grads)
 
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -62,7 +73,8 @@ def make_train_step(model, tx, lr_schedule):
         new_state = state.replace(
             step=state.step + 1, params=keep(params, state.params), opt_state=keep(opt_state, state.opt_state)
         )
-        metrics = {"loss": ce, "aux_loss": aux, "grad_norm": grad_norm, "lr": lr_schedule(state.step), "finite": finite}
+        metrics = {"loss": ce, "aux_loss": aux, "grad_norm": grad_norm, "lr": lr_schedule(state.step), "finite": finite,
+                   "diagnostics": diag}
         return new_state, metrics
 
     return train_step
@@ -70,7 +82,8 @@ def make_train_step(model, tx, lr_schedule):
 
 def make_eval_step(model):
     def eval_step(params, x, y):
-        logits = model.apply({"params": params}, x, deterministic=True)
-        return cross_entropy(logits, y)
+        """(loss, diagnostics) of one batch."""
+        logits, variables = model.apply({"params": params}, x, deterministic=True, mutable=["diagnostics"])
+        return cross_entropy(logits, y), flat_diagnostics(variables.get("diagnostics", {}))
 
     return eval_step
