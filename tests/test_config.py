@@ -29,7 +29,7 @@ def test_presets_change_what_they_name():
 
 
 def test_unknown_preset_names_the_choices():
-    with pytest.raises(ConfigError, match=r"unknown config argument 'huge'; choose one of: nanogpt_cpu, tiny\."):
+    with pytest.raises(ConfigError, match=r"unknown config argument 'huge'; choose one of: nanogpt_cpu, tiny \(combine with \+\)\."):
         apply_preset(_config(None), "huge", baseline.PRESETS)
 
 
@@ -119,7 +119,7 @@ def test_cli_bad_override_is_one_error_line(case, tmp_path):
     "args,fragment",
     [
         (["--config=configs/nope.py"], "config file 'configs/nope.py' does not exist"),
-        (["--config=configs/baseline.py:huge"], "unknown config argument 'huge'; choose one of: nanogpt_cpu, tiny."),
+        (["--config=configs/baseline.py:huge"], "unknown config argument 'huge'; choose one of: nanogpt_cpu, tiny (combine with +)."),
     ],
     ids=["missing-config-file", "unknown-preset"],
 )

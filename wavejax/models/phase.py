@@ -73,23 +73,27 @@ def kuramoto_coupling(theta, causal: bool, causal_norm: str = "count"):
 
 
 def kuramoto_dynamics(theta0, omega, coupling_k, *, steps: int, dt: float, sign: float, causal: bool,
-                      causal_norm: str = "count", noise=None, coupling_fn=kuramoto_coupling):
+                      causal_norm: str = "count", noise_key=None, noise_std: float = 0.0,
+                      coupling_fn=kuramoto_coupling, remat: bool = True):
     """Integrates `steps` explicit-Euler Kuramoto steps with lax.scan.
 
-    theta0 [B,H,S,O]; omega broadcastable to it ([H,1,O] or [B,H,1,O]); coupling_k [H]; noise None or
-    [steps, B,H,S,O] (already scaled) added to each step's increment. Returns theta^T, wrapped.
+    theta0 [B,H,S,O]; omega broadcastable to it ([H,1,O] or [B,H,1,O]); coupling_k [H]. With a noise_key,
+    noise_std * N(0,1) is added to every step's increment (drawn per step from fold_in(noise_key, t)).
+    remat recomputes each step's intermediates in the backward pass, so only theta^t is stored per step
+    (about T*B*H*S*O floats). Returns theta^T, wrapped.
     """
     k = coupling_k[None, :, None, None]
 
-    def step(theta, eps):
+    def step(theta, t):
         d = omega + sign * k * coupling_fn(theta, causal, causal_norm)
         theta = theta + dt * d
-        if eps is not None:
-            theta = theta + eps
+        if noise_key is not None:
+            theta = theta + noise_std * jax.random.normal(jax.random.fold_in(noise_key, t), theta.shape, theta.dtype)
         return wrap(theta), None
 
-    xs = noise if noise is not None else None
-    theta, _ = jax.lax.scan(step, theta0, xs, length=steps)
+    if remat:
+        step = jax.checkpoint(step)
+    theta, _ = jax.lax.scan(step, theta0, jnp.arange(steps))
     return theta
 
 
@@ -148,6 +152,7 @@ def default_phase_config() -> ml_collections.ConfigDict:
     p.reg_mode = "ceiling"  # ceiling | center | band, on the batch-mean per-token R
     p.reg_target = 0.45
     p.reg_grad = True  # False: the original's detached phases, so the penalty has zero gradient
+    p.remat = True  # recompute each Euler step in the backward pass: only theta^t is stored per step
     return p
 
 
@@ -199,11 +204,10 @@ class KuramotoAttention(nn.Module):
         omega_eff = omega
         if training and p["freq_jitter"] > 0:  # relative jitter of omega, resampled once per forward
             omega_eff = omega * (1.0 + p["freq_jitter"] * jax.random.normal(self.make_rng("dropout"), omega.shape))
-        noise = None
-        if training and p["phase_noise"] > 0:  # added to every Euler increment
-            noise = p["phase_noise"] * jax.random.normal(self.make_rng("dropout"), (p["steps"], b, h, s, o))
+        noise_key = self.make_rng("dropout") if training and p["phase_noise"] > 0 else None  # noise on every increment
         theta = kuramoto_dynamics(theta0, omega_eff[:, None, :], coupling, steps=p["steps"], dt=p["dt"],
-                                  sign=SIGNS[p["sign"]], causal=p["causal"], causal_norm=p["causal_norm"], noise=noise)
+                                  sign=SIGNS[p["sign"]], causal=p["causal"], causal_norm=p["causal_norm"],
+                                  noise_key=noise_key, noise_std=p["phase_noise"], remat=p["remat"])
 
         self._track(theta, p)
         feats = theta.transpose(0, 2, 1, 3).reshape(b, s, h * o)
@@ -215,6 +219,7 @@ class KuramotoAttention(nn.Module):
     def _track(self, theta, p) -> None:
         """Order parameters into the "diagnostics" collection; the coherence penalty into "losses"."""
         tracked = jax.lax.stop_gradient(theta)
+        self.sow("intermediates", "phases", tracked)  # final phases [B,H,S,O], when "intermediates" is mutable
         self.sow("diagnostics", "R_tokens", order_parameter_tokens(tracked))
         self.sow("diagnostics", "R_channels", order_parameter_channels(tracked).mean(axis=(0, 2)))
         self.sow("diagnostics", "R_layer", order_parameter_layer(tracked).mean(axis=0))
