@@ -61,7 +61,7 @@ def _write_config(workdir: str, config) -> None:
 
 
 def scalar_diagnostics(diag: dict) -> dict:
-    """{"seg1_0/attn/R_tokens": [H]} -> {"seg1_0/attn/R_tokens": mean, ".../R_tokens/h0": ..., ...} for the logs."""
+    """{"seg1_0/attn/R_tokens": [H]} -> {"seg1_0/attn/R_tokens": mean, "seg1_0/attn/R_tokens/0": head 0, ...} for the logs."""
     out = {}
     for name, value in diag.items():
         value = np.asarray(value, dtype=np.float64)
