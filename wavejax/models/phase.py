@@ -197,13 +197,14 @@ class KuramotoAttention(nn.Module):
         h, o = c.n_head, p["oscillators"]
         u = nn.Dense(h * o, use_bias=True, dtype=dtype, kernel_init=init.normal(), name="to_phase")(x)
         theta0 = math.pi * jnp.tanh(u.astype(jnp.float32)).reshape(b, s, h, o).transpose(0, 2, 1, 3)  # [B,H,S,O]
-        omega = self.param("omega", lambda key: p["freq_std"] * jax.random.normal(key, (h, o)))
+        omega = self.param("omega", lambda key: p["freq_std"] * jax.random.normal(key, (h, o), jnp.float32))
         coupling = self.param("coupling", lambda key: jnp.full((h,), p["coupling_init"], jnp.float32))
 
         training = not deterministic
         omega_eff = omega
         if training and p["freq_jitter"] > 0:  # relative jitter of omega, resampled once per forward
-            omega_eff = omega * (1.0 + p["freq_jitter"] * jax.random.normal(self.make_rng("dropout"), omega.shape))
+            jitter = jax.random.normal(self.make_rng("dropout"), omega.shape, omega.dtype)
+            omega_eff = omega * (1.0 + p["freq_jitter"] * jitter)
         noise_key = self.make_rng("dropout") if training and p["phase_noise"] > 0 else None  # noise on every increment
         theta = kuramoto_dynamics(theta0, omega_eff[:, None, :], coupling, steps=p["steps"], dt=p["dt"],
                                   sign=SIGNS[p["sign"]], causal=p["causal"], causal_norm=p["causal_norm"],
