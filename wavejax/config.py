@@ -13,16 +13,29 @@ import ml_collections
 
 from wavejax.errors import ConfigError
 
-TASKS = ("lm",)
+# config.task -> the module that runs it. Each module has run_task(config, workdir) -> summary dict (with a
+# one-line "message"); non-lm modules also have validate_task(config), raising ConfigError.
+TASKS = {"lm": "wavejax.train.loop", "field": "wavejax.field.experiments", "memory": "wavejax.memory.task"}
 DTYPES = ("float32", "bfloat16")
 TOKENIZERS = ("char", "bpe")
 
 
+def task_config(task: str) -> ml_collections.ConfigDict:
+    """The sections every task has: task, seed and the device mesh. Simulation configs (field, memory) start here
+    and add their own section; language-model configs start from base_config()."""
+    c = ml_collections.ConfigDict()
+    c.task = task
+    c.seed = 0
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1  # -1 = all devices left over
+    c.mesh.fsdp = 1
+    c.mesh.model = 1
+    return c
+
+
 def base_config() -> ml_collections.ConfigDict:
     """Defaults: nanoGPT's shakespeare-char baseline (configs/baseline.py uses them as is)."""
-    c = ml_collections.ConfigDict()
-    c.task = "lm"
-    c.seed = 0
+    c = task_config("lm")
 
     c.data = ml_collections.ConfigDict()
     c.data.dataset = "tinyshakespeare"  # tinyshakespeare | file | a Hugging Face name (see wavejax/data/sources.py)
@@ -75,11 +88,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.sample_tokens = 200  # generated at each eval into samples.txt; 0 disables
     c.train.sample_prompt = "\n"
     c.train.progress = True
-
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = -1  # -1 = all devices left over
-    c.mesh.fsdp = 1
-    c.mesh.model = 1
     return c
 
 
@@ -170,10 +178,24 @@ def _get(config, key: str):
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Checks values that types alone cannot; raises ConfigError with one sentence."""
+    _require(config.task in TASKS, f"task must be one of {tuple(TASKS)}, got {config.task!r}.")
+    if config.task == "lm":
+        _validate_lm(config)
+    else:
+        import importlib
+
+        importlib.import_module(TASKS[config.task]).validate_task(config)
+    for axis in ("data", "fsdp", "model"):
+        v = config.mesh[axis]
+        _require(v == -1 or v >= 1, f"mesh.{axis} must be -1 (the rest) or >= 1, got {v}.")
+    _require(sum(config.mesh[a] == -1 for a in ("data", "fsdp", "model")) <= 1, "at most one mesh axis may be -1.")
+    return config
+
+
+def _validate_lm(config: ml_collections.ConfigDict) -> None:
     import wavejax.models  # noqa: F401  (late: registers every model family's parts; pulls in flax)
     from wavejax.nn import registry
 
-    _require(config.task in TASKS, f"task must be one of {TASKS}, got {config.task!r}.")
     d, m, t = config.data, config.model, config.train
 
     _require(d.tokenizer in TOKENIZERS, f"data.tokenizer must be one of {TOKENIZERS}, got {d.tokenizer!r}.")
@@ -223,9 +245,3 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _require(t.decay_mask in optim.DECAY_MASKS, f"train.decay_mask must be one of {sorted(optim.DECAY_MASKS)}, got {t.decay_mask!r}.")
     _require(t.schedule in optim.SCHEDULES, f"train.schedule must be one of {optim.SCHEDULES}, got {t.schedule!r}.")
     _require(t.optimizer in optim.OPTIMIZERS, f"train.optimizer {t.optimizer!r} is unknown; choose one of {sorted(optim.OPTIMIZERS)}.")
-
-    for axis in ("data", "fsdp", "model"):
-        v = config.mesh[axis]
-        _require(v == -1 or v >= 1, f"mesh.{axis} must be -1 (the rest) or >= 1, got {v}.")
-    _require(sum(config.mesh[a] == -1 for a in ("data", "fsdp", "model")) <= 1, "at most one mesh axis may be -1.")
-    return config

@@ -11,7 +11,7 @@ import os
 import re
 import sys
 
-from wavejax.errors import ConfigError, WavejaxError
+from wavejax.errors import WavejaxError
 
 
 def _one_sentence(exc: BaseException) -> str:
@@ -75,11 +75,13 @@ def parse_flags(argv):
 
 
 def run(config, workdir: str) -> dict:
-    if config.task == "lm":
-        from wavejax.train.loop import train_and_evaluate
+    """Validates the config, then runs its task (wavejax.config.TASKS names the module) and returns its summary."""
+    import importlib
 
-        return train_and_evaluate(config, workdir)
-    raise ConfigError(f"task {config.task!r} is not available; choose lm.")
+    from wavejax.config import TASKS, validate
+
+    validate(config)
+    return importlib.import_module(TASKS[config.task]).run_task(config, workdir)
 
 
 def main(argv=None) -> int:
@@ -91,8 +93,7 @@ def main(argv=None) -> int:
         fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         fail("interrupted; rerun the same command to resume from the last checkpoint.", 130)
-    print(f"done: step {summary['step']}, val loss {summary['val_loss']:.4f} (best {summary['best_val_loss']:.4f}), "
-          f"checkpoints in {os.path.join(summary['workdir'], 'checkpoints')}")
+    print(f"done: {summary['message']}")
     return 0
 
 

@@ -288,7 +288,13 @@ class Trainer:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     trainer = Trainer(config, workdir)
     try:
-        return trainer.run()
+        summary = trainer.run()
     finally:
         trainer.ckpt.close()
+    summary["message"] = (f"step {summary['step']}, val loss {summary['val_loss']:.4f} (best {summary['best_val_loss']:.4f}), "
+                          f"checkpoints in {os.path.join(workdir, 'checkpoints')}")
+    return summary
+
+
+run_task = train_and_evaluate  # the entry point wavejax.main dispatches to for task "lm"
 
