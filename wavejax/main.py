@@ -1,4 +1,4 @@
-"""Command line: `python -m wavejax.main --config=configs/NAME.py[:ARG] [--config.a.b=v] --workdir=DIR`.
+"""Command line: `python -m wavejax.main --config=configs/NAME.py[:ARG] [--config.a.b=v] [--workdir=DIR]`.
 
 Parses the config (ml_collections config flags), validates it, and dispatches on config.task.
 Problems the user can fix print one sentence on stderr and exit non-zero (2 for bad input),
@@ -50,7 +50,8 @@ def parse_flags(argv):
     from absl import flags
     from ml_collections import config_flags
 
-    flags.DEFINE_string("workdir", None, "run directory (created; rerun with the same one to resume)")
+    flags.DEFINE_string("workdir", None, "run directory (created; rerun with the same one to resume); "
+                        "default runs/NAME[-ARG] after the config file")
     config_flag = config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/baseline.py:tiny", lock_config=True)
     try:
         precheck(argv)
@@ -69,9 +70,15 @@ def parse_flags(argv):
         fail(f"unexpected arguments {rest[1:]}; options look like --config.train.steps=100.", 2)
     if config is None:
         fail("--config is required, e.g. --config=configs/baseline.py:tiny.", 2)
-    if not flags.FLAGS.workdir:
-        fail("--workdir is required: the folder that will hold checkpoints, metrics and samples.", 2)
-    return config, flags.FLAGS.workdir
+    return config, flags.FLAGS.workdir or default_workdir(argv)
+
+
+def default_workdir(argv) -> str:
+    """runs/NAME or runs/NAME-ARG for --config=configs/NAME.py[:ARG] ("+" in ARG becomes "-")."""
+    spec = next(a.split("=", 1)[1] for a in argv if a.startswith("--config="))
+    path, _, arg = spec.partition(":")
+    name = os.path.splitext(os.path.basename(path))[0]
+    return os.path.join("runs", f"{name}-{arg.replace('+', '-')}" if arg else name)
 
 
 def run(config, workdir: str) -> dict:
@@ -87,6 +94,7 @@ def run(config, workdir: str) -> dict:
 def main(argv=None) -> int:
     argv = list(sys.argv if argv is None else argv)
     config, workdir = parse_flags(argv)
+    print(f"run directory: {workdir}", flush=True)
     try:
         summary = run(config, os.path.expanduser(workdir))
     except WavejaxError as e:
