@@ -2,6 +2,7 @@
 exit status 2, no traceback, and no workdir created."""
 
 import math
+import os
 
 import pytest
 from conftest import assert_one_error_line, run_module
@@ -130,9 +131,12 @@ def test_cli_bad_config_file_is_one_error_line(args, fragment, tmp_path):
     assert not workdir.exists()
 
 
-def test_cli_requires_workdir_and_config(tmp_path):
-    proc = run_module("wavejax.main", "--config=configs/baseline.py:tiny")
-    assert "--workdir is required" in assert_one_error_line(proc, 2)
+def test_cli_default_workdir_and_required_config(tmp_path):
+    from wavejax.main import default_workdir
+
+    assert default_workdir(["prog", "--config=configs/harmonic.py"]) == os.path.join("runs", "harmonic")
+    assert default_workdir(["prog", "--config=configs/phase.py:tiny+faithful", "--config.seed=1"]) == \
+        os.path.join("runs", "phase-tiny-faithful")
     proc = run_module("wavejax.main", f"--workdir={tmp_path / 'run'}")
     assert "--config is required" in assert_one_error_line(proc, 2)
     assert not (tmp_path / "run").exists()

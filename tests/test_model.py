@@ -178,3 +178,115 @@ def test_dropout_only_when_not_deterministic(small, apply_small):
     assert np.abs(train_a - train_b).max() > 1e-3
     assert np.abs(train_a - eval_a).max() > 1e-3
     np.testing.assert_array_equal(train_a, np.asarray(run(params, jax.random.PRNGKey(1))[1]))
+
+
+# -- trunk hooks: layer outputs, cross-layer coupling, heads, objectives ----------------------------------------------
+
+def _apply_collecting(model, params, x):
+    return model.apply({"params": params}, x, True, mutable=["layer_outputs"])
+
+
+def test_layer_outputs_in_order_scanned_and_unrolled(small):
+    from wavejax.models.gpt import layer_outputs_in_order
+
+    model, params = small
+    unrolled = build_model(small_model_config(scan_layers=False), VOCAB)
+    x = _tokens(2)
+    logits, var_s = jax.jit(lambda p: _apply_collecting(model, p, x))(params)
+    _, var_u = jax.jit(lambda p: _apply_collecting(unrolled, p, x))(_unstack(params, 2))
+    hs, hu = layer_outputs_in_order(var_s["layer_outputs"], model.config), layer_outputs_in_order(var_u["layer_outputs"], unrolled.config)
+    assert len(hs) == len(hu) == 3  # embedding output, then one per layer
+    for a, b in zip(hs, hu):
+        assert a.shape == (B, T, 32)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    # the last output is what the final LayerNorm and the tied head see
+    ln_f = nn.LayerNorm(epsilon=1e-5, use_bias=False)
+    wte = params["embed"]["wte"]["embedding"]
+    expected = ln_f.apply({"params": params["ln_f"]}, hs[-1]) @ wte.T
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(expected), atol=1e-4)
+
+
+def test_coupling_sources():
+    from wavejax.nn.coupling import coupling_sources
+
+    assert coupling_sources("none", 3) == [(), (), ()]
+    assert coupling_sources("all", 4) == [(), (0,), (0, 1), (0, 1, 2)]
+    assert coupling_sources("report", 4) == [(), (), (1,), ()]
+    assert coupling_sources("report", 12)[8] == (0, 7) and coupling_sources("report", 12)[4] == (3,)
+    assert coupling_sources("report", 12)[10] == (2, 9)
+
+
+def test_coupled_stack_starts_as_the_plain_trunk_and_couples_once_strength_moves(small):
+    model, params = small
+    coupled = build_model(small_model_config(layer_coupling="all"), VOCAB)
+    cparams = jax.jit(lambda r: coupled.init(r, _tokens(), True))(jax.random.PRNGKey(0))["params"]
+    assert set(cparams) == {"embed", "seg0_0", "seg0_1", "ln_f"}
+    assert "coupling" not in cparams["seg0_0"] and cparams["seg0_1"]["coupling"]["strength"].shape == (1,)
+    # copy the plain model's weights in: with strength 0 the output is the plain model's
+    same = _unstack(params, 2)
+    same["seg0_1"] = dict(same["seg0_1"], coupling=cparams["seg0_1"]["coupling"])
+    x = _tokens(3)
+    apply_c = jax.jit(lambda p: coupled.apply({"params": p}, x, True))
+    np.testing.assert_allclose(np.asarray(apply_c(same)), np.asarray(model.apply({"params": params}, x, True)), atol=1e-5)
+    moved = jax.tree.map(lambda a: a, same)
+    moved["seg0_1"]["coupling"]["strength"] = jnp.ones((1,))
+    assert np.abs(np.asarray(apply_c(moved)) - np.asarray(apply_c(same))).max() > 1e-4
+    # and the coupled model stays causal
+    changed = x.copy()
+    changed[:, 10:] = (changed[:, 10:] + 1) % VOCAB
+    np.testing.assert_allclose(np.asarray(apply_c(moved))[:, :10],
+                               np.asarray(jax.jit(lambda p: coupled.apply({"params": p}, changed, True))(moved))[:, :10], atol=1e-5)
+
+
+def test_linear_head_without_final_norm():
+    model = build_model(small_model_config(head="linear", final_norm=False), VOCAB)
+    shapes = jax.eval_shape(lambda: init_params(model, jax.random.PRNGKey(0), T))
+    assert "ln_f" not in shapes and shapes["head"]["out"]["kernel"].shape == (32, VOCAB)
+    out = jax.eval_shape(lambda p: model.apply({"params": p}, _tokens(), True), shapes)
+    assert out.shape == (B, T, VOCAB) and out.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("model.head", "nope", "model.head 'nope' is unknown"),
+    ("model.selector", "nope", "model.selector 'nope' is unknown"),
+    ("model.layer_coupling", "some", "model.layer_coupling must be one of"),
+    ("train.loss", "nope", "train.loss 'nope' is unknown"),
+])
+def test_trunk_options_are_checked(key, value, message):
+    from wavejax.config import set_value
+    from wavejax.errors import ConfigError
+
+    c = baseline.get_config("tiny")
+    set_value(c, key, value)
+    with pytest.raises(ConfigError, match=message):
+        validate(c)
+
+
+def test_registered_objective_gets_the_collections_it_asks_for(monkeypatch):
+    """An objective registered with collections=("layer_outputs",) receives every block output, and its extra term
+    lands in aux_loss (the reported loss stays the cross-entropy)."""
+    from wavejax.models.gpt import layer_outputs_in_order
+    from wavejax.train import losses
+    from wavejax.train.step import make_loss_fn
+
+    seen = {}
+
+    def extra(logits, targets, variables, model_config, train_config):
+        hs = layer_outputs_in_order(variables["layer_outputs"], model_config)
+        seen["n"] = len(hs)
+        value = sum(jnp.mean(h ** 2) for h in hs)
+        return value, {"energy": value}
+
+    monkeypatch.setitem(losses.LOSSES, "test_energy", losses.Objective(extra, ("layer_outputs",)))
+    c = baseline.get_config("tiny")
+    c.model.update(small_model_config())
+    c.train.loss = "test_energy"
+    model = build_model(c.model, VOCAB)
+    params = init_params(model, jax.random.PRNGKey(0), T)
+    x, y = _tokens(4), _tokens(5)
+    total, (ce, aux, diag) = make_loss_fn(model, c.train)(params, x, y, jax.random.PRNGKey(1))
+    ce_only, (ce2, aux2, _) = make_loss_fn(model)(params, x, y, jax.random.PRNGKey(1))
+    assert seen["n"] == 3
+    assert float(aux2) == 0.0 and float(aux) > 0 and abs(float(ce) - float(ce2)) < 1e-6
+    np.testing.assert_allclose(float(total), float(ce) + float(aux), rtol=1e-6)
+    np.testing.assert_allclose(float(diag["objective/energy"]), float(aux), rtol=1e-6)

@@ -60,6 +60,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.attention = "dense"  # default attention of every block
     c.model.layer_attention = ()  # optional per-layer attention names (length n_layer) overriding `attention`
     c.model.mixer = "mlp"
+    c.model.selector = "none"  # per-block token selection shared by attention and mixer (e.g. "wave_detector")
+    c.model.layer_coupling = "none"  # cross-layer coupling: none | all | report (wavejax/nn/coupling.py)
+    c.model.final_norm = True  # LayerNorm before the head
+    c.model.head = "tied"  # tied: logits = x @ wte^T; or a registered head ("linear", ...)
     c.model.scaled_residual_init = True  # GPT-2's std/sqrt(2 n_layer) on residual projections (PhaseGPT had none)
     c.model.scan_layers = True  # runs of identical blocks go through nn.scan (one compiled block)
     c.model.remat = False
@@ -69,6 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.batch_size = 64  # global batch, in sequences
     c.train.grad_accum = 1  # micro-batches per optimizer step (batch_size must divide by it)
     c.train.optimizer = "adamw"
+    c.train.loss = "ce"  # training objective: cross-entropy plus this registered extra term (wavejax/train/losses.py)
     c.train.lr = 1e-3
     c.train.min_lr = 1e-4
     c.train.warmup_steps = 100
@@ -222,7 +227,17 @@ def _validate_lm(config: ml_collections.ConfigDict) -> None:
              f"model.layer_attention has {len(m.layer_attention)} entries but model.n_layer is {m.n_layer}.")
     for name in names:
         _require(name in registry.ATTENTIONS, f"attention {name!r} is unknown; choose one of {sorted(registry.ATTENTIONS)}.")
-    for name in sorted(set(names) | {m.embedding, m.mixer}):
+    _require(m.selector == "none" or m.selector in registry.SELECTORS,
+             f"model.selector {m.selector!r} is unknown; choose none or one of {sorted(registry.SELECTORS)}.")
+    _require(m.head == "tied" or m.head in registry.HEADS,
+             f"model.head {m.head!r} is unknown; choose tied or one of {sorted(registry.HEADS)}.")
+    from wavejax.nn.coupling import COUPLINGS
+
+    _require(m.layer_coupling in COUPLINGS, f"model.layer_coupling must be one of {COUPLINGS}, got {m.layer_coupling!r}.")
+    for kind, part in [("attention", n) for n in names] + [("mixer", m.mixer)]:
+        _require(m.selector != "none" or not registry.uses_selection(kind, part),
+                 f"{kind} {part!r} needs a token selector; set model.selector (e.g. wave_detector).")
+    for name in sorted(set(names) | {m.embedding, m.mixer, m.selector, m.head}):
         if name in registry.CHECKS:
             registry.CHECKS[name](m)
 
@@ -245,3 +260,6 @@ def _validate_lm(config: ml_collections.ConfigDict) -> None:
     _require(t.decay_mask in optim.DECAY_MASKS, f"train.decay_mask must be one of {sorted(optim.DECAY_MASKS)}, got {t.decay_mask!r}.")
     _require(t.schedule in optim.SCHEDULES, f"train.schedule must be one of {optim.SCHEDULES}, got {t.schedule!r}.")
     _require(t.optimizer in optim.OPTIMIZERS, f"train.optimizer {t.optimizer!r} is unknown; choose one of {sorted(optim.OPTIMIZERS)}.")
+    from wavejax.train import losses  # late import
+
+    _require(t.loss in losses.LOSSES, f"train.loss {t.loss!r} is unknown; choose one of {sorted(losses.LOSSES)}.")

@@ -1,12 +1,21 @@
 """The GPT trunk every model family plugs into (nanoGPT layout, in flax.linen).
 
-    x = embedding(tokens)                                  # "learned": wte[tokens] + wpe[pos]
-    for each block:  x = x + attention(LN(x));  x = x + mixer(LN(x))     # pre-LN
-    logits = embedding.attend(LN(x))                        # tied output head
+    x = embedding(tokens)                                   # "learned": wte[tokens] + wpe[pos]
+    for each block ℓ:                                       # pre-LN
+        sel = selector(LN1(x))                              # optional token selection (model.selector)
+        x = x + attention(LN1(x)[, sel])
+        x = x + coupling_ℓ(h_0 .. h_{ℓ-1})                  # optional cross-layer coupling (model.layer_coupling)
+        x = x + mixer(LN2(x)[, sel])
+        h_ℓ = x
+    logits = head(LN_f(x))                                  # "tied": embedding.attend; LN_f optional
 
-The attention of each layer, the embedding and the mixer are looked up by name in
+The attention of each layer, the embedding, selector, mixer and head are looked up by name in
 `wavejax.nn.registry` from the model config. Consecutive layers with the same parts form one
-segment and run under `nn.scan`, so a 12-layer stack compiles one block.
+segment and run under `nn.scan`, so a 12-layer stack compiles one block; a stack with cross-layer
+coupling is unrolled (each layer reads the outputs of the layers before it).
+
+Every block output h_ℓ (and the embedding output) is sown into the "layer_outputs" collection, which
+costs nothing unless a loss asks for it (`layer_outputs_in_order`).
 """
 
 from __future__ import annotations
@@ -20,19 +29,33 @@ import ml_collections
 
 import wavejax.nn  # noqa: F401  (registers the standard parts)
 from wavejax.nn import init, registry
+from wavejax.nn.coupling import ModeCoupling, coupling_sources
+
+SCANNED_COLLECTIONS = ("params", "intermediates", "losses", "diagnostics", "layer_outputs")
 
 
 class Block(nn.Module):
     config: object
     attention: str
+    layer: int = 0  # index in the stack (which earlier layers it couples to)
 
     @nn.compact
-    def __call__(self, x, deterministic: bool = True):
+    def __call__(self, x, deterministic: bool = True, earlier: tuple = ()):
         c = self.config
         dtype = init.dtype_of(c.dtype)
         ln = lambda name: nn.LayerNorm(epsilon=1e-5, use_bias=c.use_bias, dtype=dtype, name=name)  # noqa: E731
-        x = x + registry.ATTENTIONS[self.attention](c, name="attn")(ln("ln1")(x), deterministic)
-        x = x + registry.MIXERS[c.mixer](c, name="mixer")(ln("ln2")(x), deterministic)
+        h = ln("ln1")(x)
+        selection = None if c.selector == "none" else registry.SELECTORS[c.selector](c, name="selector")(h, deterministic)
+
+        def part(kind, table, name, inp):
+            kw = {"selection": selection} if registry.uses_selection(kind, name) else {}
+            return table[name](c, name="attn" if kind == "attention" else "mixer")(inp, deterministic, **kw)
+
+        x = x + part("attention", registry.ATTENTIONS, self.attention, h)
+        if earlier:
+            x = x + ModeCoupling(c, len(earlier), name="coupling")(earlier)
+        x = x + part("mixer", registry.MIXERS, c.mixer, ln("ln2")(x))
+        self.sow("layer_outputs", "h", x)
         return x
 
 
@@ -45,10 +68,8 @@ class _ScanBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, _):
-        block = Block(self.config, self.attention, name="block")
-        if self.config.remat:
-            block = nn.remat(Block, static_argnums=(2,))(self.config, self.attention, name="block")
-        return block(x, self.deterministic), None
+        block_cls = nn.remat(Block, static_argnums=(2,)) if self.config.remat else Block
+        return block_cls(self.config, self.attention, name="block")(x, self.deterministic), None
 
 
 def layer_attentions(config) -> tuple[str, ...]:
@@ -60,6 +81,11 @@ def segments(config) -> list[tuple[str, int]]:
     return [(name, len(list(group))) for name, group in itertools.groupby(layer_attentions(config))]
 
 
+def scanned(config, count: int) -> bool:
+    """Whether a segment of `count` layers runs under nn.scan (coupled stacks are unrolled)."""
+    return config.scan_layers and count > 1 and config.layer_coupling == "none"
+
+
 class GPT(nn.Module):
     config: object  # the model ConfigDict
     vocab_size: int
@@ -69,21 +95,39 @@ class GPT(nn.Module):
         c = self.config
         embed = registry.EMBEDDINGS[c.embedding](c, self.vocab_size, name="embed")
         x = embed(tokens, deterministic)
+        self.sow("layer_outputs", "embedded", x)
+        sources = coupling_sources(c.layer_coupling, c.n_layer)
+        outputs, layer = [], 0  # outputs: h_ℓ of the unrolled layers, for the coupling
+        block_cls = nn.remat(Block, static_argnums=(2,)) if c.remat else Block
         for i, (name, count) in enumerate(segments(c)):
-            if c.scan_layers and count > 1:
-                stack = nn.scan(
-                    _ScanBlock,
-                    variable_axes={"params": 0, "intermediates": 0, "losses": 0, "diagnostics": 0},
-                    split_rngs={"params": True, "dropout": True},
-                    length=count,
-                )
+            if scanned(c, count):
+                stack = nn.scan(_ScanBlock, variable_axes={k: 0 for k in SCANNED_COLLECTIONS},
+                                split_rngs={"params": True, "dropout": True}, length=count)
                 x, _ = stack(c, name, deterministic, name=f"seg{i}")(x, None)
             else:
                 for j in range(count):
-                    block_cls = nn.remat(Block, static_argnums=(2,)) if c.remat else Block
-                    x = block_cls(c, name, name=f"seg{i}_{j}")(x, deterministic)
-        x = nn.LayerNorm(epsilon=1e-5, use_bias=c.use_bias, dtype=init.dtype_of(c.dtype), name="ln_f")(x)
-        return embed.attend(x)
+                    earlier = tuple(outputs[s] for s in sources[layer + j])
+                    x = block_cls(c, name, layer + j, name=f"seg{i}_{j}")(x, deterministic, earlier)
+                    outputs.append(x)
+            layer += count
+        if c.final_norm:
+            x = nn.LayerNorm(epsilon=1e-5, use_bias=c.use_bias, dtype=init.dtype_of(c.dtype), name="ln_f")(x)
+        if c.head == "tied":
+            return embed.attend(x)
+        return registry.HEADS[c.head](c, self.vocab_size, name="head")(x)
+
+
+def layer_outputs_in_order(collection, config) -> list:
+    """The sown "layer_outputs" as [embedding output, h_0, ..., h_{L-1}], each [B,T,D], in layer order
+    (a scanned segment's stacked outputs are split back into layers)."""
+    out = [collection["embedded"][0]]
+    for i, (_, count) in enumerate(segments(config)):
+        if scanned(config, count):
+            stacked = collection[f"seg{i}"]["block"]["h"][0]
+            out.extend(stacked[j] for j in range(count))
+        else:
+            out.extend(collection[f"seg{i}_{j}"]["h"][0] for j in range(count))
+    return out
 
 
 def build_model(model_config, vocab_size: int) -> GPT:

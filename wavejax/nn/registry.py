@@ -1,41 +1,62 @@
 """Name -> module-factory tables through which config picks a block's parts.
 
-A model family registers its attention, embedding or mixer here; the GPT trunk
-(`wavejax/models/gpt.py`) builds every block from these names, so a variant differs from the
-baseline only in config fields. Each factory takes the model ConfigDict and `name=`.
+A model family registers its parts here; the GPT trunk (`wavejax/models/gpt.py`) builds every block from these
+names, so a variant differs from the baseline only in config fields. Each factory takes the model ConfigDict
+(and the vocabulary size for embeddings and heads) and `name=`.
 
-Contracts (all inputs/outputs [batch, time, d_model] in the compute dtype):
-  attention(x, deterministic) -> y
-  mixer(x, deterministic) -> y       may `self.sow("losses", name, scalar)` auxiliary losses
-  embedding(tokens, deterministic) -> x, and `.attend(x) -> logits` for the tied head
+Contracts (inputs/outputs [batch, time, d_model] in the compute dtype unless said otherwise):
+  embedding(tokens, deterministic) -> x        with `.attend(x) -> logits` for the tied head
+  selector(x, deterministic) -> Selection      per-block token selection (wavejax.nn.selection), shared by the
+                                               block's attention and mixer; model.selector = "none" for none
+  attention(x, deterministic[, selection]) -> y
+  mixer(x, deterministic[, selection]) -> y    may `self.sow("losses", name, scalar)` auxiliary losses
+  head(x) -> logits [batch, time, vocab] float32 (model.head; "tied" uses embedding.attend)
+Parts registered with `uses_selection=True` are called with the block's Selection and need a selector.
 """
 
 ATTENTIONS: dict = {}
 CHECKS: dict = {}  # part name -> check(model_config) raising ConfigError, run by wavejax.config.validate
 MIXERS: dict = {}
 EMBEDDINGS: dict = {}
+SELECTORS: dict = {}
+HEADS: dict = {}
+USES_SELECTION: set = set()  # (table name, part name) of parts that take the block's Selection
 
 
-def _register(table: dict, name: str):
+def _register(table: dict, name: str, kind: str = "", uses_selection: bool = False):
     def deco(factory):
         if name in table:
             raise ValueError(f"{name!r} is registered twice")
         table[name] = factory
+        if uses_selection:
+            USES_SELECTION.add((kind, name))
         return factory
 
     return deco
 
 
-def register_attention(name: str):
-    return _register(ATTENTIONS, name)
+def register_attention(name: str, uses_selection: bool = False):
+    return _register(ATTENTIONS, name, "attention", uses_selection)
 
 
-def register_mixer(name: str):
-    return _register(MIXERS, name)
+def register_mixer(name: str, uses_selection: bool = False):
+    return _register(MIXERS, name, "mixer", uses_selection)
 
 
 def register_embedding(name: str):
     return _register(EMBEDDINGS, name)
+
+
+def register_selector(name: str):
+    return _register(SELECTORS, name)
+
+
+def register_head(name: str):
+    return _register(HEADS, name)
+
+
+def uses_selection(kind: str, name: str) -> bool:
+    return (kind, name) in USES_SELECTION
 
 
 def register_check(name: str, check) -> None:

@@ -104,7 +104,7 @@ class Trainer:
         self.n_params = count_params(self.state.params)
 
         self.train_step = jax.jit(
-            make_train_step(self.model, self.tx, self.lr),
+            make_train_step(self.model, self.tx, self.lr, config.train),
             in_shardings=(self.rep, self.accum_sharding, self.accum_sharding),
             out_shardings=(self.rep, self.rep),
             donate_argnums=(0,),

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wavejax.train.losses import auxiliary_loss, cross_entropy
+from wavejax.train.losses import LOSSES, auxiliary_loss, cross_entropy
 
 
 def tree_norm(tree) -> jax.Array:
@@ -30,20 +30,25 @@ def flat_diagnostics(collection) -> dict:
     return out
 
 
-def make_loss_fn(model):
+def make_loss_fn(model, train_config=None):
+    """Cross-entropy + sowed auxiliary losses + the extra term of the objective `train_config.loss` (default "ce")."""
+    objective = LOSSES[train_config.loss if train_config is not None else "ce"]
+    mutable = ["losses", "diagnostics", *objective.collections]
+
     def loss_fn(params, x, y, rng):
-        logits, variables = model.apply(
-            {"params": params}, x, deterministic=False, rngs={"dropout": rng}, mutable=["losses", "diagnostics"]
-        )
+        logits, variables = model.apply({"params": params}, x, deterministic=False, rngs={"dropout": rng}, mutable=mutable)
         ce = cross_entropy(logits, y)
-        aux = auxiliary_loss(variables.get("losses", {}))
-        return ce + aux, (ce, aux, flat_diagnostics(variables.get("diagnostics", {})))
+        extra, extra_diag = objective.extra(logits, y, variables, model.config, train_config)
+        aux = auxiliary_loss(variables.get("losses", {})) + extra
+        diag = flat_diagnostics(variables.get("diagnostics", {}))
+        diag.update({f"objective/{k}": jnp.asarray(v, jnp.float32) for k, v in extra_diag.items()})
+        return ce + aux, (ce, aux, diag)
 
     return loss_fn
 
 
-def make_train_step(model, tx, lr_schedule):
-    loss_fn = make_loss_fn(model)
+def make_train_step(model, tx, lr_schedule, train_config=None):
+    loss_fn = make_loss_fn(model, train_config)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def train_step(state, x, y):
