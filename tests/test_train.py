@@ -211,3 +211,25 @@ def test_weight_decay_hits_matrices_and_embeddings_only(train_config):
     # LayerNorm scales stay undecayed, also when nn.scan stacks them to [layers, d]
     assert shapes["seg0"]["block"]["ln1"]["scale"].ndim == 2
     assert not block["ln1"]["scale"] and not block["ln2"]["scale"] and not mask["ln_f"]["scale"]
+
+
+def test_family_reporter_runs_once_at_the_end_with_the_trained_params(tmp_path, monkeypatch):
+    from wavejax.analysis import reports
+
+    calls = []
+
+    def reporter(ctx):
+        calls.append((ctx.step, ctx.workdir, jax.device_get(ctx.params), len(ctx.data.val)))
+        return {"param_norm": float(sum(np.sum(np.square(a)) for a in jax.tree.leaves(ctx.params)))}
+
+    monkeypatch.setitem(reports.REPORTERS, "gpt", reporter)
+    trainer = Trainer(_config(**{"train.steps": 8}), str(tmp_path))
+    try:
+        trainer.run()
+    finally:
+        trainer.ckpt.close()
+    assert len(calls) == 1 and calls[0][0] == 8 and calls[0][1] == str(tmp_path) and calls[0][3] > 0
+    final = jax.device_get(trainer.state.params)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(calls[0][2]), jax.tree.leaves(final)))
+    report = [r for r in read_metrics(str(tmp_path)) if r["split"] == "report"]
+    assert len(report) == 1 and report[0]["step"] == 8 and report[0]["param_norm"] > 0

@@ -250,6 +250,8 @@ class Trainer:
                         self._write_sample(step)
                 if step % t.checkpoint_every == 0 or is_last:
                     self.save()
+                if is_last:
+                    self._report(step)
                 if step % t.log_every == 0 or step % t.eval_every == 0:
                     window_t0 = time.perf_counter()  # eval and checkpoint time is not training throughput
                 if stop_at is not None and step >= stop_at:
@@ -275,6 +277,19 @@ class Trainer:
         last = self.ckpt.latest_step()
         kept = f"the last good checkpoint (step {last}) is kept" if last is not None else "no checkpoint had been written yet"
         raise TrainingDiverged(f"step {step}: {what}; the run stopped and {kept}; lower train.lr or check the data.")
+
+    def _report(self, step: int) -> None:
+        """The model family's end-of-run report (wavejax.analysis.reports), if it registered one."""
+        from wavejax.analysis.reports import REPORTERS, ReportContext
+
+        reporter = REPORTERS.get(self.config.model.family)
+        if reporter is None or not self.is_main:
+            return
+        ctx = ReportContext(self.model, self.state.params, self.config, self.data, self.workdir, step,
+                            jax.random.PRNGKey(self.config.seed))
+        numbers = reporter(ctx)
+        self.writer.write(step, "report", numbers)
+        self._log(f"step {step}: report " + ", ".join(f"{k} {v:.4g}" for k, v in numbers.items()))
 
     def _write_sample(self, step: int) -> None:
         if not self.is_main:
