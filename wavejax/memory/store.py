@@ -1,0 +1,429 @@
+"""The holographic store: SO(4) context matrices, quantised-key slot routing, a slot memory of superposed bindings,
+an exact-match episodic cache on device, three decoders and generation (spec: shared/specs/holographic.md section 3).
+
+Faithful (`routing="digits"`, `decoder="coherence"`): the original's level digits (4 k[14-2l] + k[15-2l]) mod 16,
+which use only a few coarse coefficients, and its Grace-then-coherence decoder. Default: a uniform hash of all 16
+quantised coefficients and the plain transpose-unbind + cosine decoder. Nothing here is learned by gradient descent.
+
+    context   C(t_1..t_L) = R(0)E_1R(0)^T R(1)E_2R(1)^T ... R(L-1)E_LR(L-1)^T   (R = position rotation, spec 2.3)
+              = (F_1 F_2 ... F_L) R(L)^T  with F_t = E_t R(1)  (R(i)^T R(i+1) = R(1): the positions fold into a fixed
+              right factor of every embedding, so all windows of a stream share one table and one sliding product)
+    key       trunc(c_k(C) s_k^n / res), n = 3, res = phi^-12                        (clifford.basin_key)
+    slot      hash(key) mod 16^levels  |  sum_l ((4 key[14-2l] + key[15-2l]) mod 16) 16^l   (routing)
+    write     M[slot] += phi^-1 C E_target ;  count[slot] += 1                         (scatter-add over the batch)
+    read      R = C^T M[slot] = phi^-1 E_target + crosstalk of the other pairs in the slot; score every token
+    cache     sorted 64-bit hashes of the exact token windows -> the last target written (the original's dict)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from tqdm.auto import tqdm
+
+from wavejax.memory import clifford as cl
+from wavejax.memory.so4 import position_rotation, position_rotation_factors
+
+ROUTINGS = ("hash", "digits")
+DECODERS = ("cosine", "vorticity", "coherence")
+MAX_LEVELS = 7  # 16^7 slots (17 GB of float32) still index with int32; a level uses two of the 16 coefficients
+EMPTY_HASH = np.uint32(0xFFFFFFFF)  # h1 of unused cache entries, so the sorted h1 array stays sorted
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreSpec:
+    """The static settings of a store (hashable: jitted functions take it as a static argument)."""
+
+    vocab_size: int
+    context_length: int
+    levels: int = 4
+    routing: str = "hash"
+    key_power: int = 3
+    key_resolution: float = cl.PHI**-12
+    position_scales: int = 2  # 0: no position rotations
+    learning_rate: float = cl.PHI_INV
+    stream_chunk: int = 1 << 16  # windows per chunk when a stream is learned or read back (rounded to a multiple of L)
+
+    @property
+    def chunk(self) -> int:
+        """Windows per stream chunk: a multiple of L, so block boundaries sit at the same stream offsets in every
+        chunk and a window's context is computed the same way whenever it is learned or read."""
+        return max(self.context_length, (self.stream_chunk // self.context_length) * self.context_length)
+
+    @property
+    def n_slots(self) -> int:
+        return 16**self.levels
+
+    @property
+    def pad_id(self) -> int:
+        """The padding token (embedding I); windows shorter than context_length are left-padded with it."""
+        return self.vocab_size
+
+
+@flax.struct.dataclass
+class EpisodicCache:
+    """Exact-match cache: entries sorted by (h1, h2), the first `size` valid, the rest h1 = 0xFFFFFFFF."""
+
+    h1: jax.Array  # [capacity] uint32
+    h2: jax.Array  # [capacity] uint32
+    target: jax.Array  # [capacity] int32: the last target written for that window
+    size: jax.Array  # [] int32
+
+
+@flax.struct.dataclass
+class Memory:
+    embeddings: jax.Array  # [V, 4, 4] token embeddings E_t in SO(4)
+    table: jax.Array  # [V+1, 4, 4] the context factors F_t = E_t R(1), and I for the padding token (context_table)
+    slots: jax.Array  # [16^levels, 4, 4] sum of lr * C E_target over the pairs routed to each slot
+    counts: jax.Array  # [16^levels] int32 pairs written to each slot
+    cache: EpisodicCache
+
+
+def empty_cache(capacity: int) -> EpisodicCache:
+    return EpisodicCache(h1=jnp.full((capacity,), EMPTY_HASH, jnp.uint32), h2=jnp.zeros((capacity,), jnp.uint32),
+                         target=jnp.zeros((capacity,), jnp.int32), size=jnp.zeros((), jnp.int32))
+
+
+def init_memory(spec: StoreSpec, embeddings, cache_capacity: int = 0) -> Memory:
+    embeddings = jnp.asarray(embeddings)
+    if embeddings.shape != (spec.vocab_size, 4, 4):
+        raise ValueError(f"embeddings have shape {embeddings.shape}, expected ({spec.vocab_size}, 4, 4)")
+    return Memory(embeddings=embeddings, table=jnp.asarray(context_table(spec, embeddings)),
+                  slots=jnp.zeros((spec.n_slots, 4, 4), embeddings.dtype),
+                  counts=jnp.zeros((spec.n_slots,), jnp.int32), cache=empty_cache(cache_capacity))
+
+
+# -- contexts ---------------------------------------------------------------------------------------------------------
+
+def padded_embeddings(embeddings):
+    """[V+1, 4, 4]: the embeddings and the identity for the padding token."""
+    return jnp.concatenate([embeddings, jnp.eye(4, dtype=embeddings.dtype)[None]], axis=0)
+
+
+def context_table(spec: StoreSpec, embeddings) -> np.ndarray:
+    """F_t = E_t R(1) for every token, and I for the padding token: [V+1, 4, 4] (numpy, the embeddings' dtype).
+
+    Computed in float64 and rounded once: R(1) in float32 is off from orthogonal by ~1e-7 in its scale, and as a
+    factor of every token that error would add up coherently, to ~5e-5 over 1024 tokens."""
+    e = np.asarray(embeddings)
+    table = e.astype(np.float64) @ position_rotation_factors(1, spec.position_scales)
+    return np.concatenate([table, np.eye(4)[None]]).astype(e.dtype)
+
+
+def closing_rotation(spec: StoreSpec, n, dtype=jnp.float32):
+    """R(n)^T, the right factor of an n-token context (n may be traced)."""
+    return cl.transpose(position_rotation(n, spec.position_scales, dtype))
+
+
+def ordered_product(mats):
+    """M_1 M_2 ... M_L for [..., L, 4, 4] by a pairwise tree (identity-padded to a power of two): log2(L) levels of
+    batched 4x4 products, the association the original's geometric_product_batch uses."""
+    n = mats.shape[-3]
+    size = 1 << max(n - 1, 0).bit_length()
+    if size != n:
+        eye = jnp.broadcast_to(jnp.eye(4, dtype=mats.dtype), mats.shape[:-3] + (size - n, 4, 4))
+        mats = jnp.concatenate([mats, eye], axis=-3)
+    while mats.shape[-3] > 1:
+        mats = cl.mm(mats[..., 0::2, :, :], mats[..., 1::2, :, :])
+    return mats[..., 0, :, :]
+
+
+def window_contexts(spec: StoreSpec, table, windows):
+    """Context matrices of independent windows [B, L] (token ids, pad = vocab_size) -> [B, 4, 4];
+    table = context_table(spec, embeddings) (Memory.table)."""
+    closing = closing_rotation(spec, windows.shape[-1], table.dtype)
+    return jax.vmap(lambda w: cl.mm(ordered_product(table[w]), closing))(windows)
+
+
+def stream_contexts(spec: StoreSpec, table, tokens):
+    """Context matrices of every window of length L of a token stream [N] -> [N - L + 1, 4, 4], window s covering
+    tokens s .. s+L-1, without recomputing each window from scratch.
+
+    The stream is cut into blocks of L; lax.associative_scan gives each block's prefix products P[b, r] = F_bL..F_bL+r
+    and suffix products S[b, r] = F_bL+r..F_bL+L-1, and the window starting at bL + r is S[b, r] P[b+1, r-1] (P[., -1]
+    = I): about five 4x4 products per window for any L, against L - 1 for a product from scratch.
+    """
+    n, length = tokens.shape[0], spec.context_length
+    n_windows = n - length + 1
+    n_blocks = (n_windows - 1) // length + 2
+    padded = jnp.concatenate([tokens, jnp.full((n_blocks * length - n,), spec.pad_id, tokens.dtype)])
+    blocks = table[padded].reshape(n_blocks, length, 4, 4)
+    prefix = lax.associative_scan(cl.mm, blocks, axis=1)
+    suffix = lax.associative_scan(lambda later, earlier: cl.mm(earlier, later), blocks, axis=1, reverse=True)
+    eye = jnp.broadcast_to(jnp.eye(4, dtype=blocks.dtype), (n_blocks - 1, 1, 4, 4))
+    following = jnp.concatenate([eye, prefix[1:, :-1]], axis=1)  # P[b+1, r-1], and I for r = 0
+    windows = cl.mm(suffix[:-1], following).reshape(-1, 4, 4)[:n_windows]
+    return cl.mm(windows, closing_rotation(spec, length, table.dtype))
+
+
+# -- hashing (routing and the episodic cache) ---------------------------------------------------------------------------
+
+_HASH_SEEDS = (0x243F6A88, 0x85A308D3)  # hex digits of pi
+_HASH_MULTIPLIERS = (0x9E3779B1, 0xC2B2AE3D)
+
+
+def fmix32(h):
+    """murmur3's 32-bit finaliser: a bijection of uint32 with full avalanche."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def _fold_hash(column, length: int, shape):
+    """Two independent 32-bit hashes of a sequence, h <- fmix32(h * m + x_i + 1), given column(i) = x_i."""
+
+    def body(i, hs):
+        x = column(i).astype(jnp.uint32) + jnp.uint32(1)
+        return tuple(fmix32(h * jnp.uint32(m) + x) for h, m in zip(hs, _HASH_MULTIPLIERS))
+
+    init = tuple(jnp.full(shape, s, jnp.uint32) for s in _HASH_SEEDS)
+    return lax.fori_loop(0, length, body, init)
+
+
+def window_hashes(windows):
+    """(h1, h2) of each window [B, L] of token ids: together a 64-bit key of the exact token sequence."""
+    return _fold_hash(lambda i: lax.dynamic_index_in_dim(windows, i, axis=1, keepdims=False), windows.shape[1],
+                      windows.shape[:1])
+
+
+def stream_hashes(tokens, length: int):
+    """(h1, h2) of every window of length L of a stream [N] -> two [N - L + 1] arrays (equal to window_hashes)."""
+    n_windows = tokens.shape[0] - length + 1
+    return _fold_hash(lambda i: lax.dynamic_slice_in_dim(tokens, i, n_windows), length, (n_windows,))
+
+
+# -- routing ------------------------------------------------------------------------------------------------------------
+
+def route(spec: StoreSpec, contexts):
+    """Slot index of each context [B, 4, 4] -> [B] int32 (see the module docstring)."""
+    keys = cl.basin_key(contexts, spec.key_power, spec.key_resolution)
+    if spec.routing == "digits":
+        flat = jnp.zeros(keys.shape[:-1], jnp.int32)
+        for level in range(spec.levels):
+            digit = jnp.mod(4 * keys[..., 14 - 2 * level] + keys[..., 15 - 2 * level], 16)
+            flat = flat + digit * (16**level)
+        return flat
+    h1, _ = _fold_hash(lambda i: lax.dynamic_index_in_dim(keys, i, axis=-1, keepdims=False), 16, keys.shape[:-1])
+    return (h1 & jnp.uint32(spec.n_slots - 1)).astype(jnp.int32)
+
+
+# -- writing ------------------------------------------------------------------------------------------------------------
+
+def write(spec: StoreSpec, memory: Memory, contexts, targets, valid=None) -> Memory:
+    """Adds lr * C_b E_{target_b} to the slot of each context (a scatter-add over the leading batch axis).
+    `valid` [B] bool drops padding rows."""
+    slot = route(spec, contexts)
+    if valid is not None:
+        slot = jnp.where(valid, slot, spec.n_slots)  # out of range: dropped by the scatter
+    target_mats = padded_embeddings(memory.embeddings)[targets]
+    bindings = spec.learning_rate * jax.vmap(cl.mm)(contexts, target_mats)
+    slots = memory.slots.at[slot].add(bindings.astype(memory.slots.dtype), mode="drop")
+    counts = memory.counts.at[slot].add(jnp.ones_like(slot), mode="drop")
+    return memory.replace(slots=slots, counts=counts)
+
+
+# -- the episodic cache -------------------------------------------------------------------------------------------------
+
+def _compact(h1, h2, target, valid, capacity: int):
+    """Sorts entries by (h1, h2, write order), keeps the last written of each key, and returns a cache of
+    `capacity` entries and the number of distinct keys (more than capacity: the largest hashes are dropped)."""
+    order = jnp.arange(h1.shape[0], dtype=jnp.int32)
+    perm = jnp.lexsort((order, h2, h1, (~valid).astype(jnp.uint32)))
+    h1, h2, target, valid = h1[perm], h2[perm], target[perm], valid[perm]
+    same_as_next = (h1[1:] == h1[:-1]) & (h2[1:] == h2[:-1]) & valid[1:]
+    keep = valid & ~jnp.concatenate([same_as_next, jnp.zeros((1,), bool)])
+    n_keep = jnp.sum(keep, dtype=jnp.int32)
+    perm = jnp.lexsort((h2, h1, (~keep).astype(jnp.uint32)))[:capacity]
+    filled = jnp.arange(capacity) < n_keep
+    cache = EpisodicCache(h1=jnp.where(filled, h1[perm], EMPTY_HASH), h2=jnp.where(filled, h2[perm], 0),
+                          target=jnp.where(filled, target[perm], 0), size=jnp.minimum(n_keep, capacity))
+    return cache, n_keep
+
+
+def cache_insert(cache: EpisodicCache, h1, h2, target, valid=None):
+    """(cache with the new entries, number of distinct keys): new entries overwrite older ones with the same key."""
+    capacity = cache.h1.shape[0]
+    valid = jnp.ones(h1.shape, bool) if valid is None else valid
+    old_valid = jnp.arange(capacity) < cache.size
+    return _compact(jnp.concatenate([cache.h1, h1]), jnp.concatenate([cache.h2, h2]),
+                    jnp.concatenate([cache.target, target.astype(jnp.int32)]), jnp.concatenate([old_valid, valid]),
+                    capacity)
+
+
+def cache_lookup(cache: EpisodicCache, q1, q2):
+    """(hit [B] bool, target [B] int32) for query keys: jnp.searchsorted on h1, then a binary search on h2 within
+    the equal-h1 run (a fixed number of steps, so it jits once)."""
+    capacity = cache.h1.shape[0]
+    if capacity == 0:
+        return jnp.zeros(q1.shape, bool), jnp.zeros(q1.shape, jnp.int32)
+    lo = jnp.searchsorted(cache.h1, q1, side="left").astype(jnp.int32)
+    hi = jnp.minimum(jnp.searchsorted(cache.h1, q1, side="right").astype(jnp.int32), cache.size)
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = (lo + hi) // 2
+        active = lo < hi
+        below = cache.h2[jnp.clip(mid, 0, capacity - 1)] < q2
+        return jnp.where(active & below, mid + 1, lo), jnp.where(active & ~below, mid, hi)
+
+    lo, _ = lax.fori_loop(0, max(1, capacity.bit_length()), body, (lo, hi))
+    idx = jnp.clip(lo, 0, capacity - 1)
+    hit = (lo < cache.size) & (cache.h1[idx] == q1) & (cache.h2[idx] == q2)
+    return hit, jnp.where(hit, cache.target[idx], 0)
+
+
+# -- reading and decoding -----------------------------------------------------------------------------------------------
+
+def unbind(spec: StoreSpec, memory: Memory, contexts):
+    """(R, count): R = C^T M[slot(C)] for each context, and the number of pairs in that slot."""
+    slot = route(spec, contexts)
+    return jax.vmap(cl.mm)(cl.transpose(contexts), memory.slots[slot]), memory.counts[slot]
+
+
+def decoder_scores(decoder: str, unbound, contexts, counts, embeddings):
+    """Scores of every token [B, V] from the unbound R [B, 4, 4].
+
+    cosine     cos_F(R, E_v) (an empty slot gives R = 0 and scores 0)
+    vorticity  the original's vorticity_weighted_scores(R, E_v)
+    coherence  the original's retrieve_parallel: coherence(Grace(R), E_v), or coherence(Grace(C), E_v) for an empty slot
+    """
+    if decoder == "cosine":
+        return cl.cosine_scores(unbound, embeddings)
+    if decoder == "vorticity":
+        return cl.vorticity_weighted_scores(unbound, embeddings)
+    if decoder == "coherence":
+        state = jnp.where((counts > 0)[:, None, None], cl.grace(unbound), cl.grace(contexts))
+        return cl.coherence_scores(state, embeddings)
+    raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
+
+
+def scores(spec: StoreSpec, memory: Memory, contexts, decoder: str):
+    unbound, counts = unbind(spec, memory, contexts)
+    return decoder_scores(decoder, unbound, contexts, counts, memory.embeddings)
+
+
+# -- learning a token stream (chunked; the same chunk function serves evaluation) ---------------------------------------
+
+@functools.partial(jax.jit, static_argnums=0)
+def _segment_contexts(spec: StoreSpec, table, segment):
+    """Contexts of the first len(segment) - L windows of a segment (one compiled program for learning and reading,
+    so a seen window gets bit-identical C, hence the same slot, when it is read back)."""
+    return stream_contexts(spec, table, segment)[: segment.shape[0] - spec.context_length]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _segment_hashes(spec: StoreSpec, segment):
+    h1, h2 = stream_hashes(segment, spec.context_length)
+    n = segment.shape[0] - spec.context_length
+    return h1[:n], h2[:n]
+
+
+_write = jax.jit(write, static_argnums=0, donate_argnums=1)
+_compact_jit = jax.jit(_compact, static_argnums=4)
+
+
+def segment(tokens: np.ndarray, start: int, chunk: int, spec: StoreSpec) -> np.ndarray:
+    """tokens[start : start + chunk + L], padded with the padding token to that length."""
+    out = np.full(chunk + spec.context_length, spec.pad_id, np.int32)
+    piece = tokens[start : start + chunk + spec.context_length]
+    out[: len(piece)] = piece
+    return out
+
+
+def learn_stream(spec: StoreSpec, memory: Memory, tokens: np.ndarray, use_cache: bool = True, progress: bool = False):
+    """Writes every (window, next token) pair of a stream: windows s = 0 .. N-L-1 with target tokens[s+L], in chunks
+    of spec.chunk windows. With use_cache the episodic cache is rebuilt to hold every window written (the old entries
+    and the new). Returns (memory, number of pairs)."""
+    tokens = np.asarray(tokens, np.int32)
+    n_pairs = len(tokens) - spec.context_length
+    if n_pairs <= 0:
+        raise ValueError(f"a stream of {len(tokens)} tokens has no window of {spec.context_length} with a next token")
+    chunk = spec.chunk
+    starts = range(0, n_pairs, chunk)
+    hashes = []
+    for start in tqdm(starts, desc="writing", unit="chunk", disable=not progress, leave=False):
+        seg = jnp.asarray(segment(tokens, start, chunk, spec))
+        valid = jnp.arange(start, start + chunk) < n_pairs
+        contexts = _segment_contexts(spec, memory.table, seg)
+        memory = _write(spec, memory, contexts, seg[spec.context_length :], valid)
+        if use_cache:
+            hashes.append((*_segment_hashes(spec, seg), seg[spec.context_length :], valid))
+    if use_cache:
+        cache = memory.cache
+        old_valid = jnp.arange(cache.h1.shape[0]) < cache.size
+        parts = [(cache.h1, cache.h2, cache.target, old_valid)] + hashes
+        joined = [jnp.concatenate(p) for p in zip(*parts)]
+        new_cache, _ = _compact_jit(*joined, cache.h1.shape[0] + n_pairs)
+        memory = memory.replace(cache=new_cache)
+    return memory, n_pairs
+
+
+def contexts_at(spec: StoreSpec, table, tokens: np.ndarray, positions: np.ndarray):
+    """Context matrices of the windows starting at `positions` of a stream, computed chunk by chunk exactly as
+    learn_stream computes them (same chunking, same compiled program): [len(positions), 4, 4]."""
+    tokens = np.asarray(tokens, np.int32)
+    positions = np.asarray(positions, np.int64)
+    chunk = spec.chunk
+    out = np.zeros((len(positions), 4, 4), table.dtype)
+    for c in np.unique(positions // chunk):
+        rows = np.nonzero(positions // chunk == c)[0]
+        ctx = _segment_contexts(spec, table, jnp.asarray(segment(tokens, int(c) * chunk, chunk, spec)))
+        out[rows] = np.asarray(ctx[positions[rows] - c * chunk])
+    return jnp.asarray(out)
+
+
+# -- generation ---------------------------------------------------------------------------------------------------------
+
+@functools.partial(jax.jit, static_argnames=("spec", "n_new", "decoder", "use_cache"))
+def _generate(spec: StoreSpec, memory: Memory, window, n_real, key, temperature, tau, *, n_new: int, decoder: str,
+              use_cache: bool):
+    table = memory.table
+
+    def step(carry, step_key):
+        window, n_real = carry
+        context = cl.mm(ordered_product(table[window]), closing_rotation(spec, n_real, table.dtype))[None]
+        s = scores(spec, memory, context, decoder)[0]
+        sampled = jax.random.categorical(step_key, s / (tau * jnp.maximum(temperature, 1e-6)))
+        token = jnp.where(temperature > 0, sampled, jnp.argmax(s)).astype(jnp.int32)
+        if use_cache:
+            hit, cached = cache_lookup(memory.cache, *window_hashes(window[None]))
+            token = jnp.where(hit[0], cached[0], token)
+        return (jnp.concatenate([window[1:], token[None]]), jnp.minimum(n_real + 1, spec.context_length)), token
+
+    _, tokens = lax.scan(step, (window, n_real), jax.random.split(key, n_new))
+    return tokens
+
+
+def generate(spec: StoreSpec, memory: Memory, prompt: np.ndarray, n_new: int, key, decoder: str = "cosine",
+             temperature: float = 1.0, tau: float = 1.0, use_cache: bool = True) -> np.ndarray:
+    """n_new tokens after `prompt`: each step decodes the context of the last L tokens (a shorter prompt is
+    left-padded with identities), returns the cached target on an exact cache hit (use_cache), and otherwise samples
+    softmax(score / (tau * temperature)) over the vocabulary (temperature 0: the top score)."""
+    prompt = np.asarray(prompt, np.int32)[-spec.context_length :]
+    window = np.full(spec.context_length, spec.pad_id, np.int32)
+    if len(prompt):
+        window[-len(prompt) :] = prompt
+    out = _generate(spec, memory, jnp.asarray(window), jnp.int32(len(prompt)), key, jnp.float32(temperature),
+                    jnp.float32(tau), n_new=n_new, decoder=decoder, use_cache=use_cache)
+    return np.asarray(out)
+
+
+def memory_bytes(spec: StoreSpec) -> int:
+    return spec.n_slots * (16 * 4 + 4)
+
+
+def slot_load(memory: Memory) -> dict:
+    """Occupancy statistics of the slot memory."""
+    counts = np.asarray(memory.counts)
+    used = counts[counts > 0]
+    return {"pairs": int(counts.sum()), "slots_used": int(used.size), "max_load": int(used.max()) if used.size else 0,
+            "mean_load_used": float(used.mean()) if used.size else math.nan}

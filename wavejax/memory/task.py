@@ -1,0 +1,287 @@
+"""Task "memory": `python -m wavejax.main --config=configs/holographic.py --workdir=DIR` learns a corpus into the
+holographic store, saves it with orbax, writes and prints the evaluation table, and samples text.
+
+The run directory holds config.json, tokenizer.json, memory/ (orbax: the embeddings, the non-empty slots and the
+episodic cache), memory_meta.json (pairs, learning time), eval.json and eval.md, and samples.txt. Rerunning with the
+same directory restores the saved memory instead of learning it again; a different data or memory config (or seed)
+is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wavejax.config import TOKENIZERS
+from wavejax.data import sources, tokenizers
+from wavejax.errors import CheckpointError, ConfigError, DataError
+from wavejax.memory import eval as mem_eval
+from wavejax.memory import so4, store
+
+CONFIG_FILE = "config.json"
+MEMORY_DIR = "memory"
+META_FILE = "memory_meta.json"
+FIXED_SECTIONS = ("data", "memory")  # what the saved memory depends on; eval.* may change between reruns
+
+
+# -- config ---------------------------------------------------------------------------------------------------------------
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate_task(config) -> None:
+    """One ConfigError sentence for the first impossible value of the data, memory and eval sections."""
+    d, m, e = config.data, config.memory, config.eval
+    _require(d.tokenizer in TOKENIZERS, f"data.tokenizer must be one of {TOKENIZERS}, got {d.tokenizer!r}.")
+    if d.dataset == "file":
+        _require(bool(d.path), "data.dataset='file' needs --config.data.path=PATH to a text file.")
+    if d.path:
+        _require(os.path.isfile(d.path), f"data file {d.path!r} does not exist; pass an existing text file with --config.data.path.")
+    _require(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be between 0 and 1, got {d.val_fraction}.")
+    _require(d.max_chars >= 0, f"data.max_chars must be >= 0 (0 = whole corpus), got {d.max_chars}.")
+    if d.tokenizer == "bpe":
+        _require(d.vocab_size >= 257, f"data.vocab_size must be >= 257 for byte-level BPE, got {d.vocab_size}.")
+
+    _require(1 <= m.context_length <= 4096, f"memory.context_length must be in 1..4096, got {m.context_length}.")
+    _require(1 <= m.levels <= store.MAX_LEVELS,
+             f"memory.levels must be in 1..{store.MAX_LEVELS} (16^levels slots of 68 bytes), got {m.levels}.")
+    for key, allowed in (("routing", store.ROUTINGS), ("decoder", store.DECODERS), ("embedding", so4.EMBEDDINGS)):
+        _require(m[key] in allowed, f"memory.{key} must be one of {allowed}, got {m[key]!r}.")
+    _require(m.position_scales >= 0, f"memory.position_scales must be >= 0 (0 = no position rotations), got {m.position_scales}.")
+    _require(m.key_power >= 0, f"memory.key_power must be >= 0, got {m.key_power}.")
+    for key in ("key_resolution", "learning_rate"):
+        _require(m[key] > 0, f"memory.{key} must be > 0, got {m[key]}.")
+    _require(m.write_batch >= m.context_length,
+             f"memory.write_batch ({m.write_batch}) must be at least memory.context_length ({m.context_length}).")
+
+    for key in ("queries", "calibration", "top_k"):
+        _require(e[key] >= 1, f"eval.{key} must be >= 1, got {e[key]}.")
+    _require(len(e.decoders) > 0 and all(x in store.DECODERS for x in e.decoders),
+             f"eval.decoders must be a non-empty subset of {store.DECODERS}, got {tuple(e.decoders)}.")
+    _require(all(int(n) >= 1 for n in e.ngram_orders), f"eval.ngram_orders must be >= 1, got {tuple(e.ngram_orders)}.")
+    _require(e.sample_tokens >= 0, f"eval.sample_tokens must be >= 0, got {e.sample_tokens}.")
+    _require(e.temperature >= 0, f"eval.temperature must be >= 0 (0 = the top score), got {e.temperature}.")
+
+
+def store_spec(config, vocab_size: int) -> store.StoreSpec:
+    m = config.memory
+    return store.StoreSpec(vocab_size=vocab_size, context_length=m.context_length, levels=m.levels, routing=m.routing,
+                           key_power=m.key_power, key_resolution=float(m.key_resolution),
+                           position_scales=m.position_scales, learning_rate=float(m.learning_rate),
+                           stream_chunk=m.write_batch)
+
+
+def history_length(config) -> int:
+    """Tokens before each query target: enough for the memory's window and the longest n-gram context."""
+    return max([config.memory.context_length] + [int(n) - 1 for n in config.eval.ngram_orders])
+
+
+# -- data -----------------------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class CorpusTokens:
+    tokenizer: object
+    train: np.ndarray
+    heldout: np.ndarray
+    name: str
+
+
+def load_tokens(config, tokenizer=None) -> CorpusTokens:
+    """The corpus split into train and held-out token arrays (wavejax.data sources and tokenizers; char: the
+    vocabulary of the whole text, BPE: trained on the train split). Writes nothing."""
+    corpus = sources.load_corpus(config.data)
+    if tokenizer is None:
+        text = corpus.train + corpus.val if config.data.tokenizer == "char" else corpus.train
+        tokenizer = tokenizers.train_tokenizer(config.data, text)
+    train = tokenizer.encode(corpus.train).astype(np.int32)
+    heldout = tokenizer.encode(corpus.val).astype(np.int32)
+    need = history_length(config) + 2
+    for split, ids in (("train", train), ("held-out", heldout)):
+        if len(ids) < 2 * need:
+            raise DataError(f"the {split} split of {corpus.name} has {len(ids)} tokens, fewer than the {2 * need} the "
+                            "evaluation needs; use a larger corpus or a shorter memory.context_length.")
+    return CorpusTokens(tokenizer, train, heldout, corpus.name)
+
+
+# -- learning, saving, restoring ------------------------------------------------------------------------------------------
+
+def learn(config, data: CorpusTokens, progress: bool = True):
+    """(spec, memory, seconds, pairs): the embedding table, then every (window, next token) pair of the train split."""
+    t0 = time.perf_counter()
+    spec = store_spec(config, data.tokenizer.vocab_size)
+    table = so4.embedding_table(config.memory.embedding, spec.vocab_size, config.seed, tokens=data.train)
+    memory = store.init_memory(spec, table)
+    memory, pairs = store.learn_stream(spec, memory, data.train, use_cache=config.memory.episodic, progress=progress)
+    jax.block_until_ready(memory)
+    return spec, memory, time.perf_counter() - t0, pairs
+
+
+def to_payload(memory: store.Memory) -> dict:
+    """The memory without its empty slots (at 16^6 slots the dense array is 1 GiB; a corpus fills a few percent)."""
+    counts = np.asarray(memory.counts)
+    used = np.nonzero(counts)[0].astype(np.int32)
+    c = memory.cache
+    return {"embeddings": memory.embeddings, "slot_index": used, "slot_value": np.asarray(memory.slots)[used],
+            "slot_count": counts[used], "cache_h1": c.h1, "cache_h2": c.h2, "cache_target": c.target, "cache_size": c.size}
+
+
+def from_payload(spec: store.StoreSpec, payload: dict) -> store.Memory:
+    idx = jnp.asarray(payload["slot_index"])
+    slots = jnp.zeros((spec.n_slots, 4, 4), jnp.float32).at[idx].set(jnp.asarray(payload["slot_value"]))
+    counts = jnp.zeros((spec.n_slots,), jnp.int32).at[idx].set(jnp.asarray(payload["slot_count"]))
+    cache = store.EpisodicCache(h1=jnp.asarray(payload["cache_h1"]), h2=jnp.asarray(payload["cache_h2"]),
+                                target=jnp.asarray(payload["cache_target"]), size=jnp.asarray(payload["cache_size"]))
+    embeddings = jnp.asarray(payload["embeddings"])
+    return store.Memory(embeddings=embeddings, table=jnp.asarray(store.context_table(spec, embeddings)), slots=slots,
+                        counts=counts, cache=cache)
+
+
+def save_memory(workdir: str, memory: store.Memory, meta: dict) -> None:
+    import orbax.checkpoint as ocp
+
+    path = os.path.join(os.path.abspath(workdir), MEMORY_DIR)
+    shutil.rmtree(path, ignore_errors=True)  # left by an interrupted save (no meta file was written after it)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(path, to_payload(memory))
+    checkpointer.wait_until_finished()
+    _write_json(os.path.join(workdir, META_FILE), meta)  # written last: its presence marks a complete save
+
+
+def restore_memory(workdir: str, spec: store.StoreSpec) -> tuple[store.Memory, dict]:
+    """The saved memory, restored into abstract targets built from the checkpoint's own metadata."""
+    import orbax.checkpoint as ocp
+
+    path = os.path.join(os.path.abspath(workdir), MEMORY_DIR)
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+        tree = checkpointer.metadata(path).item_metadata.tree
+        target = {k: jax.ShapeDtypeStruct(tuple(v.shape), v.dtype) for k, v in tree.items()}
+        payload = checkpointer.restore(path, target)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"the memory saved in {path} cannot be read ({str(e).splitlines()[0][:120]}); "
+                              "use a new --workdir.") from None
+    if tuple(payload["embeddings"].shape) != (spec.vocab_size, 4, 4):
+        raise CheckpointError(f"the memory saved in {path} has another vocabulary; use a new --workdir.")
+    with open(os.path.join(workdir, META_FILE), encoding="utf-8") as f:
+        return from_payload(spec, payload), json.load(f)
+
+
+def _write_json(path: str, blob) -> None:
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(blob, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def _check_workdir(workdir: str, config) -> bool:
+    """True when the workdir holds a complete memory learned with this data/memory config and seed."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return False
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    current = json.loads(config.to_json())
+    if saved.get("task") != "memory":
+        raise CheckpointError(f"{workdir} holds a {saved.get('task')!r} run, not a memory; use a new --workdir.")
+    for section in FIXED_SECTIONS:
+        old, new = saved.get(section, {}), current.get(section, {})
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if diff:
+            raise CheckpointError(f"{workdir} holds a memory learned with a different {section} config "
+                                  f"({', '.join(f'{section}.{k}' for k in diff)}); use a new --workdir or the original settings.")
+    if saved.get("seed") != current.get("seed"):
+        raise CheckpointError(f"{workdir} holds a memory learned with seed {saved.get('seed')}, not {current.get('seed')}; "
+                              "use a new --workdir.")
+    return os.path.exists(os.path.join(workdir, META_FILE))
+
+
+# -- evaluation and sampling ------------------------------------------------------------------------------------------------
+
+def evaluate(config, spec, memory, data: CorpusTokens) -> list[dict]:
+    """The evaluation table's rows: the memory under each decoder, the cache's exact match on seen pairs, and the
+    unigram and n-gram baselines, all on the same queries."""
+    e = config.eval
+    sets = mem_eval.query_sets(data.train, data.heldout, e.queries, e.calibration, history_length(config),
+                               spec.context_length, spec.vocab_size, config.seed)
+    rows = mem_eval.evaluate_memory(spec, memory, sets, tuple(e.decoders), e.top_k)
+    if config.memory.episodic:
+        rows.append(mem_eval.cache_row(spec, memory, sets["seen"][1], config.memory.decoder))
+    unigram = mem_eval.unigram_probs(data.train, spec.vocab_size)
+    rows += mem_eval.evaluate_probabilities("unigram", lambda h: np.broadcast_to(unigram, (len(h), len(unigram))),
+                                            sets, e.top_k)
+    for order in e.ngram_orders:
+        model = mem_eval.NGramModel(data.train, spec.vocab_size, int(order))
+        rows += mem_eval.evaluate_probabilities(f"{int(order)}-gram (Witten-Bell)", model.probs, sets, e.top_k)
+    return rows
+
+
+def samples(config, spec, memory, data: CorpusTokens, tau: float) -> dict[str, str]:
+    """{prompt label: prompt + generated text}. Without eval.sample_prompt: one prompt of seen text (the first L
+    training tokens: the cache, if on, continues it from memory) and one of held-out text."""
+    e = config.eval
+    if e.sample_prompt:
+        prompts = {"prompt": data.tokenizer.encode(e.sample_prompt)}
+    else:
+        prompts = {"training text": data.train[: spec.context_length], "held-out text": data.heldout[: spec.context_length]}
+    out = {}
+    for label, prompt in prompts.items():
+        ids = store.generate(spec, memory, prompt, e.sample_tokens, jax.random.PRNGKey(config.seed),
+                             decoder=config.memory.decoder, temperature=e.temperature, tau=tau,
+                             use_cache=config.memory.episodic)
+        out[label] = data.tokenizer.decode(np.concatenate([prompt, ids]))
+    return out
+
+
+def run_task(config, workdir: str) -> dict:
+    """Learns (or restores), evaluates and samples; returns the summary whose "message" the CLI prints."""
+    reuse = _check_workdir(workdir, config)
+    saved_tokenizer = tokenizers.load_tokenizer(workdir) if reuse else None
+    data = load_tokens(config, saved_tokenizer)
+    os.makedirs(workdir, exist_ok=True)  # config and data passed every check: now the run directory may be written
+    if not reuse:
+        tokenizers.save_tokenizer(data.tokenizer, workdir)
+        _write_json(os.path.join(workdir, CONFIG_FILE), json.loads(config.to_json()))
+    spec = store_spec(config, data.tokenizer.vocab_size)
+    if reuse:
+        memory, meta = restore_memory(workdir, spec)
+        print(f"restored the memory saved in {workdir} ({meta['pairs']:,} pairs, learned in {meta['learn_seconds']:.1f} s)")
+    else:
+        print(f"learning {len(data.train) - spec.context_length:,} pairs of {data.name} ({config.data.tokenizer} tokens, "
+              f"vocabulary {spec.vocab_size}, context {spec.context_length}, {spec.n_slots:,} slots)", flush=True)
+        spec, memory, seconds, pairs = learn(config, data, progress=config.eval.progress)
+        meta = {"pairs": pairs, "learn_seconds": seconds, "writes_per_s": pairs / seconds, **store.slot_load(memory),
+                "cache_size": int(memory.cache.size), "backend": jax.default_backend()}
+        save_memory(workdir, memory, meta)
+        print(f"learned {pairs:,} pairs in {seconds:.1f} s; saved to {os.path.join(workdir, MEMORY_DIR)}")
+
+    rows = evaluate(config, spec, memory, data)
+    table = mem_eval.results_table(rows, config.eval.top_k)
+    _write_json(os.path.join(workdir, "eval.json"), {"rows": rows, "meta": meta})
+    with open(os.path.join(workdir, "eval.md"), "w", encoding="utf-8") as f:
+        f.write(table + "\n")
+    print(table)
+
+    decoder = config.memory.decoder
+    tau = next((r["tau"] for r in rows if r["method"] == f"memory ({decoder})" and r["condition"] == "heldout"), 1.0)
+    texts = samples(config, spec, memory, data, tau) if config.eval.sample_tokens else {}
+    with open(os.path.join(workdir, "samples.txt"), "a", encoding="utf-8") as f:
+        for label, text in texts.items():
+            f.write(f"=== {label}; decoder {decoder}, temperature {config.eval.temperature} ===\n{text}\n\n")
+            print(f"sample ({label}):\n{text}\n")
+
+    def pick(method, condition):
+        return next((r["exact"] for r in rows if r["method"] == method and r["condition"] == condition), float("nan"))
+
+    best_ngram = max((pick(f"{int(n)}-gram (Witten-Bell)", "heldout") for n in config.eval.ngram_orders), default=float("nan"))
+    message = (f"{meta['pairs']:,} pairs ({meta['writes_per_s']:,.0f} writes/s); exact match with {decoder}: seen "
+               f"{pick(f'memory ({decoder})', 'seen'):.3f}, held-out {pick(f'memory ({decoder})', 'heldout'):.3f} "
+               f"(best n-gram {best_ngram:.3f}); table in {os.path.join(workdir, 'eval.md')}")
+    return {"message": message, "rows": rows, "meta": meta, "samples": texts, "workdir": workdir}
