@@ -1,0 +1,292 @@
+"""Field dynamics in `lax.scan` over time (per trial; the experiments `vmap` over a leading trial axis).
+
+Faithful: the original GPU experiment's mode-space model, exactly (its four initial patterns, decay exp(-rate λ),
+cubic term, per-step Gaussian noise); it is a damped noisy map, not an oscillator. Sound: Kuramoto phase oscillators
+on a graph or all-to-all, Euler or RK4, the model a coupling-strength sweep needs.
+
+Mode model, per step t = 1..T-1 (a_0 = Ψᵀ x, x the z-scored initial pattern):
+
+    a_t = a_{t-1} ⊙ exp(-rate·λ) - c·a_{t-1}³ + σ·ξ_t,     ξ_t ~ N(0, I), drawn from fold_in(noise_key, t)
+
+Kuramoto, per node i (A the adjacency, k_i the degree; all-to-all: k_i = N):
+
+    dθ_i/dt = ω_i + (K / k_i) Σ_j A_ij sin(θ_j - θ_i)  (+ σ dW_i)
+            = ω_i + (K / k_i) (cos θ_i Σ_j A_ij sin θ_j - sin θ_i Σ_j A_ij cos θ_j)
+
+The second form needs one sin and one cos per node instead of one sin per edge; the neighbour sums are a gather
+from a padded table (any graph), rolls of the grid (square lattices) or a total (all-to-all). Noise enters as
+Euler–Maruyama, θ += √dt σ ξ after the deterministic Euler or RK4 step.
+
+Long runs go through `scan_blocks`: the state advances in blocks of steps and only a per-block record (or one
+block of states, for statistics that need every step) is kept, so memory does not grow with the number of steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+IC_TYPES = ("gaussian", "plane", "spiral", "noise")  # trial % 4 in the original, in this order
+INTEGRATORS = ("euler", "rk4")
+OMEGA_DISTRIBUTIONS = ("normal", "lorentzian", "uniform", "constant")
+
+
+# -- the block driver -------------------------------------------------------------------------------------------
+
+def scan_blocks(step, state, acc, observe, *, steps: int, block: int, keep_states: bool = False, t0: int = 0):
+    """Advances state_t = step(state_{t-1}, t) for t = t0+1 .. t0+steps with `lax.scan`, in ceil(steps / block)
+    blocks of `block` steps. After each block, (acc, record) = observe(acc, x, t_first, n_valid): x is the block's
+    states [block, ...] when keep_states, else its last state; t_first the block's first step index; n_valid the
+    number of real steps in it (block, except in a last, partial block, where the state is held after step
+    t0+steps, so the extra rows repeat the final state and x is the final state).
+
+    Every block has the same shape, so the block body is traced and compiled once. Returns (state, acc, records)
+    with the records stacked over blocks.
+    """
+    if steps < 1 or block < 1:
+        raise ValueError(f"need steps >= 1 and block >= 1, got steps={steps}, block={block}")
+    n_blocks = -(-steps // block)
+    t_end = t0 + steps
+    ragged = steps % block != 0
+
+    def inner(s, t):
+        new = step(s, t)
+        if ragged:  # hold the state after the last real step
+            new = jax.tree.map(lambda a, b: jnp.where(t <= t_end, a, b), new, s)
+        return new, (new if keep_states else None)
+
+    def run_block(carry, t_first):
+        st, ac = carry
+        st, states = jax.lax.scan(inner, st, t_first + jnp.arange(block, dtype=jnp.int32))
+        n_valid = jnp.minimum(block, t_end - t_first + 1)
+        ac, rec = observe(ac, states if keep_states else st, t_first, n_valid)
+        return (st, ac), rec
+
+    firsts = t0 + 1 + block * jnp.arange(n_blocks, dtype=jnp.int32)
+    (state, acc), records = jax.lax.scan(run_block, (state, acc), firsts)
+    return state, acc, records
+
+
+# -- the original's mode model ----------------------------------------------------------------------------------
+
+def initial_pattern(ic_type, key, positions, mask=None):
+    """The original's spatial pattern of type ic_type (an index into IC_TYPES; traced is fine), z-scored with the
+    unbiased std as torch does. positions [N, 2]; key draws the plane wave's direction and the noise pattern.
+    mask [N] (optional) marks real nodes of a padded graph: every statistic is over them, padded nodes get 0.
+
+    gaussian: exp(-d² / std(d)²), d = distance to the centroid; plane: sin(2π p / (max p - min p)), p = positions · u
+    for a random unit u; spiral: sin(angle + 0.5 d) around the centroid; noise: i.i.d. N(0, 1).
+    """
+    positions = jnp.asarray(positions)
+    if mask is None:
+        mean = lambda v: v.mean(axis=0)  # noqa: E731
+        std = lambda v: jnp.std(v, ddof=1)  # noqa: E731
+        vmax, vmin = jnp.max, jnp.min
+    else:
+        m = jnp.asarray(mask, positions.dtype)
+        n = m.sum()
+        mean = lambda v: (v * (m if v.ndim == 1 else m[:, None])).sum(axis=0) / n  # noqa: E731
+        std = lambda v: jnp.sqrt((m * (v - mean(v)) ** 2).sum() / (n - 1))  # noqa: E731
+        vmax = lambda v: jnp.where(m > 0, v, -jnp.inf).max()  # noqa: E731
+        vmin = lambda v: jnp.where(m > 0, v, jnp.inf).min()  # noqa: E731
+    k_dir, k_noise = jax.random.split(key)
+    rel = positions - mean(positions)
+    dist = jnp.sqrt((rel**2).sum(axis=1))
+    gaussian = jnp.exp(-(dist**2) / std(dist) ** 2)
+    direction = jax.random.normal(k_dir, (2,), positions.dtype)
+    direction = direction / jnp.sqrt((direction**2).sum())
+    proj = positions @ direction
+    plane = jnp.sin(2 * math.pi * proj / (vmax(proj) - vmin(proj)))
+    spiral = jnp.sin(jnp.arctan2(rel[:, 1], rel[:, 0]) + dist * 0.5)
+    noise = jax.random.normal(k_noise, (positions.shape[0],), positions.dtype)
+    x = jnp.stack([gaussian, plane, spiral, noise])[ic_type]
+    x = (x - mean(x)) / std(x)
+    return x if mask is None else x * m
+
+
+def mode_decay(eigenvalues, rate: float = 0.05):
+    return jnp.exp(-jnp.asarray(eigenvalues) * rate)
+
+
+def mode_step(a, xi, decay, cubic: float = 0.01, noise_std: float = 0.02):
+    """One step of the original: a * decay - cubic * a³ + noise_std * ξ, in the original's order of operations."""
+    return a * decay - cubic * (a * a * a) + xi * noise_std
+
+
+def step_noise(noise_key, t, shape, dtype=jnp.float32):
+    """ξ_t: the standard normal draw of step t (fold_in(noise_key, t)), shared by every integrator and reference."""
+    return jax.random.normal(jax.random.fold_in(noise_key, t), shape, dtype)
+
+
+def mode_noise(noise_key, timesteps: int, n_modes: int, dtype=jnp.float32):
+    """[timesteps - 1, n_modes]: ξ_1 .. ξ_{T-1} exactly as the scanned model draws them (for references and tests)."""
+    return jax.vmap(lambda t: step_noise(noise_key, t, (n_modes,), dtype))(jnp.arange(1, timesteps, dtype=jnp.int32))
+
+
+def mode_stepper(decay, noise_key, cubic: float = 0.01, noise_std: float = 0.02):
+    """step(a, t) for `scan_blocks`: the original's update with ξ_t drawn in-scan."""
+
+    def step(a, t):
+        return mode_step(a, step_noise(noise_key, t, a.shape, a.dtype), decay, cubic, noise_std)
+
+    return step
+
+
+def mode_trajectory(a0, decay, noise_key, timesteps: int, cubic: float = 0.01, noise_std: float = 0.02):
+    """The full trajectory [T, K] (row 0 = a0), as the original stores it. For tests and short runs; long runs use
+    scan_blocks with streaming statistics instead."""
+    step = mode_stepper(decay, noise_key, cubic, noise_std)
+
+    def body(a, t):
+        a = step(a, t)
+        return a, a
+
+    _, rest = jax.lax.scan(body, a0, jnp.arange(1, timesteps, dtype=jnp.int32))
+    return jnp.concatenate([a0[None], rest])
+
+
+# -- Kuramoto oscillators ---------------------------------------------------------------------------------------
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["neighbours", "weights", "inv_degree"],
+                   meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class TableCoupling:
+    """Any graph: neighbours [N, D] int32 and weights [N, D] (a padded row per node), inv_degree [N] = 1/k_i (0 for
+    isolated nodes)."""
+
+    neighbours: jax.Array
+    weights: jax.Array
+    inv_degree: jax.Array
+
+    def sums(self, f):
+        """Σ_j A_ij f_j for f [..., N]: a gather of [..., N, D]."""
+        return (jnp.take(f, self.neighbours, axis=-1) * self.weights).sum(-1)
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["inv_degree"], meta_fields=["side", "periodic"])
+@dataclasses.dataclass(frozen=True)
+class LatticeCoupling:
+    """A side x side square lattice: neighbour sums by shifting the [side, side] grid (no gather)."""
+
+    inv_degree: jax.Array
+    side: int
+    periodic: bool
+
+    def sums(self, f):
+        g = f.reshape(f.shape[:-1] + (self.side, self.side))
+        if self.periodic:
+            total = sum(jnp.roll(g, s, axis=ax) for ax in (-2, -1) for s in (1, -1))
+        else:
+            pad = [(0, 0)] * (g.ndim - 2)
+            p = jnp.pad(g, pad + [(1, 1), (1, 1)])
+            total = p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
+        return total.reshape(f.shape)
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=[], meta_fields=["n"])
+@dataclasses.dataclass(frozen=True)
+class MeanFieldCoupling:
+    """All-to-all: Σ_j f_j (j = i included: its term sin(θ_i - θ_i) is 0), normalised by 1/N."""
+
+    n: int
+
+    @property
+    def inv_degree(self):
+        return 1.0 / self.n
+
+    def sums(self, f):
+        return f.sum(axis=-1, keepdims=True)
+
+
+def graph_coupling(graph, dtype=np.float32, stencil: bool = True, pad_nodes: int | None = None,
+                   pad_degree: int | None = None):
+    """The coupling of a wavejax.field.graphs.Graph: the roll stencil for an uncut square lattice (stencil=True),
+    else the neighbour table, optionally padded to pad_nodes rows (isolated nodes) and pad_degree columns."""
+    from wavejax.field import graphs as G
+
+    deg = graph.degrees().astype(np.float64)
+    inv = np.where(deg > 0, 1.0 / np.maximum(deg, 1), 0.0).astype(dtype)
+    uncut = graph.node_ids is not None and np.array_equal(graph.node_ids, np.arange(graph.n))
+    if stencil and graph.is_lattice and uncut and pad_nodes in (None, graph.n):
+        return LatticeCoupling(jnp.asarray(inv), graph.side, graph.periodic)
+    nbr, w = G.neighbour_table(graph, dtype, pad_nodes, pad_degree)
+    inv = np.pad(inv, (0, nbr.shape[0] - graph.n))
+    return TableCoupling(jnp.asarray(nbr), jnp.asarray(w), jnp.asarray(inv))
+
+
+def kuramoto_rhs(theta, omega, coupling_k, coupling):
+    """dθ/dt = ω + K (1/k_i)(cos θ_i S_i - sin θ_i C_i), S = Σ_j A_ij sin θ_j, C = Σ_j A_ij cos θ_j."""
+    s, c = jnp.sin(theta), jnp.cos(theta)
+    return omega + coupling_k * coupling.inv_degree * (c * coupling.sums(s) - s * coupling.sums(c))
+
+
+def kuramoto_rhs_reference(theta, omega, coupling_k, adjacency):
+    """The textbook pairwise form with a dense adjacency [N, N]: ω_i + (K / k_i) Σ_j A_ij sin(θ_j - θ_i)."""
+    deg = adjacency.sum(axis=1)
+    inv = jnp.where(deg > 0, 1.0 / jnp.where(deg > 0, deg, 1.0), 0.0)
+    return omega + coupling_k * inv * (adjacency * jnp.sin(theta[..., None, :] - theta[..., :, None])).sum(-1)
+
+
+def kuramoto_step(theta, omega, coupling_k, coupling, dt: float, integrator: str = "euler"):
+    """One deterministic step: explicit Euler, or classic RK4 with θ + dt (k1 + 2 k2 + 2 k3 + k4) / 6."""
+    f = functools.partial(kuramoto_rhs, omega=omega, coupling_k=coupling_k, coupling=coupling)
+    if integrator == "euler":
+        return theta + dt * f(theta)
+    if integrator == "rk4":
+        k1 = f(theta)
+        k2 = f(theta + (0.5 * dt) * k1)
+        k3 = f(theta + (0.5 * dt) * k2)
+        k4 = f(theta + dt * k3)
+        return theta + dt * ((k1 + 2 * k2 + 2 * k3 + k4) / 6)
+    raise ValueError(f"unknown integrator {integrator!r}; choose one of {INTEGRATORS}")
+
+
+def kuramoto_stepper(omega, coupling_k, coupling, *, dt: float, integrator: str = "euler", noise_std: float = 0.0,
+                     noise_key=None):
+    """step(θ, t) for `scan_blocks`; with noise_std > 0 adds √dt σ ξ_t (ξ_t from fold_in(noise_key, t))."""
+
+    def step(theta, t):
+        theta = kuramoto_step(theta, omega, coupling_k, coupling, dt, integrator)
+        if noise_std:
+            theta = theta + (math.sqrt(dt) * noise_std) * step_noise(noise_key, t, theta.shape, theta.dtype)
+        return theta
+
+    return step
+
+
+def kuramoto_run(theta0, omega, coupling_k, coupling, *, dt: float, steps: int, record_every: int,
+                 integrator: str = "euler", noise_std: float = 0.0, noise_key=None, observe=None, acc=None):
+    """Integrates `steps` steps from theta0 and records every `record_every` steps (and at the end).
+
+    observe(acc, theta, t_first, n_valid) -> (acc, record) is called on the state after each block; the default
+    records θ.
+    Returns (theta_final, acc, records [ceil(steps / record_every), ...]). θ is not wrapped (phase = θ mod 2π).
+    """
+    if noise_std and noise_key is None:
+        raise ValueError("kuramoto_run needs a noise_key when noise_std > 0")
+    step = kuramoto_stepper(omega, coupling_k, coupling, dt=dt, integrator=integrator, noise_std=noise_std,
+                            noise_key=noise_key)
+    observe = observe or (lambda a, th, t, n: (a, th))
+    return scan_blocks(step, theta0, acc, observe, steps=steps, block=record_every)
+
+
+def natural_frequencies(key, n: int, distribution: str = "normal", mean: float = 0.0, width: float = 1.0,
+                        dtype=jnp.float32):
+    """ω [n]: normal (std = width), lorentzian (Cauchy, half-width = width), uniform on [mean - width, mean + width],
+    or constant (= mean)."""
+    if distribution == "normal":
+        z = jax.random.normal(key, (n,), dtype)
+    elif distribution == "lorentzian":
+        z = jax.random.cauchy(key, (n,), dtype)
+    elif distribution == "uniform":
+        z = jax.random.uniform(key, (n,), dtype, -1.0, 1.0)
+    elif distribution == "constant":
+        z = jnp.zeros((n,), dtype)
+    else:
+        raise ValueError(f"unknown frequency distribution {distribution!r}; choose one of {OMEGA_DISTRIBUTIONS}")
+    return mean + width * z
