@@ -234,3 +234,20 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], ali
 
     rule = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else (":" + "-" * (w + 1)) for w, a in zip(widths, align)) + "|"
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
+
+
+# -- timing ------------------------------------------------------------------------------------------------------
+
+def time_calls(fn, reps: int, warmup: int = 1) -> list[float]:
+    """Wall seconds of `reps` calls of fn() after `warmup` untimed ones; fn must wait for its own result
+    (e.g. end in jax.block_until_ready)."""
+    import time
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times

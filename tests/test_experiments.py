@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -213,3 +214,21 @@ def test_flops_per_token_matches_a_hand_count():
     assert flops.peak_flops("cpu") is None
     assert flops.mfu(1e6, 715_008, 989.4e12) == pytest.approx(1e6 * 715_008 / 989.4e12)
     assert flops.mfu(1e6, 715_008, None) is None
+
+
+def test_future_leak_probe_finds_no_gap_for_a_causal_model(cli_run):
+    """The probe on the shared tiny baseline run: hiding the future changes nothing for a causal model, in either way
+    (the prefix mode compiles once per length, so it is checked on the first 8 positions)."""
+    import future_leak  # experiments/ is on sys.path (above)
+
+    workdir, _ = cli_run
+    row = future_leak.measure(str(workdir), batches=1, which="last", modes=("padded",))
+    assert row["causal"] == "yes" and abs(row["padded_loss"] - row["window_loss"]) < 1e-4
+    assert "| yes |" in future_leak.render([row], ("padded",))
+    from wavejax.sample import load_run
+
+    _, _, model, params = load_run(str(workdir), "last")
+    x = np.random.default_rng(0).integers(0, 65, (2, 8)).astype(np.int32)
+    y = np.roll(x, -1, axis=1)
+    window = future_leak.window_loss(model, params, x, y)
+    assert abs(future_leak.prefix_loss(model, params, x, y) - window) < 1e-4
