@@ -14,6 +14,8 @@ Arguments, combinable with "+" (e.g. `tiny+moe`, `f0125+w128`):
   masked           wave-selective attention computed as dense T×T scores with the mask (the reference; slow)
   f0125 f025 f05   wave fraction 0.125 / 0.25 / 0.5
   w32 w128         local window 32 / 128
+  cpu              width 128, batch 8 × 256, 400 steps, no dropout: the size of the CPU quality sweep
+                   (experiments/harmonic_quality.py)
   tiny             2 layers, width 64, context 64, window 8: trains in well under a minute on a CPU
 """
 
@@ -33,6 +35,8 @@ PRESETS = {
     "f05": {"model.harmonic.fraction": 0.5},
     "w32": {"model.harmonic.window": 32},
     "w128": {"model.harmonic.window": 128},
+    "cpu": {"model.d_model": 128, "model.dropout": 0.0, "train.batch_size": 8, "train.steps": 400,
+            "train.warmup_steps": 40, "train.eval_every": 100, "train.checkpoint_every": 200, "train.eval_batches": 40},
     "tiny": {**tiny_overrides(), "model.harmonic.window": 8, "model.harmonic.detector_hidden": 32},
 }
 
