@@ -188,7 +188,7 @@ def wave_report(ctx) -> dict:
     return wave_diagnostics(ctx.model, ctx.params, tokens, ctx.workdir)
 
 
-# -- plots --------------------------------------------------------------------------------------------------------------
+# -- plots ----------------------------------------------------------------------------------------------------------
 
 def _plot_spectra(analyses: dict, path: str) -> None:
     from wavejax.analysis.plots import _pyplot

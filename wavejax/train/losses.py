@@ -63,7 +63,7 @@ WAVE_LOSS_DEFAULTS = {  # train.wave_loss (configs/wave.py); the original classe
     "window": 8,  # wave_coherence: positions per phase-variance window
     "qfe_weight": 0.05,  # qfe lambda (the benchmark's 0.05; "full_physics" used 0.1)
     "qfe_threshold": 0.01,  # qfe amplitude gate tau_A
-    "qfe_project_dim": 0,  # qfe: 0 = the full vocabulary ([B]); k > 0 = a fixed N(0, 1/k) projection V -> k (later code)
+    "qfe_project_dim": 0,  # qfe: 0 = the full vocabulary ([B]); k > 0 = a fixed N(0, 1/k) projection V -> k (later)
 }
 
 
@@ -139,7 +139,8 @@ def spectral_phase_penalty(logits, targets, threshold: float = 0.01, project_dim
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     onehot = jax.nn.one_hot(targets, logits.shape[-1], dtype=jnp.float32)
     if project_dim and logits.shape[-1] > project_dim:
-        r = jax.random.normal(jax.random.PRNGKey(0), (logits.shape[-1], project_dim), jnp.float32) / math.sqrt(project_dim)
+        r = jax.random.normal(jax.random.PRNGKey(0), (logits.shape[-1], project_dim), jnp.float32)
+        r = r / math.sqrt(project_dim)
         probs, onehot = probs @ r, onehot @ r
     f_o, f_y = jnp.fft.rfft(probs, axis=1), jnp.fft.rfft(onehot, axis=1)
     a_o, a_y = jnp.abs(jax.lax.stop_gradient(f_o)), jnp.abs(f_y)

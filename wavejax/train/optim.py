@@ -274,7 +274,8 @@ def wave_optim_settings(train_config) -> dict:
     given = dict(train_config.get("wave_optim", None) or {})
     unknown = sorted(set(given) - set(WAVE_OPTIM_DEFAULTS))
     if unknown:
-        raise ConfigError(f"unknown train.wave_optim key(s) {', '.join(unknown)}; known: {', '.join(WAVE_OPTIM_DEFAULTS)}.")
+        raise ConfigError(f"unknown train.wave_optim key(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(WAVE_OPTIM_DEFAULTS)}.")
     s = {**WAVE_OPTIM_DEFAULTS, **given}
     checks = {"damping": 0 < s["damping"] <= 1, "coherence_weight": 0 <= s["coherence_weight"] <= 1,
               "resonance_strength": 0 <= s["resonance_strength"] <= 1, "resonance_warmup": s["resonance_warmup"] >= 0,
@@ -313,4 +314,5 @@ def resonant_optimizer(train_config, lr: optax.Schedule) -> optax.GradientTransf
 @register_optimizer("wave_adamw")
 def wave_adamw_optimizer(train_config, lr: optax.Schedule) -> optax.GradientTransformation:
     """AdamW with the physics embedding's annealing ratio driven (and kept out of weight decay)."""
-    return optax.chain(adamw(train_config, lr), anneal_standard_ratio(wave_optim_settings(train_config)["anneal_steps"]))
+    anneal = anneal_standard_ratio(wave_optim_settings(train_config)["anneal_steps"])
+    return optax.chain(adamw(train_config, lr), anneal)
