@@ -527,13 +527,13 @@ def test_ngram_matches_a_dictionary_witten_bell_and_normalises():
 def test_query_sets_seen_heldout_changed():
     train = np.random.default_rng(23).integers(0, 9, 500).astype(np.int32)
     heldout = np.random.default_rng(24).integers(0, 9, 200).astype(np.int32)
-    sets = mem_eval.query_sets(train, heldout, count=60, calibration=20, history=10, context_length=4, vocab_size=9, seed=0)
+    sets = mem_eval.query_sets(train, heldout, count=60, calibration=20, history=10, change_window=4, vocab_size=9, seed=0)
     calib, seen = sets["seen"]
-    assert len(calib) == 20 and len(seen) == 60 and not set(calib.starts) & set(seen.starts)
-    np.testing.assert_array_equal(seen.windows(4), np.stack([train[s : s + 4] for s in seen.starts]))
-    np.testing.assert_array_equal(seen.targets, train[seen.starts + 4])
+    assert len(calib) == 20 and len(seen) == 60 and not set(calib.positions) & set(seen.positions)
+    np.testing.assert_array_equal(seen.windows(4), np.stack([train[t - 4 : t] for t in seen.positions]))
+    np.testing.assert_array_equal(seen.targets, train[seen.positions])
     _, changed = sets["changed"]
-    assert changed.starts is None and len(changed) == 60
+    assert changed.positions is None and len(changed) == 60
     h_calib, h_test = sets["heldout"]
     assert h_calib.stream is not h_test.stream and len(h_calib.stream) + len(h_test.stream) == 200
     for q in (calib, seen, h_calib, h_test):

@@ -32,7 +32,7 @@ class Queries:
     condition: str
     history: np.ndarray  # [Q, H] the H tokens before each target (for "changed": with the change applied)
     targets: np.ndarray  # [Q]
-    starts: np.ndarray | None  # [Q] where the memory's window starts in `stream`; None for "changed"
+    positions: np.ndarray | None  # [Q] the targets' positions in `stream`; None for "changed"
     stream: np.ndarray | None
 
     def __len__(self) -> int:
@@ -42,13 +42,14 @@ class Queries:
         return self.history[:, -length:]
 
     def take(self, rows) -> Queries:
-        starts = None if self.starts is None else self.starts[rows]
-        return Queries(self.condition, self.history[rows], self.targets[rows], starts, self.stream)
+        positions = None if self.positions is None else self.positions[rows]
+        return Queries(self.condition, self.history[rows], self.targets[rows], positions, self.stream)
 
 
-def make_queries(condition: str, stream: np.ndarray, count: int, history: int, context_length: int, vocab_size: int,
+def make_queries(condition: str, stream: np.ndarray, count: int, history: int, change_window: int, vocab_size: int,
                  rng: np.random.Generator) -> Queries:
-    """`count` distinct target positions t >= history of `stream` (fewer if it is short), with their histories."""
+    """`count` distinct target positions t >= history of `stream` (fewer if it is short), with their histories;
+    "changed" replaces one of the last `change_window` history tokens by another token."""
     stream = np.asarray(stream, np.int32)
     available = len(stream) - history
     if available <= 0:
@@ -56,26 +57,27 @@ def make_queries(condition: str, stream: np.ndarray, count: int, history: int, c
     t = history + np.sort(rng.choice(available, size=min(count, available), replace=False))
     hist = stream[t[:, None] - history + np.arange(history)]
     if condition != "changed":
-        return Queries(condition, hist, stream[t], t - context_length, stream)
+        return Queries(condition, hist, stream[t], t, stream)
     rows = np.arange(len(t))
-    where = rng.integers(history - context_length, history, size=len(t))  # inside the memory's window
+    where = rng.integers(history - change_window, history, size=len(t))  # inside the memory's window
     hist[rows, where] = (hist[rows, where] + rng.integers(1, vocab_size, size=len(t))) % vocab_size
     return Queries(condition, hist, stream[t], None, None)
 
 
 def query_sets(train: np.ndarray, heldout: np.ndarray, count: int, calibration: int, history: int,
-               context_length: int, vocab_size: int, seed: int) -> dict[str, tuple[Queries, Queries]]:
+               change_window: int, vocab_size: int, seed: int) -> dict[str, tuple[Queries, Queries]]:
     """{condition: (calibration queries, scored queries)}. Held-out text is cut in two: the first half calibrates,
-    the second half is scored; seen and changed queries draw disjoint calibration and scored targets from train."""
+    the second half is scored; seen and changed queries draw disjoint calibration and scored targets from train.
+    change_window: the changed token is one of the last change_window (at most the memory's context length)."""
     rng = np.random.default_rng(seed)
     out = {}
     for condition in ("seen", "changed"):
-        q = make_queries(condition, train, count + calibration, history, context_length, vocab_size, rng)
+        q = make_queries(condition, train, count + calibration, history, change_window, vocab_size, rng)
         order = rng.permutation(len(q))
         out[condition] = (q.take(np.sort(order[:calibration])), q.take(np.sort(order[calibration:])))
     half = len(heldout) // 2
-    out["heldout"] = (make_queries("heldout", heldout[:half], calibration, history, context_length, vocab_size, rng),
-                      make_queries("heldout", heldout[half:], count, history, context_length, vocab_size, rng))
+    out["heldout"] = (make_queries("heldout", heldout[:half], calibration, history, change_window, vocab_size, rng),
+                      make_queries("heldout", heldout[half:], count, history, change_window, vocab_size, rng))
     return out
 
 
@@ -130,8 +132,9 @@ def _batched(fn, n: int, *arrays):
 def memory_contexts(spec, memory, queries: Queries) -> np.ndarray:
     """Contexts of the queries' windows: from their stream by the learning path where there is one (bit-identical
     to what was written), else by the independent-window path."""
-    if queries.starts is not None:
-        return np.asarray(store.contexts_at(spec, memory.table, queries.stream, queries.starts))
+    if queries.positions is not None:
+        starts = queries.positions - spec.context_length
+        return np.asarray(store.contexts_at(spec, memory.table, queries.stream, starts))
     windows = queries.windows(spec.context_length)
     return _batched(lambda w: _window_contexts(spec, memory.table, jnp.asarray(w)), len(windows), windows)
 

@@ -123,23 +123,24 @@ def closing_rotation(spec: StoreSpec, n, dtype=jnp.float32):
 
 
 def ordered_product(mats):
-    """M_1 M_2 ... M_L for [..., L, 4, 4] by a pairwise tree (identity-padded to a power of two): log2(L) levels of
-    batched 4x4 products, the association the original's geometric_product_batch uses."""
-    n = mats.shape[-3]
-    size = 1 << max(n - 1, 0).bit_length()
-    if size != n:
-        eye = jnp.broadcast_to(jnp.eye(4, dtype=mats.dtype), mats.shape[:-3] + (size - n, 4, 4))
-        mats = jnp.concatenate([mats, eye], axis=-3)
-    while mats.shape[-3] > 1:
-        mats = cl.mm(mats[..., 0::2, :, :], mats[..., 1::2, :, :])
-    return mats[..., 0, :, :]
+    """M_1 M_2 ... M_L for [..., L, 4, 4], left to right by lax.scan over L (vectorised over the leading axes)."""
+    eye = jnp.broadcast_to(jnp.eye(4, dtype=mats.dtype), mats.shape[:-3] + (4, 4))
+    product, _ = lax.scan(lambda acc, m: (cl.mm(acc, m), None), eye, jnp.moveaxis(mats, -3, 0))
+    return product
+
+
+def window_context(spec: StoreSpec, table, window):
+    """The context matrix of one window [L] of token ids (pad = vocab_size): (F_t1 ... F_tL) R(L)^T, the factors
+    gathered step by step inside the scan (a batch of windows never materialises [B, L, 4, 4])."""
+    eye = jnp.eye(4, dtype=table.dtype)
+    product, _ = lax.scan(lambda acc, token: (cl.mm(acc, table[token]), None), eye, window)
+    return cl.mm(product, closing_rotation(spec, window.shape[-1], table.dtype))
 
 
 def window_contexts(spec: StoreSpec, table, windows):
-    """Context matrices of independent windows [B, L] (token ids, pad = vocab_size) -> [B, 4, 4];
+    """Context matrices of independent windows [B, L] -> [B, 4, 4] (vmapped over the leading batch axis);
     table = context_table(spec, embeddings) (Memory.table)."""
-    closing = closing_rotation(spec, windows.shape[-1], table.dtype)
-    return jax.vmap(lambda w: cl.mm(ordered_product(table[w]), closing))(windows)
+    return jax.vmap(functools.partial(window_context, spec, table))(windows)
 
 
 def stream_contexts(spec: StoreSpec, table, tokens):
@@ -390,7 +391,7 @@ def _generate(spec: StoreSpec, memory: Memory, window, n_real, key, temperature,
 
     def step(carry, step_key):
         window, n_real = carry
-        context = cl.mm(ordered_product(table[window]), closing_rotation(spec, n_real, table.dtype))[None]
+        context = cl.mm(ordered_product(table[window]), closing_rotation(spec, n_real, table.dtype))[None]  # n_real <= L
         s = scores(spec, memory, context, decoder)[0]
         sampled = jax.random.categorical(step_key, s / (tau * jnp.maximum(temperature, 1e-6)))
         token = jnp.where(temperature > 0, sampled, jnp.argmax(s)).astype(jnp.int32)

@@ -1,0 +1,193 @@
+"""Throughput of the holographic store: writes/s and full-vocabulary reads/s on the current backend, against a
+straightforward numpy implementation of the same store (wavejax/memory/numpy_store.py) measured in the same run.
+
+    python experiments/bench_memory.py                                   # V = 10,000, L = 4, 16, 64, 2^18 pairs
+    python experiments/bench_memory.py --lengths 64 --pairs 65536 --repeats 2
+
+Writes: every (window, next token) pair of a random token stream goes into a store of 16^levels slots (contexts,
+keys, routing, scatter-add of phi^-1 C T; no episodic cache).
+  numpy              each window from scratch as the original: gather E, conjugate by R(i), pairwise np.matmul tree,
+                     keys, the same uint32 routing hash, np.add.at; batches of --numpy_batch windows
+  jax, stream        store.learn_stream: all windows of the stream by the sliding-window products (associative_scan
+                     within blocks of L), chunks of 65,536 windows
+  jax, windows       the same windows as independent [B, L] rows (window_contexts: a product from scratch per window)
+Reads: --queries windows decoded over the whole vocabulary (context, unbind, cosine with all V embeddings, argmax).
+Cache: building the episodic cache of all windows (jax: 64-bit hashes, sort, dedupe; numpy: the original's dict of
+window bytes). Each figure is the median of --repeats timed runs after one untimed run (jit compile excluded).
+"slots agree" is the fraction of slots whose pair count is the same in the numpy and jax stores (float32 rounding
+of a different association order can move a context across a key boundary).
+
+Exit status 1 when the jax stream writes are not at least --target (10x) faster than numpy at L = 64 on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as C  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--vocab", type=int, default=10000)
+    p.add_argument("--lengths", default="4,16,64", help="context lengths, comma-separated")
+    p.add_argument("--pairs", type=int, default=1 << 18, help="pairs written per timed run")
+    p.add_argument("--queries", type=int, default=8192, help="full-vocabulary reads per timed run")
+    p.add_argument("--levels", type=int, default=4)
+    p.add_argument("--numpy_batch", type=int, default=8192, help="windows per numpy batch (the original used 8192)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--target", type=float, default=10.0, help="required write speed-up of the jax stream path at L=64")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    try:
+        args.lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
+    except ValueError:
+        C.fail(f"--lengths must be comma-separated integers, got {args.lengths!r}.")
+    if not args.lengths or min(args.lengths) < 1:
+        C.fail("--lengths needs at least one length >= 1.")
+    for name in ("vocab", "pairs", "queries", "numpy_batch", "repeats"):
+        if getattr(args, name) < 1:
+            C.fail(f"--{name} must be >= 1, got {getattr(args, name)}.")
+    if not 1 <= args.levels <= 7:
+        C.fail(f"--levels must be in 1..7, got {args.levels}.")
+    return args
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of `repeats` runs of fn() after one untimed run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from wavejax.memory import so4, store
+    from wavejax.memory.numpy_store import NumpyStore
+
+    rng = np.random.default_rng(args.seed)
+    table = so4.embedding_table("haar", args.vocab, args.seed)
+    device = jax.devices()[0]
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"backend {jax.default_backend()} ({device.device_kind}), {os.cpu_count()} CPUs, load average "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; V = {args.vocab:,}, {16 ** args.levels:,} slots, "
+          f"{args.pairs:,} pairs per run, median of {args.repeats}")
+
+    write_rows, read_rows, cache_rows, verdict = [], [], [], None
+    for length in args.lengths:
+        spec = store.StoreSpec(vocab_size=args.vocab, context_length=length, levels=args.levels)
+        tokens = rng.integers(0, args.vocab, args.pairs + length).astype(np.int32)
+        starts = np.arange(args.pairs)
+        targets = tokens[length:]
+
+        def numpy_writes():
+            ref = NumpyStore(spec, table)
+            for s in range(0, args.pairs, args.numpy_batch):
+                rows = starts[s : s + args.numpy_batch]
+                ref.write(tokens[rows[:, None] + np.arange(length)], targets[rows])
+            return ref
+
+        def jax_stream_writes():
+            memory, _ = store.learn_stream(spec, store.init_memory(spec, table), tokens, use_cache=False)
+            return jax.block_until_ready(memory)
+
+        @jax.jit
+        def windows_step(memory, stream, first):
+            rows = first + jnp.arange(spec.chunk)
+            windows = stream[rows[:, None] + jnp.arange(length)]
+            contexts = store.window_contexts(spec, memory.table, windows)
+            return store.write(spec, memory, contexts, stream[rows + length], rows < args.pairs)
+
+        stream_dev = jnp.asarray(np.concatenate([tokens, np.zeros(spec.chunk, np.int32)]))
+
+        def jax_window_writes():
+            memory = store.init_memory(spec, table)
+            for first in range(0, args.pairs, spec.chunk):
+                memory = windows_step(memory, stream_dev, jnp.int32(first))
+            return jax.block_until_ready(memory)
+
+        t_np = timed(numpy_writes, args.repeats)
+        t_stream = timed(jax_stream_writes, args.repeats)
+        t_win = timed(jax_window_writes, args.repeats)
+        agree = float(np.mean(np.asarray(jax_stream_writes().counts) == numpy_writes().counts))
+        for name, t in (("numpy (from scratch)", t_np), ("jax, stream (sliding windows)", t_stream),
+                        ("jax, windows (from scratch)", t_win)):
+            write_rows.append([length, name, f"{args.pairs / t:,.0f}", f"{t_np / t:.1f}x", f"{agree:.4f}" if "stream" in name else ""])
+        if length == 64:
+            verdict = t_np / t_stream
+
+        # -- reads: full-vocabulary decode of --queries seen windows ---------------------------------------------
+        memory = jax_stream_writes()
+        ref = numpy_writes()
+        q_rows = rng.choice(args.pairs, size=min(args.queries, args.pairs), replace=False)
+        q_windows = tokens[q_rows[:, None] + np.arange(length)]
+        read_batch = 2048
+
+        @jax.jit
+        def read_step(memory, windows):
+            contexts = store.window_contexts(spec, memory.table, windows)
+            return jnp.argmax(store.scores(spec, memory, contexts, "cosine"), axis=-1)
+
+        def jax_reads():
+            out = [read_step(memory, jnp.asarray(q_windows[s : s + read_batch])) for s in range(0, len(q_windows), read_batch)]
+            return np.concatenate([np.asarray(o) for o in out])
+
+        def numpy_reads():
+            return np.concatenate([ref.read(q_windows[s : s + read_batch]).argmax(1) for s in range(0, len(q_windows), read_batch)])
+
+        r_np, r_jax = timed(numpy_reads, args.repeats), timed(jax_reads, args.repeats)
+        recall = float(np.mean(jax_reads() == targets[q_rows]))
+        read_rows.append([length, f"{len(q_windows) / r_np:,.0f}", f"{len(q_windows) / r_jax:,.0f}", f"{r_np / r_jax:.1f}x",
+                          f"{recall:.3f}"])
+
+        # -- the episodic cache of every window ------------------------------------------------------------------
+        def jax_cache():
+            memory, _ = store.learn_stream(spec, store.init_memory(spec, table), tokens, use_cache=True)
+            return jax.block_until_ready(memory)
+
+        def numpy_cache():
+            ref = NumpyStore(spec, table)
+            for s in range(0, args.pairs, args.numpy_batch):
+                rows = starts[s : s + args.numpy_batch]
+                for window, target in zip(tokens[rows[:, None] + np.arange(length)], targets[rows]):
+                    ref.cache[window.tobytes()] = int(target)
+            return ref
+
+        c_jax = timed(jax_cache, args.repeats) - t_stream  # learn_stream with the cache, minus the same writes without
+        c_np = timed(numpy_cache, 1)
+        cache_rows.append([length, f"{args.pairs / c_np:,.0f}", f"{args.pairs / max(c_jax, 1e-9):,.0f}",
+                           f"{c_np / max(c_jax, 1e-9):.1f}x"])
+        print(f"L = {length}: done", flush=True)
+
+    print("\nWrites (pairs/s):\n")
+    print(C.markdown_table(["L", "implementation", "writes/s", "vs numpy", "slots agree"], write_rows, align="llrrr"))
+    print(f"\nFull-vocabulary reads (V = {args.vocab:,}, cosine decoder, seen windows):\n")
+    print(C.markdown_table(["L", "numpy reads/s", "jax reads/s", "jax vs numpy", "recall"], read_rows))
+    print("\nEpisodic cache of every window (inserts/s; jax: learn_stream with the cache minus without):\n")
+    print(C.markdown_table(["L", "numpy dict", "jax sorted hashes", "jax vs numpy"], cache_rows))
+    if verdict is None:
+        print("\n(no L = 64 in --lengths: no verdict)")
+        return 0
+    on_cpu = jax.default_backend() == "cpu"
+    ok = verdict >= args.target
+    print(f"\n{'PASS' if ok else 'FAIL'}: jax stream writes at L = 64 are {verdict:.1f}x numpy's "
+          f"(target >= {args.target:g}x{' on CPU' if on_cpu else '; the target is set for CPU'})")
+    return 0 if ok or not on_cpu else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
