@@ -260,18 +260,18 @@ def mode_setup(graph: G.Graph, modes: int, eigen: str = "auto") -> ModeSetup:
     return ModeSetup(graph, lam, psi, positions, G.mean_pairwise_distance(positions), time.perf_counter() - start)
 
 
-def mode_trial(key, ic_type, arrays: dict, *, timesteps: int, n_lags: int, block: int, rate: float, cubic: float,
-               noise_std: float, random_phases: bool) -> dict:
+def mode_trial(key, ic_type, arrays: dict, *, timesteps: int, n_lags: int, block: int) -> dict:
     """One trial of the original experiment with its metrics streamed block by block (memory O(n_lags K)).
 
-    Outputs: rotation (degrees), correlations [n_lags], has_wave, half_idx, wave_speed, blowup_step (first step
-    whose state is not finite, -1 if none), C_mean (over blocks whose C is finite, NaN if none) and C_last.
+    arrays: ModeSetup.arrays() plus the model constants rate, cubic, noise_std and the flag random_phases (C(t)
+    fed uniform random phases, as the original) — all traced, so one compile serves any values. Outputs: rotation (degrees), correlations [n_lags], has_wave, half_idx, wave_speed, blowup_step
+    (first step whose state is not finite, -1 if none), C_mean (over blocks whose C is finite, NaN if none), C_last.
     """
     lam, psi, node_sums = arrays["eigenvalues"], arrays["eigenvectors"], arrays["node_sums"]
     ic_key, noise_key, phase_key = jax.random.split(key, 3)
     x = D.initial_pattern(ic_type, ic_key, arrays["positions"], arrays.get("mask"))
     a0 = x @ psi
-    step = D.mode_stepper(D.mode_decay(lam, rate), noise_key, cubic, noise_std)
+    step = D.mode_stepper(D.mode_decay(lam, arrays["rate"]), noise_key, arrays["cubic"], arrays["noise_std"])
     never = jnp.int32(timesteps)
 
     def observe(acc, states, t_first, n_valid):
@@ -280,10 +280,9 @@ def mode_trial(key, ic_type, arrays: dict, *, timesteps: int, n_lags: int, block
         blowup = jnp.minimum(blowup, jnp.where(bad.any(), t_first + jnp.argmax(bad).astype(jnp.int32), never))
         current = states[n_valid - 1]
         prev = jnp.where(n_valid >= 2, states[jnp.maximum(n_valid - 2, 0)], last)
-        if random_phases:  # the original fills the phases with uniform noise when none are given
-            phases = 2 * math.pi * jax.random.uniform(jax.random.fold_in(phase_key, t_first), lam.shape, lam.dtype)
-        else:  # the real field's own phase per mode: 0 or pi
-            phases = jnp.where(current < 0, math.pi, 0.0).astype(lam.dtype)
+        # the original fills the phases with uniform noise when none are given; else the real field's own: 0 or pi
+        noise_phases = 2 * math.pi * jax.random.uniform(jax.random.fold_in(phase_key, t_first), lam.shape, lam.dtype)
+        phases = jnp.where(arrays["random_phases"], noise_phases, jnp.where(current < 0, math.pi, 0.0))
         comps = M.consciousness_components(current**2, prev**2, lam, phases)
         acc = (M.rotation_update(rot, states), M.lag_sums_update(lags, states, node_sums, n_valid), blowup, current)
         return acc, M.consciousness_functional(comps)
@@ -304,8 +303,7 @@ def mode_trial(key, ic_type, arrays: dict, *, timesteps: int, n_lags: int, block
     }
 
 
-@functools.partial(jax.jit, static_argnames=("timesteps", "n_lags", "block", "rate", "cubic", "noise_std",
-                                             "random_phases"))
+@functools.partial(jax.jit, static_argnames=("timesteps", "n_lags", "block"))
 def mode_trials(keys, ic_types, arrays, **static):
     """mode_trial vmapped over a leading trial axis of keys [B, 2] and ic_types [B]."""
     return jax.vmap(lambda k, t: mode_trial(k, t, arrays, **static))(keys, ic_types)
@@ -349,12 +347,11 @@ def run_mode_trials(setup: ModeSetup, f, *, seed: int, timesteps: int, trials: i
     n_lags = M.n_wave_lags(timesteps, f.max_lag)
     # blocks of a multiple of n_lags steps let the lag sums run as L-row Gram blocks (metrics.lagged_dot_sums)
     block = n_lags * max(1, round(f.block / n_lags)) if n_lags else f.block
-    static = dict(timesteps=int(timesteps), n_lags=n_lags, block=int(min(block, timesteps - 1)),
-                  rate=float(f.diffusion_rate), cubic=float(f.cubic), noise_std=float(f.noise_std),
-                  random_phases=bool(f.seed_faithful))
+    static = dict(timesteps=int(timesteps), n_lags=n_lags, block=int(min(block, timesteps - 1)))
     keys = trial_keys(seed, f.trial_seed, trials)
     types = ic_assignment(trials, f.seed_faithful, seed, f.trial_seed)
-    arrays = setup.arrays(pad_to)
+    arrays = dict(setup.arrays(pad_to), rate=jnp.float32(f.diffusion_rate), cubic=jnp.float32(f.cubic),
+                  noise_std=jnp.float32(f.noise_std), random_phases=jnp.bool_(f.seed_faithful))
     batch = min(int(f.trial_batch), trials)
     start = time.perf_counter()
     compiled = mode_trials.lower(keys[:batch], types[:batch].astype(np.int32), arrays, **static).compile()
@@ -650,15 +647,18 @@ def run_scaling(config, workdir: str) -> dict:
     points = [("nodes", int(n), int(s.base_timesteps)) for n in s.nodes]
     points += [("timesteps", int(s.base_nodes), int(t)) for t in s.timesteps]
     rows, summaries = [], []
+    done = {}
     for i, (varied, nodes, steps) in enumerate(points):
-        graph = _mode_graph(f, nodes)
-        setup = mode_setup(graph, min(f.modes, graph.n), f.eigen)
-        res = run_mode_trials(setup, f, seed=config.seed, timesteps=steps, trials=s.trials,
-                              desc=f"[{i + 1}/{len(points)}] N={graph.n} T={steps}")
-        sm = summarize_modes(res, steps)
-        sm.update(varied=varied, nodes=graph.n, modes=int(setup.eigenvalues.shape[0]), timesteps=steps,
-                  mean_distance=setup.mean_distance, distance_over_20=setup.mean_distance / 20)
-        summaries.append(sm)
+        if (nodes, steps) not in done:  # the base point is on both axes: run it once
+            graph = _mode_graph(f, nodes)
+            setup = mode_setup(graph, min(f.modes, graph.n), f.eigen)
+            res = run_mode_trials(setup, f, seed=config.seed, timesteps=steps, trials=s.trials,
+                                  desc=f"[{i + 1}/{len(points)}] N={graph.n} T={steps}")
+            sm = summarize_modes(res, steps)
+            sm.update(nodes=graph.n, modes=int(setup.eigenvalues.shape[0]), timesteps=steps,
+                      mean_distance=setup.mean_distance, distance_over_20=setup.mean_distance / 20)
+            done[(nodes, steps)] = sm
+        summaries.append(dict(done[(nodes, steps)], varied=varied))
     header = ["varied", "nodes", "modes", "timesteps", "trials", "rotation_mean", "rotation_std", "rotation_per_step",
               "cv", "detection", "wave_speed", "mean_distance", "overflow", "C_mean"]
     for sm in summaries:

@@ -342,8 +342,9 @@ def laplacian_eigenmodes(graph: Graph, k: int, method: str = "auto", dtype=np.fl
 
         lap = laplacian_dense(graph, dtype)
         lap = (lap + lap.T) / 2
-        w, v = jax.jit(jnp.linalg.eigh)(jnp.asarray(lap))
-        return np.asarray(w[:k]), np.asarray(v[:, :k])
+        with jax.enable_x64(np.dtype(dtype) == np.float64):  # float64 asks for a float64 eigh
+            w, v = jax.jit(jnp.linalg.eigh)(jnp.asarray(lap))
+            return np.asarray(w[:k]), np.asarray(v[:, :k])
     if method == "lattice":
         if not graph.is_lattice:
             raise ValueError("eigen method 'lattice' needs a square lattice graph")
