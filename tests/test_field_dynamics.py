@@ -101,6 +101,30 @@ def test_masked_pattern_on_padded_nodes_equals_unpadded():
 
 # == Kuramoto ====================================================================================================
 
+def test_sincos_float32_matches_float64_sin_cos():
+    x = np.concatenate([_rng(20).uniform(-1000, 1000, 20000), np.linspace(-7, 7, 4001),
+                        np.arange(-16, 17) * np.pi / 4]).astype(np.float32)
+    s, c = jax.jit(D.sincos)(jnp.asarray(x))
+    x64 = x.astype(np.float64)
+    assert np.abs(np.asarray(s) - np.sin(x64)).max() < 1.5e-7
+    assert np.abs(np.asarray(c) - np.cos(x64)).max() < 1.5e-7
+    with jax.enable_x64(True):  # other dtypes use jnp.sin / jnp.cos
+        s64, c64 = D.sincos(jnp.asarray(x64))
+        np.testing.assert_array_equal(np.asarray(s64), np.sin(x64))
+
+
+def test_float32_rhs_with_polynomial_sincos_matches_float64_reference():
+    graph = G.square_lattice(6)
+    theta = _rng(21).uniform(-50, 50, (2, graph.n))
+    omega = _rng(22).standard_normal(graph.n)
+    rhs32 = jax.jit(lambda th, om: D.kuramoto_rhs(th, om, 1.3, D.graph_coupling(graph), t=jnp.int32(0)))(
+        jnp.asarray(theta, jnp.float32), jnp.asarray(omega, jnp.float32))
+    with jax.enable_x64(True):
+        ref = D.kuramoto_rhs_reference(jnp.asarray(theta), jnp.asarray(omega), 1.3,
+                                       jnp.asarray(G.adjacency_dense(graph, np.float64)))
+    np.testing.assert_allclose(np.asarray(rhs32), np.asarray(ref), atol=2e-5)
+
+
 def _couplings(graph):
     deg = graph.degrees().astype(np.float64)
     nbr, w = G.neighbour_table(graph, np.float64)
