@@ -17,6 +17,7 @@ with 1024 output classes instead of the 65 of the char tokenizer. Arguments, com
   pure_sigmoid   the pure-wave attention, kernel sigmoid
   pure_exp       the pure-wave attention, kernel exp
   linear         the pure-wave attention's O(T) linear mode (e.g. pure_elu+linear); the original never reached it
+  adamw          the wave model trained like the classic: AdamW 3e-4, plain cross-entropy (architecture alone)
   faithful       model.wave.seed_faithful=True (see wavejax/models/wave.py)
   cpu            the CPU scale of experiments/wave_benchmark.py: 4 layers, width 128, 4 heads, 32 waves, context 128
   tiny           2 layers, width 64, 8 waves x 2 harmonics, context 64: trains in well under a minute on a CPU
@@ -70,6 +71,7 @@ PRESETS = {
     "pure_sigmoid": _pure("sigmoid"),
     "pure_exp": _pure("exp"),
     "linear": {"model.wave.pure_mode": "linear"},
+    "adamw": {"train.optimizer": "adamw", "train.loss": "ce", "train.lr": 3e-4},
     "faithful": {"model.wave.seed_faithful": True},
     "cpu": {
         "model.n_layer": 4, "model.n_head": 4, "model.d_model": 128, "model.block_size": 128,

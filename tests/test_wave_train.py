@@ -401,3 +401,18 @@ def test_physics_runs_anneal_the_ratio_and_log_wave_numbers(cli_runs):
     gate = [r for r in _records(cli_runs["resonant_qfe"][3]) if r["split"] == "train"]
     assert all(0 < r["embed/wave_gate"] < 1 for r in gate)
     assert all("seg0/block/attn/temperature" in r for r in gate)
+
+
+@pytest.mark.slow
+def test_benchmark_score_of_a_finished_run(cli_runs):
+    """experiments/wave_benchmark.py's published score is the CE of one train batch; its held-out number is the run's
+    own final validation loss (same fixed validation batches)."""
+    sys.path.insert(0, str(REPO / "experiments"))
+    import wave_benchmark
+
+    workdir = cli_runs["resonant_qfe"][3]
+    s = wave_benchmark.score(str(workdir), 3)
+    final_val = [r for r in _records(workdir) if r["split"] == "val"][-1]
+    assert final_val["step"] == 8 and s["val_mean"] == pytest.approx(final_val["loss"], abs=1e-5)
+    assert s["one_batch"] != pytest.approx(s["train_mean"], abs=1e-6) and s["train_std"] > 0
+    assert s["train_tokens"] == 1_003_854  # the 90% train split of tinyshakespeare, char-level

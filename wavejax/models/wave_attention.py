@@ -260,6 +260,14 @@ class _WaveAttentionBase(nn.Module):
         kernel_init = init.residual_out(c) if out else init.normal()
         return nn.Dense(features, use_bias=c.use_bias, dtype=compute_dtype(c), kernel_init=kernel_init, name=name)
 
+    def settings(self):
+        """(model config, resolved wave settings, heads H, waves W)."""
+        from wavejax.models.wave import resolved  # late: wave.py imports this module
+
+        c = self.config
+        p = resolved(c.wave)
+        return c, p, c.n_head, p["num_waves"]
+
     def dropout_rng(self, deterministic: bool):
         return self.make_rng("dropout") if (not deterministic and self.config.attn_dropout > 0.0) else None
 
@@ -277,8 +285,7 @@ class CosineWaveAttention(_WaveAttentionBase):
 
     @nn.compact
     def __call__(self, x, deterministic: bool = True):
-        c = self.config
-        h, w = c.n_head, c.wave.num_waves
+        c, _, h, w = self.settings()
         q = _heads(self.dense(h * w, "q")(x), h)
         k = _heads(self.dense(h * w, "k")(x), h)
         v = _heads(self.dense(c.d_model, "v")(x), h)
@@ -297,11 +304,7 @@ class InterferenceAttention(_WaveAttentionBase):
 
     @nn.compact
     def __call__(self, x, deterministic: bool = True):
-        from wavejax.models.wave import resolved  # late: wave.py imports this module
-
-        c = self.config
-        p = resolved(c.wave)
-        h, w = c.n_head, p["num_waves"]
+        c, p, h, w = self.settings()
         omega = _heads(self.dense(h * w, "freq")(x), h)
         phase = _heads(self.dense(h * w, "phase")(x), h)
         amp = jax.nn.softplus(_heads(self.dense(h * w, "amp")(x), h)) + INTERFERENCE_EPS
@@ -322,11 +325,7 @@ class PureWaveAttention(_WaveAttentionBase):
 
     @nn.compact
     def __call__(self, x, deterministic: bool = True):
-        from wavejax.models.wave import resolved
-
-        c = self.config
-        p = resolved(c.wave)
-        h, w = c.n_head, p["num_waves"]
+        c, p, h, w = self.settings()
         q = pure_wave_features(_heads(self.dense(h * w, "q_freq")(x), h), _heads(self.dense(h * w, "q_phase")(x), h))
         k = pure_wave_features(_heads(self.dense(h * w, "k_freq")(x), h), _heads(self.dense(h * w, "k_phase")(x), h))
         v = _heads(self.dense(c.d_model, "v")(x), h)

@@ -1,0 +1,99 @@
+"""Cost of one optimizer update of the wave optimizers against AdamW, on the parameters of real Wave-Native models.
+
+    python experiments/wave_optim_cost.py                                     # [B] model at V=1024, [K] at V=1024
+    python experiments/wave_optim_cost.py --vocabs 1024,50257 --repeats 3    # also the FineWeb vocabulary
+    python experiments/wave_optim_cost.py --configs tiny --vocabs 65 --repeats 2   # a smoke test
+
+For each model (configs/wave.py with the preset of --configs, parameters from jax.eval_shape, filled with N(0, 0.02)
+and gradients N(0, 1e-3)) and each vocabulary size, the jitted `tx.update` of adamw, resonant (RGD: FFT gating of
+every >=2-D parameter) and wave_native (thin SVD of every matrix per layer) is timed alone: the first call
+(compilation) is not timed, each call is waited for, the median of --repeats calls is reported with its ratio to
+AdamW measured in the same process. The last column is the time of the SVD projection of the embedding table
+(V x d) alone: the part of wave_native that grows with the vocabulary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as C  # noqa: E402
+
+OPTIMIZERS = ("adamw", "resonant", "wave_native")
+
+
+def timed(fn, args, repeats: int) -> float:
+    import jax
+
+    jax.block_until_ready(fn(*args))  # compile
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+def measure(preset: str | None, vocab: int, repeats: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from wavejax.models.gpt import build_model, count_params
+    from wavejax.train import optim
+
+    config = C.load_config("wave", preset)
+    model = build_model(config.model, vocab)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32), True))["params"]
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: jnp.asarray(0.02 * rng.standard_normal(s.shape), s.dtype), shapes)
+    grads = jax.tree.map(lambda s: jnp.asarray(1e-3 * rng.standard_normal(s.shape), s.dtype), shapes)
+    out = {"model": f"wave:{preset}" if preset else "wave", "vocab": vocab, "params": count_params(shapes)}
+    for name in OPTIMIZERS:
+        config.train.optimizer = name
+        tx, _ = optim.make_optimizer(config.train)
+        state = tx.init(params)
+        out[name] = timed(jax.jit(tx.update), (grads, state, params), repeats)
+    table = params["embed"]["simple_table"]["embedding"]
+    out["svd_table"] = timed(jax.jit(optim.coherent_projection), (table, table), repeats)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default=",physics", help="configs/wave.py presets ('' = the [B] default)")
+    ap.add_argument("--vocabs", default="1024")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        vocabs = [int(v) for v in args.vocabs.split(",")]
+    except ValueError:
+        C.fail(f"--vocabs takes comma-separated integers, got {args.vocabs!r}.")
+    if args.repeats < 1 or min(vocabs) < 2:
+        C.fail("--repeats must be >= 1 and every vocabulary >= 2.")
+
+    import jax
+
+    print(f"wave_optim_cost: {jax.devices()[0].device_kind} ({jax.default_backend()}), load average "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
+    rows = []
+    for preset in [p.strip() or None for p in args.configs.split(",")]:
+        for vocab in vocabs:
+            r = measure(preset, vocab, args.repeats)
+            print(f"  {r['model']} V={vocab}: " + ", ".join(f"{n} {r[n]:.1f} ms" for n in OPTIMIZERS), flush=True)
+            rows.append([r["model"], f"{vocab:,}", f"{r['params']:,}"]
+                        + [f"{r[n]:.1f} ({r[n] / r['adamw']:.1f}×)" for n in OPTIMIZERS] + [f"{r['svd_table']:.1f}"])
+    print()
+    print(C.markdown_table(["model", "V", "params"] + [f"{n} ms (× adamw)" for n in OPTIMIZERS]
+                           + ["SVD of the V×d table, ms"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""experiments/wave_memory.py, wave_optim_cost.py, wave_diagnostics_null.py and wave_benchmark.py on small shapes:
+tables, exit codes, the published-protocol table and run plan (its scoring is tested on a tiny run in
+test_wave_train.py)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
+
+MEMORY_ARGS = ["--batch", "2", "--seq", "32", "--d_model", "32", "--heads", "2", "--waves", "4", "--blocks", "4",
+               "--long_seq", "64", "--long_batch", "1"]
+COST_ARGS = ["--configs", "tiny", "--vocabs", "65", "--repeats", "1"]
+
+
+def _start(script: str, args) -> subprocess.Popen:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")  # conftest's compile cache is inherited
+    return subprocess.Popen([sys.executable, str(EXPERIMENTS / script), *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def _rows(stdout: str, prefix: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in stdout.splitlines()
+            if line.startswith("| " + prefix)]
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """The scripts at once (2 cores; the null-rate script is numpy only)."""
+    memory, cost = _start("wave_memory.py", MEMORY_ARGS), _start("wave_optim_cost.py", COST_ARGS)
+    null = _start("wave_diagnostics_null.py", ["--trials", "5"])
+    return {"memory": _finish(memory), "cost": _finish(cost), "null": _finish(null)}
+
+
+@pytest.mark.slow
+def test_wave_memory_table_and_verdict(runs):
+    rc, out, err = runs["memory"]
+    assert rc == 0, out + err
+    blockwise = _rows(out, "interference, blockwise")
+    assert [r[1] for r in blockwise] == ["4"]
+    naive = _rows(out, "interference, naive")
+    assert len(naive) == 1 and naive[0][1] == "32"
+    assert len(_rows(out, "pure wave")) == 2 and len(_rows(out, "cosine")) == 1
+    assert "PASS: blockwise (block 4)" in out
+
+
+@pytest.mark.slow
+def test_wave_optim_cost_table(runs):
+    rc, out, err = runs["cost"]
+    assert rc == 0, out + err
+    row = _rows(out, "wave:tiny")
+    assert len(row) == 1 and row[0][1] == "65" and row[0][3].endswith("(1.0×)")  # adamw against itself
+
+
+@pytest.mark.slow
+def test_wave_diagnostics_null_tables(runs):
+    rc, out, err = runs["null"]
+    assert rc == 0, out + err
+    assert len(_rows(out, "harmonic pair")) == 3 and len(_rows(out, "fringes")) == 3
+    lognorm = _rows(out, "'Lyapunov exponent'")[0][1:]
+    values = [float(v) for v in lognorm]
+    # the Frobenius norm of B stacked sequences: +log(4)/2 per 4x more sequences
+    np.testing.assert_allclose(np.diff(values), np.log(4) / 2, atol=0.05)
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("wave_diagnostics_null.py", ["--workdirs", "/nonexistent/run"], "has no metrics.jsonl"),
+    ("wave_memory.py", ["--blocks", "a,b"], "--blocks takes comma-separated integers"),
+    ("wave_optim_cost.py", ["--repeats", "0"], "--repeats must be >= 1"),
+    ("wave_benchmark.py", ["--classic_steps", "0", "--out", "/nonexistent/never"], "--classic_steps"),
+    ("wave_benchmark.py", ["--preset", "nope", "--out", "/nonexistent/never"], "unknown config argument 'nope'"),
+])
+def test_bad_arguments_exit_2_with_one_line(script, args, message):
+    rc, out, err = _finish(_start(script, args), timeout=120)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert not os.path.exists("/nonexistent/never")
+
+
+def test_published_table_and_run_plan(tmp_path):
+    sys.path.insert(0, str(EXPERIMENTS))
+    import wave_benchmark as wb
+
+    args = wb.parse_args(["--preset", "tiny", "--classic_steps", "7", "--out", str(tmp_path)])
+    classic, wave = wb.published_runs(args)
+    assert (classic["entry"]["steps"], wave["entry"]["steps"]) == (7, 21)  # 3x the steps for the wave model
+    assert classic["config"].train.optimizer == "adamw" and wave["config"].train.optimizer == "resonant"
+    assert wave["config"].train.loss == "qfe" and classic["config"].train.loss == "ce"
+    # the published wave run is the fair protocol's seed-0 wave run: compare.py will find and reuse it
+    assert wave["run"]["workdir"] == os.path.join(str(tmp_path), "fair", "runs", "wave-tiny_s0")
+    score = {"one_batch": 1.25, "train_mean": 1.3, "train_std": 0.05, "val_mean": 1.5, "train_tokens": 1000}
+    text = wb.published_table([{"label": "x", "params": 10, "steps": 7, "tokens": 500, "score": score}])
+    row = [c.strip() for c in text.splitlines()[2].strip("|").split("|")]
+    assert row[4:] == ["0.50", "**1.2500**", f"{np.exp(1.25):.2f}", "0.0500", "1.3000", "1.5000"]
