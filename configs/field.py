@@ -10,7 +10,8 @@ with the sound settings: initial-condition types drawn at random per trial. Argu
   scaling        nodes and timesteps varied separately (rotation, CV, wave speed against each)
   hubs           Barabási–Albert graph (1000 nodes), 0-25% of nodes removed at random / by highest / lowest degree
   hubs_full      the same at the spec's sizes, 1k, 5k and 10k nodes (sparse eigensolver beyond 5000 nodes)
-  coupling       Kuramoto coupling sweep K = 0.1 .. 2.0 on a 32 x 32 lattice, a small world and all-to-all (CPU size)
+  coupling       Kuramoto coupling sweep K = 0.1 .. 2.0 on a 32 x 32 lattice, a small world, a scale-free graph and
+                 all-to-all, 1024 oscillators each (CPU size)
   coupling_full  the spec's sweep: 100 x 100 lattice, 100 K values, 50 trials (a GPU job)
   tiny           every experiment shrunk to seconds on a CPU (tests, CI)
 """

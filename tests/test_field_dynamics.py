@@ -141,10 +141,14 @@ def test_coupling_forms_equal_the_pairwise_reference(graph):
         table, adj = _couplings(graph)
         ref = D.kuramoto_rhs_reference(theta, omega, 0.7, jnp.asarray(adj))
         np.testing.assert_allclose(D.kuramoto_rhs(theta, omega, 0.7, table), ref, atol=1e-12)
+        edges = D.graph_coupling(graph, np.float64, layout="edges", pad_edges=2 * len(graph.edges) + 5)
+        np.testing.assert_allclose(D.kuramoto_rhs(theta, omega, 0.7, edges), ref, atol=1e-12)
         if graph.is_lattice:
             stencil = D.graph_coupling(graph, np.float64)
             assert isinstance(stencil, D.LatticeCoupling)
             np.testing.assert_allclose(D.kuramoto_rhs(theta, omega, 0.7, stencil), ref, atol=1e-12)
+        else:  # hubs: the automatic choice is the edge list
+            assert isinstance(D.graph_coupling(graph), D.EdgeCoupling)
 
 
 def test_mean_field_equals_the_complete_graph():
@@ -285,7 +289,10 @@ def test_coupling_is_recovered_by_gradient_descent():
             return D.kuramoto_run(theta0, omega, k, coupling, dt=0.1, steps=30, record_every=30)[0]
 
         target = final(1.2)
-        loss = jax.jit(jax.value_and_grad(lambda k: jnp.sum(jnp.abs(jnp.exp(1j * final(k)) - jnp.exp(1j * target)) ** 2)))
+        def mismatch(k):
+            return jnp.sum(jnp.abs(jnp.exp(1j * final(k)) - jnp.exp(1j * target)) ** 2)
+
+        loss = jax.jit(jax.value_and_grad(mismatch))
         k = jnp.float64(0.4)
         for _ in range(60):
             value, grad = loss(k)

@@ -14,7 +14,8 @@ Kuramoto, per node i (A the adjacency, k_i the degree; all-to-all: k_i = N):
             = ω_i + (K / k_i) (cos θ_i Σ_j A_ij sin θ_j - sin θ_i Σ_j A_ij cos θ_j)
 
 The second form needs one sin and one cos per node instead of one sin per edge; the neighbour sums are a gather
-from a padded table (any graph), rolls of the grid (square lattices) or a total (all-to-all). Noise enters as
+from a padded [N, max_degree] table (any graph), a segment sum over an edge list (heavy-tailed degrees), rolls of the
+grid (square lattices) or a total (all-to-all). Noise enters as
 Euler–Maruyama, θ += √dt σ ξ after the deterministic Euler or RK4 step.
 
 Long runs go through `scan_blocks`: the state advances in blocks of steps and only a per-block record (or one
@@ -80,8 +81,8 @@ def initial_pattern(ic_type, key, positions, mask=None):
     unbiased std as torch does. positions [N, 2]; key draws the plane wave's direction and the noise pattern.
     mask [N] (optional) marks real nodes of a padded graph: every statistic is over them, padded nodes get 0.
 
-    gaussian: exp(-d² / std(d)²), d = distance to the centroid; plane: sin(2π p / (max p - min p)), p = positions · u
-    for a random unit u; spiral: sin(angle + 0.5 d) around the centroid; noise: i.i.d. N(0, 1).
+    gaussian: exp(-d² / std(d)²), d = distance to the centroid; plane: sin(2π p / (max p - min p)),
+    p = positions · u for a random unit u; spiral: sin(angle + 0.5 d) around the centroid; noise: i.i.d. N(0, 1).
     """
     positions = jnp.asarray(positions)
     if mask is None:
@@ -180,6 +181,41 @@ class TableCoupling:
         """Σ_j A_ij f_j for f [..., N]: a gather of [..., N, D]."""
         return (jnp.take(f, self.neighbours, axis=-1) * self.weights).sum(-1)
 
+    def pair_sums(self, s, c):
+        return _complex_pair_sums(self, s, c)
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["sources", "targets", "weights", "inv_degree"],
+                   meta_fields=["n"])
+@dataclasses.dataclass(frozen=True)
+class EdgeCoupling:
+    """Any graph as a list of directed edges (both directions of each undirected edge, sorted by source, weight 1;
+    zero-weight padding at the end): Σ_j A_ij f_j = segment_sum over the edges leaving i of f[target]. O(E) work
+    where a padded neighbour table does O(N max_degree): the choice for heavy-tailed degrees (scale-free hubs)."""
+
+    sources: jax.Array
+    targets: jax.Array
+    weights: jax.Array
+    inv_degree: jax.Array
+    n: int
+
+    def sums(self, f):
+        vals = jnp.take(f, self.targets, axis=-1) * self.weights
+        seg = lambda v: jax.ops.segment_sum(v, self.sources, self.n, indices_are_sorted=True)  # noqa: E731
+        for _ in range(vals.ndim - 1):  # leading batch axes
+            seg = jax.vmap(seg)
+        return seg(vals)
+
+    def pair_sums(self, s, c):
+        return _complex_pair_sums(self, s, c)
+
+
+def _complex_pair_sums(coupling, s, c):
+    """(Σ_j A_ij s_j, Σ_j A_ij c_j) by one gather of z = c + i s: gathers cost per index on a CPU, so one complex
+    gather takes about a quarter of the time of two real ones."""
+    z = coupling.sums(jax.lax.complex(c, s))
+    return jnp.imag(z), jnp.real(z)
+
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["inv_degree"], meta_fields=["side", "periodic"])
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +225,9 @@ class LatticeCoupling:
     inv_degree: jax.Array
     side: int
     periodic: bool
+
+    def pair_sums(self, s, c):
+        return self.sums(s), self.sums(c)
 
     def sums(self, f):
         g = f.reshape(f.shape[:-1] + (self.side, self.side))
@@ -215,20 +254,41 @@ class MeanFieldCoupling:
     def sums(self, f):
         return f.sum(axis=-1, keepdims=True)
 
+    def pair_sums(self, s, c):
+        return self.sums(s), self.sums(c)
+
 
 def graph_coupling(graph, dtype=np.float32, stencil: bool = True, pad_nodes: int | None = None,
-                   pad_degree: int | None = None):
-    """The coupling of a wavejax.field.graphs.Graph: the roll stencil for an uncut square lattice (stencil=True),
-    else the neighbour table, optionally padded to pad_nodes rows (isolated nodes) and pad_degree columns."""
+                   pad_degree: int | None = None, pad_edges: int | None = None, layout: str = "auto"):
+    """The coupling of a wavejax.field.graphs.Graph. layout: "auto" picks the roll stencil for an uncut square
+    lattice (when stencil=True), the edge list when the largest degree exceeds twice the mean (hubs would pad the
+    table mostly with zeros), else the neighbour table; "table" or "edges" force one. pad_nodes appends isolated
+    nodes, pad_degree widens a table and pad_edges lengthens an edge list (directed entries), so that graphs of
+    different sizes share one compiled program."""
     from wavejax.field import graphs as G
 
     deg = graph.degrees().astype(np.float64)
-    inv = np.where(deg > 0, 1.0 / np.maximum(deg, 1), 0.0).astype(dtype)
+    rows = max(graph.n, pad_nodes or 0)
+    inv = np.pad(np.where(deg > 0, 1.0 / np.maximum(deg, 1), 0.0), (0, rows - graph.n)).astype(dtype)
     uncut = graph.node_ids is not None and np.array_equal(graph.node_ids, np.arange(graph.n))
-    if stencil and graph.is_lattice and uncut and pad_nodes in (None, graph.n):
-        return LatticeCoupling(jnp.asarray(inv), graph.side, graph.periodic)
+    if layout == "auto":
+        if stencil and graph.is_lattice and uncut and rows == graph.n:
+            return LatticeCoupling(jnp.asarray(inv), graph.side, graph.periodic)
+        heavy = deg.max(initial=0) > 2 * max(deg.mean(), 1)
+        layout = "edges" if heavy else "table"
+    if layout == "edges":
+        src = np.concatenate([graph.edges[:, 0], graph.edges[:, 1]])
+        dst = np.concatenate([graph.edges[:, 1], graph.edges[:, 0]])
+        order = np.lexsort((dst, src))
+        pad = max(pad_edges or 0, len(src)) - len(src)  # zero-weight entries from the last node keep the order sorted
+        src = np.concatenate([src[order], np.full(pad, rows - 1)])
+        dst = np.concatenate([dst[order], np.full(pad, rows - 1)])
+        w = np.concatenate([np.ones(len(order)), np.zeros(pad)]).astype(dtype)
+        return EdgeCoupling(jnp.asarray(src, jnp.int32), jnp.asarray(dst, jnp.int32), jnp.asarray(w), jnp.asarray(inv),
+                            rows)
+    if layout != "table":
+        raise ValueError(f"unknown coupling layout {layout!r}; choose auto, table or edges")
     nbr, w = G.neighbour_table(graph, dtype, pad_nodes, pad_degree)
-    inv = np.pad(inv, (0, nbr.shape[0] - graph.n))
     return TableCoupling(jnp.asarray(nbr), jnp.asarray(w), jnp.asarray(inv))
 
 
@@ -274,7 +334,8 @@ def kuramoto_rhs(theta, omega, coupling_k, coupling, t=None):
     """dθ/dt = ω + K (1/k_i)(cos θ_i S_i - sin θ_i C_i), S = Σ_j A_ij sin θ_j, C = Σ_j A_ij cos θ_j. Pass the
     (scan) step index t to compute sin and cos once per evaluation (see _sincos_once)."""
     s, c = _sincos_once(theta, t)
-    return omega + coupling_k * coupling.inv_degree * (c * coupling.sums(s) - s * coupling.sums(c))
+    sum_s, sum_c = coupling.pair_sums(s, c)
+    return omega + coupling_k * coupling.inv_degree * (c * sum_s - s * sum_c)
 
 
 def kuramoto_rhs_reference(theta, omega, coupling_k, adjacency):

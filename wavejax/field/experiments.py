@@ -104,7 +104,7 @@ def default_field_config() -> ml_collections.ConfigDict:
     f.hubs.kuramoto_coupling = 1.0  # K of the Kuramoto run on each damaged graph (same dynamics settings below)
 
     f.kuramoto = ml_collections.ConfigDict()
-    f.kuramoto.graphs = ("lattice", "small_world", "mean_field")
+    f.kuramoto.graphs = ("lattice", "small_world", "scale_free", "mean_field")
     f.kuramoto.nodes = 1024  # lattice 32 x 32
     f.kuramoto.k_min = 0.1
     f.kuramoto.k_max = 2.0
@@ -120,6 +120,7 @@ def default_field_config() -> ml_collections.ConfigDict:
     f.kuramoto.noise_std = 0.0
     f.kuramoto.surrogates = 99
     f.kuramoto.alpha = 0.05
+    f.kuramoto.wave_min_score = 0.5  # a plane wave must also explain this fraction of the phase variance (ρ²)
     f.kuramoto.modes = 100  # eigenmodes for C(t) of the phase field
     f.kuramoto.batch = 32  # (K, trial) runs per jitted call
     return f
@@ -142,7 +143,8 @@ def validate_task(config) -> None:
     _req(f.experiment in EXPERIMENTS, f"field.experiment must be one of {EXPERIMENTS}, got {f.experiment!r}.")
     _req(f.graph in G.KINDS, f"field.graph must be one of {G.KINDS}, got {f.graph!r}.")
     _req(f.eigen in G.EIGEN_METHODS, f"field.eigen must be one of {G.EIGEN_METHODS}, got {f.eigen!r}.")
-    _req(f.eigen != "lattice" or f.graph == "lattice", "field.eigen='lattice' (closed form) needs field.graph='lattice'.")
+    _req(f.eigen != "lattice" or f.graph == "lattice",
+         "field.eigen='lattice' (closed form) needs field.graph='lattice'.")
     for key in ("trials", "trial_batch", "block", "timesteps", "max_lag"):
         _req(f[key] >= 1, f"field.{key} must be >= 1, got {f[key]}.")
     _req(f.timesteps >= 2, f"field.timesteps must be >= 2 (the initial state and one step), got {f.timesteps}.")
@@ -159,7 +161,8 @@ def validate_task(config) -> None:
         _req(2 <= f.modes <= n, f"field.modes must be between 2 and the graph's {n} nodes, got {f.modes}.")
     if f.experiment == "scaling":
         s = f.scaling
-        _req(len(s.nodes) >= 1 and len(s.timesteps) >= 1, "field.scaling.nodes and field.scaling.timesteps need values.")
+        _req(len(s.nodes) >= 1 and len(s.timesteps) >= 1,
+             "field.scaling.nodes and field.scaling.timesteps need values.")
         for n in (*s.nodes, s.base_nodes):
             _check_lattice_nodes("every field.scaling node count", n, f.periodic)
         for t in (*s.timesteps, s.base_timesteps):
@@ -170,11 +173,13 @@ def validate_task(config) -> None:
         h = f.hubs
         _req(len(h.nodes) >= 1, "field.hubs.nodes needs at least one graph size.")
         for n in h.nodes:
-            _req(n > h.ba_m + 1 and h.ba_m >= 1, f"field.hubs.nodes must exceed field.hubs.ba_m + 1, got {n} with m={h.ba_m}.")
+            _req(n > h.ba_m + 1 and h.ba_m >= 1,
+                 f"field.hubs.nodes must exceed field.hubs.ba_m + 1, got {n} with m={h.ba_m}.")
         _req(len(h.fractions) >= 1 and all(0 <= x < 1 for x in h.fractions),
              f"field.hubs.fractions must be in [0, 1), got {tuple(h.fractions)}.")
         bad = [s for s in h.strategies if s not in G.REMOVAL_STRATEGIES]
-        _req(len(h.strategies) >= 1 and not bad, f"field.hubs.strategies must be among {G.REMOVAL_STRATEGIES}, got {tuple(h.strategies)}.")
+        _req(len(h.strategies) >= 1 and not bad,
+             f"field.hubs.strategies must be among {G.REMOVAL_STRATEGIES}, got {tuple(h.strategies)}.")
         _req(h.trials >= 1 and h.modes >= 2 and h.timesteps >= 2,
              "field.hubs.trials must be >= 1, field.hubs.modes >= 2 and field.hubs.timesteps >= 2.")
         _validate_kuramoto(f.kuramoto, need_graphs=False)
@@ -195,7 +200,8 @@ def _graph_nodes(kind: str, nodes: int) -> int:
 
 
 def _check_graph_params(f, nodes: int, where: str) -> None:
-    _req(f.ws_k % 2 == 0 and 0 < f.ws_k < nodes, f"field.ws_k must be even and between 0 and {where}.nodes, got {f.ws_k}.")
+    _req(f.ws_k % 2 == 0 and 0 < f.ws_k < nodes,
+         f"field.ws_k must be even and between 0 and {where}.nodes, got {f.ws_k}.")
     _req(0 <= f.ws_p <= 1, f"field.ws_p must be in [0, 1], got {f.ws_p}.")
     _req(1 <= f.ba_m < nodes, f"field.ba_m must be between 1 and {where}.nodes - 1, got {f.ba_m}.")
     _req(1 <= f.n_modules <= nodes, f"field.n_modules must be between 1 and {where}.nodes, got {f.n_modules}.")
@@ -205,11 +211,13 @@ def _check_graph_params(f, nodes: int, where: str) -> None:
 def _validate_kuramoto(k, need_graphs: bool) -> None:
     if need_graphs:
         bad = [g for g in k.graphs if g not in KURAMOTO_GRAPHS]
-        _req(len(k.graphs) >= 1 and not bad, f"field.kuramoto.graphs must be among {KURAMOTO_GRAPHS}, got {tuple(k.graphs)}.")
+        _req(len(k.graphs) >= 1 and not bad,
+             f"field.kuramoto.graphs must be among {KURAMOTO_GRAPHS}, got {tuple(k.graphs)}.")
         _req(k.nodes >= 2, f"field.kuramoto.nodes must be >= 2, got {k.nodes}.")
         _req(k.k_count >= 1 and k.k_min <= k.k_max,
              f"field.kuramoto needs k_count >= 1 and k_min <= k_max, got {k.k_count}, {k.k_min}, {k.k_max}.")
-    _req(k.integrator in D.INTEGRATORS, f"field.kuramoto.integrator must be one of {D.INTEGRATORS}, got {k.integrator!r}.")
+    _req(k.integrator in D.INTEGRATORS,
+         f"field.kuramoto.integrator must be one of {D.INTEGRATORS}, got {k.integrator!r}.")
     _req(k.omega_dist in D.OMEGA_DISTRIBUTIONS,
          f"field.kuramoto.omega_dist must be one of {D.OMEGA_DISTRIBUTIONS}, got {k.omega_dist!r}.")
     _req(math.isfinite(k.dt) and k.dt > 0, f"field.kuramoto.dt must be > 0, got {k.dt}.")
@@ -218,6 +226,7 @@ def _validate_kuramoto(k, need_graphs: bool) -> None:
     for key in ("omega_width", "noise_std"):
         _req(math.isfinite(k[key]) and k[key] >= 0, f"field.kuramoto.{key} must be >= 0, got {k[key]}.")
     _req(0 < k.alpha < 1, f"field.kuramoto.alpha must be in (0, 1), got {k.alpha}.")
+    _req(0 < k.wave_min_score <= 1, f"field.kuramoto.wave_min_score must be in (0, 1], got {k.wave_min_score}.")
     _req(1 / (1 + k.surrogates) < k.alpha,
          f"field.kuramoto.surrogates={k.surrogates} cannot reach p < alpha={k.alpha}; use at least "
          f"{math.ceil(1 / k.alpha)} surrogates.")
@@ -264,8 +273,9 @@ def mode_trial(key, ic_type, arrays: dict, *, timesteps: int, n_lags: int, block
     """One trial of the original experiment with its metrics streamed block by block (memory O(n_lags K)).
 
     arrays: ModeSetup.arrays() plus the model constants rate, cubic, noise_std and the flag random_phases (C(t)
-    fed uniform random phases, as the original) — all traced, so one compile serves any values. Outputs: rotation (degrees), correlations [n_lags], has_wave, half_idx, wave_speed, blowup_step
-    (first step whose state is not finite, -1 if none), C_mean (over blocks whose C is finite, NaN if none), C_last.
+    fed uniform random phases, as the original), all traced, so one compile serves any values. Outputs: rotation
+    (degrees), correlations [n_lags], has_wave, half_idx, wave_speed, blowup_step (first step whose state is not
+    finite, -1 if none), C_mean (over blocks whose C is finite, NaN if none), C_last.
     """
     lam, psi, node_sums = arrays["eigenvalues"], arrays["eigenvectors"], arrays["node_sums"]
     ic_key, noise_key, phase_key = jax.random.split(key, 3)
@@ -333,7 +343,8 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 def _padded_chunks(total: int, batch: int):
-    """(start, stop) of every chunk of `batch`; the last chunk is padded by repeating its last index."""
+    """(start, stop, indices) of every chunk of `batch` trials; the last chunk's indices repeat its last trial so
+    that every call has the compiled shape (the repeats are dropped)."""
     for start in range(0, total, batch):
         stop = min(start + batch, total)
         idx = np.arange(start, start + batch)
@@ -473,7 +484,8 @@ def markdown_table(headers, rows) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
     def line(row):
-        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) + " |"
+        padded = (c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        return "| " + " | ".join(padded) + " |"
 
     rule = "|" + "|".join(":" + "-" * (w + 1) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|"
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
@@ -486,7 +498,9 @@ def _fmt(x, spec: str = ".2f") -> str:
 def _pm(mean, std, spec: str = ".1f") -> str:
     if mean is None or not math.isfinite(mean):
         return "n/a"
-    return format(mean, spec) if std is None or not math.isfinite(std) else f"{format(mean, spec)} ± {format(std, spec)}"
+    if std is None or not math.isfinite(std):
+        return format(mean, spec)
+    return f"{format(mean, spec)} ± {format(std, spec)}"
 
 
 def _write_csv(path: str, header, rows) -> None:
@@ -547,7 +561,8 @@ def run_modes(config, workdir: str) -> dict:
     plot_modes(os.path.join(workdir, "visualization.png"), res, s)
     print(text, flush=True)
     return {"message": (f"{setup.graph.n} nodes, {f.modes} modes, {f.timesteps} steps, {f.trials} trials: waves "
-                        f"{100 * s['detection']:.1f}%, rotation {_pm(s['rotation_mean'], s['rotation_std'], '.0f')} deg, "
+                        f"{100 * s['detection']:.1f}%, rotation "
+                        f"{_pm(s['rotation_mean'], s['rotation_std'], '.0f')} deg, "
                         f"CV {_fmt(100 * s['cv'], '.1f')}%, {s['trials_per_s']:.1f} trials/s; "
                         f"{os.path.join(workdir, 'table.md')}"), "summary": s}
 
@@ -560,7 +575,8 @@ def modes_table(s: dict, reported: str, faithful: bool) -> str:
         r = ORIGINAL_REPORTED[reported]
         rows.append([f"original {reported} (reported, RTX 4070 Ti)", r["nodes"], r["modes"], r["timesteps"],
                      r["trials"], f"{100 * r['detection']:.1f}%", _pm(r["rotation_mean"], r["rotation_std"], ".2f"),
-                     f"{r['rotation_mean'] / r['timesteps']:.2f}", f"{100 * r['rotation_std'] / r['rotation_mean']:.1f}%",
+                     f"{r['rotation_mean'] / r['timesteps']:.2f}",
+                     f"{100 * r['rotation_std'] / r['rotation_mean']:.1f}%",
                      f"{r['wave_speed']:.2f}", "n/a", f"{r['runtime_s']:.1f}", f"{r['trials_per_s']:.1f}"])
     label = "wavejax, " + ("faithful (type = trial % 4)" if faithful else "types drawn at random")
     rows.append([f"{label}, {s['device']}", s["nodes"], s["modes"], s["timesteps"], s["trials"],
@@ -578,7 +594,8 @@ def modes_table(s: dict, reported: str, faithful: bool) -> str:
 
 
 def type_table(res: dict) -> str:
-    headers = ["initial condition", "trials", "wave detected", "stayed finite", "mean rotation (°)", "mean corr lags 1-5"]
+    headers = ["initial condition", "trials", "wave detected", "stayed finite", "mean rotation (°)",
+               "mean corr lags 1-5"]
     rows = []
     for i, name in enumerate(D.IC_TYPES):
         sel = res["ic_type"] == i
@@ -587,11 +604,13 @@ def type_table(res: dict) -> str:
             continue
         rot = res["rotation"][sel]
         rot = rot[np.isfinite(rot)]
-        c5 = res["correlations"][sel][:, :5].mean(axis=1) if res["correlations"].shape[1] else np.full(sel.sum(), np.nan)
+        corr = res["correlations"][sel][:, :5]
+        c5 = corr.mean(axis=1) if corr.shape[1] else np.full(len(corr), np.nan)
         c5 = c5[np.isfinite(c5)]
         rows.append([name, int(sel.sum()), f"{100 * res['has_wave'][sel].mean():.0f}%",
                      f"{100 * (res['blowup_step'][sel] < 0).mean():.0f}%",
-                     _pm(float(rot.mean()) if len(rot) else None, float(rot.std(ddof=1)) if len(rot) > 1 else None, ".0f"),
+                     _pm(float(rot.mean()) if len(rot) else None,
+                         float(rot.std(ddof=1)) if len(rot) > 1 else None, ".0f"),
                      _fmt(float(c5.mean()) if len(c5) else None, ".3f")])
     return markdown_table(headers, rows)
 
@@ -618,8 +637,10 @@ def plot_modes(path: str, res: dict, s: dict) -> None:
     axes[2].set(xlabel="wave speed", title=f"wave speed (n={len(speeds)})")
     for i, name in enumerate(D.IC_TYPES):
         sel = res["ic_type"] == i
-        if sel.any() and res["correlations"].shape[1]:
-            c = np.nanmean(np.where(np.isfinite(res["correlations"][sel]), res["correlations"][sel], np.nan), axis=0)
+        corr = res["correlations"][sel]
+        finite = np.isfinite(corr).all(axis=1)
+        if finite.any():  # overflowed trials have no correlations to show
+            c = corr[finite].mean(axis=0)
             axes[3].plot(np.arange(1, len(c) + 1), c, marker="o", ms=3, label=name)
     axes[3].axhline(M.WAVE_THRESHOLD, color="gray", ls=":")
     axes[3].axhline(M.WAVE_HALF, color="gray", ls="--")
@@ -667,7 +688,8 @@ def run_scaling(config, workdir: str) -> dict:
 
     by = {v: [sm for sm in summaries if sm["varied"] == v] for v in ("nodes", "timesteps")}
     fits = {
-        "rotation_vs_nodes": _loglog_slope([x["nodes"] for x in by["nodes"]], [x["rotation_mean"] for x in by["nodes"]]),
+        "rotation_vs_nodes": _loglog_slope([x["nodes"] for x in by["nodes"]],
+                                           [x["rotation_mean"] for x in by["nodes"]]),
         "rotation_vs_timesteps": _loglog_slope([x["timesteps"] - 1 for x in by["timesteps"]],
                                                [x["rotation_mean"] for x in by["timesteps"]]),
         "cv_vs_nodes": _loglog_slope([x["nodes"] for x in by["nodes"]], [x["cv"] for x in by["nodes"]]),
@@ -676,7 +698,8 @@ def run_scaling(config, workdir: str) -> dict:
     }
     headers = ["varied", "nodes", "timesteps", "trials", "mean rotation (°)", "° per step", "CV", "wave detection",
                "wave speed", "mean distance / 20", "overflowed"]
-    trows = [[sm["varied"], sm["nodes"], sm["timesteps"], sm["trials"], _pm(sm["rotation_mean"], sm["rotation_std"], ".0f"),
+    trows = [[sm["varied"], sm["nodes"], sm["timesteps"], sm["trials"],
+              _pm(sm["rotation_mean"], sm["rotation_std"], ".0f"),
               _fmt(sm["rotation_per_step"]), f"{_fmt(100 * sm['cv'], '.1f')}%", f"{100 * sm['detection']:.0f}%",
               _fmt(sm["wave_speed"], ".3f"), f"{sm['distance_over_20']:.3f}", f"{100 * sm['overflow']:.0f}%"]
              for sm in summaries]
@@ -693,7 +716,8 @@ def run_scaling(config, workdir: str) -> dict:
         json.dump({"points": summaries, "fits": fits}, fh, indent=2)
     plot_scaling(os.path.join(workdir, "scaling.png"), by)
     print(text, flush=True)
-    return {"message": (f"scaling over {len(points)} points: rotation ∝ N^{_fmt(fits['rotation_vs_nodes'], '.2f')} at "
+    return {"message": (f"scaling over {len(points)} points: rotation ∝ "
+                        f"N^{_fmt(fits['rotation_vs_nodes'], '.2f')} at "
                         f"fixed T, ∝ T^{_fmt(fits['rotation_vs_timesteps'], '.2f')} at fixed N; "
                         f"{os.path.join(workdir, 'table.md')}"), "fits": fits}
 
@@ -749,7 +773,7 @@ def run_hubs(config, workdir: str) -> dict:
             sm = summarize_modes(res, h.timesteps)
             row.update(detection=sm["detection"], rotation_mean=sm["rotation_mean"], rotation_std=sm["rotation_std"],
                        C=res["C_mean"], overflow=sm["overflow"])
-            coupling = D.graph_coupling(lcc, pad_nodes=base.n, pad_degree=int(base.degrees().max()))
+            coupling = D.graph_coupling(lcc, pad_nodes=base.n, pad_edges=2 * len(base.edges), layout="edges")
             extras = {"mask": jnp.asarray(np.arange(base.n) < lcc.n, jnp.float32)}
             kres = run_kuramoto_points(coupling, extras, kuramoto_static(k, base.n, 0), kuramoto_keys,
                                        np.full(h.trials, h.kuramoto_coupling, np.float32), k.batch, False, desc)
@@ -767,9 +791,7 @@ def run_hubs(config, workdir: str) -> dict:
         dc, dr = float(np.nanmean(c) - np.nanmean(c0)), float(np.nanmean(rr) - np.nanmean(r0))
         rows.append([r["nodes"], r["strategy"], r["fraction"], r["removed"], r["lcc"], r["lcc_fraction"],
                      r.get("detection", float("nan")), r.get("rotation_mean", float("nan")),
-                     r.get("rotation_std", float("nan")), float(np.nanmean(c)), float(np.nanstd(c, ddof=1)) if len(c) > 1
-                     else float("nan"), dc, float(np.nanmean(rr)), float(np.nanstd(rr, ddof=1)) if len(rr) > 1
-                     else float("nan"), dr, r.get("overflow", float("nan"))])
+                     r.get("rotation_std", float("nan")), *_ms(c), dc, *_ms(rr), dr, r.get("overflow", float("nan"))])
         trows.append([f"{r['nodes']} {r['strategy']}", f"{100 * r['fraction']:.0f}%", r["removed"],
                       f"{100 * r['lcc_fraction']:.1f}%", f"{100 * r.get('detection', float('nan')):.0f}%",
                       _pm(r.get("rotation_mean"), r.get("rotation_std"), ".0f"),
@@ -824,7 +846,7 @@ def kuramoto_graph(kind: str, f):
 
 def run_coupling(config, workdir: str) -> dict:
     f, k = config.field, config.field.kuramoto
-    ks = np.linspace(k.k_min, k.k_max, int(k.k_count))
+    ks = np.round(np.linspace(k.k_min, k.k_max, int(k.k_count)), 6)
     keys = trial_keys(config.seed, f.trial_seed, int(k.trials))
     run_keys = np.tile(keys, (len(ks), 1))  # the same initial phases and frequencies at every K (common random numbers)
     run_k = np.repeat(ks, int(k.trials))
@@ -834,20 +856,27 @@ def run_coupling(config, workdir: str) -> dict:
         res = run_kuramoto_points(coupling, eigen, kuramoto_static(k, n, side), run_keys, run_k, int(k.batch),
                                   f.progress, f"[{gi + 1}/{len(k.graphs)}] {kind} N={n}")
         res = {name: v.reshape((len(ks), int(k.trials)) + v.shape[1:]) for name, v in res.items()}
-        detected = res["wave_p"] < k.alpha
+        significant = res["wave_p"] < k.alpha
+        detected = significant & (res["wave_score"] >= k.wave_min_score)
         summary[kind] = {"n": n, "side": side, "res": res, "detected": detected}
         for i, kv in enumerate(ks):
             sp = np.where(detected[i], res["wave_speed"][i], np.nan)
             rows.append([kind, n, float(kv), int(k.trials), *_ms(res["R_mean"][i]),
                          float(n * np.mean(res["R_std"][i] ** 2)), *_ms(res["C_mean"][i]), *_ms(res["xi_mean"][i]),
+                         float(np.mean(significant[i])) if side else float("nan"),
                          float(np.mean(detected[i])) if side else float("nan"), *_ms(res["wave_score"][i]),
                          float(np.nanmedian(sp)) if np.isfinite(sp).any() else float("nan")])
-    header = ["graph", "nodes", "K", "trials", "R_mean", "R_sd_trials", "chi_N_varR", "C_mean", "C_sd_trials", "xi_mean",
-              "xi_sd_trials", "wave_detected_fraction", "wave_score_mean", "wave_score_sd", "wave_speed_median"]
+    header = ["graph", "nodes", "K", "trials", "R_mean", "R_sd_trials", "chi_N_varR", "C_mean", "C_sd_trials",
+              "xi_mean", "xi_sd_trials", "wave_significant_fraction", "wave_detected_fraction", "wave_score_mean",
+              "wave_score_sd", "wave_speed_median"]
     _write_csv(os.path.join(workdir, "coupling.csv"), header, rows)
+
+    def pct(x):
+        return f"{100 * x:.0f}%" if math.isfinite(x) else "n/a"
+
     trows = [[r[0], f"{r[2]:.2f}", _pm(r[4], r[5], ".3f"), _fmt(r[6], ".2f"), _pm(r[7], r[8], ".4f"),
-              _pm(r[9], r[10], ".2f"), _fmt(100 * r[11], ".0f") + ("%" if math.isfinite(r[11]) else ""),
-              _fmt(r[14], ".3f")] for r in rows]
+              _pm(r[9], r[10], ".2f"), _pm(r[13], r[14], ".3f"), pct(r[11]), pct(r[12]), _fmt(r[15], ".3f")]
+             for r in rows]
     peaks = []
     for kind, sm in summary.items():
         res = sm["res"]
@@ -861,13 +890,16 @@ def run_coupling(config, workdir: str) -> dict:
                       f"{ks[np.nanargmax(xi)]:.2f} (ξ={np.nanmax(xi):.1f})" if xi is not None else "n/a"])
     note = (f"Kuramoto: {k.integrator}, dt={k.dt}, {k.steps} steps, ω ~ {k.omega_dist}(mean {k.omega_mean}, width "
             f"{k.omega_width}), noise σ={k.noise_std}, θ_0 uniform; R, C(t) and ξ averaged over the second half of "
-            f"the records (every {k.record_every} steps), mean ± sd over {k.trials} trials (same θ_0, ω at every K). "
-            f"χ = N·var_t(R). Plane waves: best ρ² over lattice wavevectors k ≠ 0 of the final phases against "
-            f"{k.surrogates} shuffled surrogates, detected at p < {k.alpha}; speed = |mean dθ/dt| / |k| (median over "
-            f"detected trials).")
+            f"the records (every {k.record_every} steps), mean ± sd over {k.trials} trials (same θ_0, ω at every "
+            f"K). "
+            f"χ = N·var_t(R). Plane waves (periodic lattices): ρ² = the phase variance the best plane wave "
+            f"(k ≠ 0) explains in the final phases, tested against {k.surrogates} shuffled surrogates (p < "
+            f"{k.alpha}: 'beats shuffle'); a wave is detected when it also explains ρ² ≥ {k.wave_min_score}; "
+            f"speed = |mean dθ/dt| / |k| (median over detected trials).")
     if "mean_field" in k.graphs and k.omega_dist == "normal":
         note += f" Mean-field theory (N → ∞): K_c = 2 / (π g(0)) = {k.omega_width * math.sqrt(8 / math.pi):.3f}."
-    text = (markdown_table(["graph", "K", "R", "χ", "C(t)", "correlation length ξ", "plane waves", "wave speed"], trows)
+    text = (markdown_table(["graph", "K", "R", "χ", "C(t)", "correlation length ξ", "best plane wave ρ²",
+                            "beats shuffle", "plane waves", "wave speed"], trows)
             + "\n\n" + markdown_table(["graph", "K where R = 0.5", "K at χ peak", "K at C(t) peak", "K at ξ peak"],
                                       peaks) + "\n\n" + note + "\n")
     with open(os.path.join(workdir, "table.md"), "w", encoding="utf-8") as fh:

@@ -99,8 +99,8 @@ def lag_correlations_modes(trajectory, node_sums, n_nodes: int, n_lags: int):
 
 
 def lag_sums_init(a0, node_sums, n_lags: int):
-    """Streaming lag sums (memory O(n_lags K), any T): running totals of m_t = a_t · Ψᵀ1 and q_t = |a_t|², the first
-    and the last n_lags of each, the last n_lags states (zeros before step 0) and Σ_t a_t · a_{t+l} per lag."""
+    """Streaming lag sums (memory O(n_lags K), any T): running totals of m_t = a_t · Ψᵀ1 and q_t = |a_t|², the
+    first and the last n_lags of each, the last n_lags states (zeros before step 0) and Σ_t a_t · a_{t+l} per lag."""
     dtype = a0.dtype
     z = jnp.zeros((n_lags,), dtype)
     m0, q0 = a0 @ node_sums, (a0 * a0).sum()
