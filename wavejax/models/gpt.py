@@ -30,6 +30,9 @@ import ml_collections
 import wavejax.nn  # noqa: F401  (registers the standard parts)
 from wavejax.nn import init, registry
 from wavejax.nn.coupling import ModeCoupling, coupling_sources
+from wavejax.parallel.sharding import constrain
+
+ACTIVATION = ("batch", "length", "act_embed")  # logical names of the residual stream [B,T,D]
 
 SCANNED_COLLECTIONS = ("params", "intermediates", "losses", "diagnostics", "layer_outputs")
 
@@ -54,7 +57,7 @@ class Block(nn.Module):
         x = x + part("attention", registry.ATTENTIONS, self.attention, h)
         if earlier:
             x = x + ModeCoupling(c, len(earlier), name="coupling")(earlier)
-        x = x + part("mixer", registry.MIXERS, c.mixer, ln("ln2")(x))
+        x = constrain(x + part("mixer", registry.MIXERS, c.mixer, ln("ln2")(x)), ACTIVATION)
         self.sow("layer_outputs", "h", x)
         return x
 
@@ -94,7 +97,7 @@ class GPT(nn.Module):
     def __call__(self, tokens, deterministic: bool = True):
         c = self.config
         embed = registry.EMBEDDINGS[c.embedding](c, self.vocab_size, name="embed")
-        x = embed(tokens, deterministic)
+        x = constrain(embed(tokens, deterministic), ACTIVATION)
         self.sow("layer_outputs", "embedded", x)
         sources = coupling_sources(c.layer_coupling, c.n_layer)
         outputs, layer = [], 0  # outputs: h_ℓ of the unrolled layers, for the coupling

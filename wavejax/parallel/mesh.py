@@ -1,8 +1,8 @@
 """The device mesh from `config.mesh` and the shardings the train step is jitted with.
 
 Axes are ("data", "fsdp", "model"); a single device is the same code on a 1x1x1 mesh.
-Batches are split over data x fsdp; parameters and optimizer state are replicated here
-(FSDP/model sharding rules arrive with the multi-device issue).
+Batches are split over data x fsdp; parameters and optimizer state follow the logical-axis rules
+of sharding.py.
 """
 
 from __future__ import annotations

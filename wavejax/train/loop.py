@@ -75,11 +75,12 @@ def scalar_diagnostics(diag: dict) -> dict:
 class Trainer:
     """Builds everything for an LM run; `run()` trains to config.train.steps and returns a summary."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str, devices=None):
+        """devices: the devices the mesh is built from (default all; tests pass subsets)."""
         validate(config)
         self.config = config
         self.workdir = workdir
-        self.mesh = parallel.make_mesh(config.mesh)
+        self.mesh = parallel.make_mesh(config.mesh, devices)
         dp = parallel.mesh.data_parallel_size(self.mesh)
         micro = config.train.batch_size // config.train.grad_accum
         if micro % dp:
@@ -99,19 +100,24 @@ class Trainer:
         self.batch_sharding = parallel.batch_sharding(self.mesh)
         self.accum_sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(None, parallel.mesh.BATCH_AXES))
 
-        init = jax.jit(lambda: create_train_state(self.model, self.tx, config.seed, config.model.block_size), out_shardings=self.rep)
-        self.state = init()
+        make_state = lambda: create_train_state(self.model, self.tx, config.seed, config.model.block_size)  # noqa: E731
+        # Parameters and optimizer state are laid out by the logical-axis rules (FSDP over "fsdp", tensor parallel
+        # over "model"); the steps are jitted with these shardings as explicit in/out shardings.
+        self.state_sharding = parallel.state_shardings(jax.eval_shape(make_state), self.mesh)
+        with parallel.mesh_context(self.mesh):
+            self.state = jax.jit(make_state, out_shardings=self.state_sharding)()
         self.n_params = count_params(self.state.params)
 
-        self.train_step = jax.jit(
+        self.train_step = parallel.in_mesh(self.mesh, jax.jit(
             make_train_step(self.model, self.tx, self.lr, config.train),
-            in_shardings=(self.rep, self.accum_sharding, self.accum_sharding),
-            out_shardings=(self.rep, self.rep),
+            in_shardings=(self.state_sharding, self.accum_sharding, self.accum_sharding),
+            out_shardings=(self.state_sharding, self.rep),
             donate_argnums=(0,),
-        )
-        self.eval_step = jax.jit(
-            make_eval_step(self.model), in_shardings=(self.rep, self.batch_sharding, self.batch_sharding), out_shardings=self.rep
-        )
+        ))
+        self.eval_step = parallel.in_mesh(self.mesh, jax.jit(
+            make_eval_step(self.model), in_shardings=(self.state_sharding.params, self.batch_sharding, self.batch_sharding),
+            out_shardings=self.rep,
+        ))
         pi, pc = jax.process_index(), jax.process_count()
         t = config.train
         self.sampler = BatchSampler(self.data.train, t.batch_size, config.model.block_size, config.seed,

@@ -1,0 +1,80 @@
+"""Multi-device training on 8 CPU devices (a subprocess, since the device count is fixed when JAX starts): the same
+losses on one device and on data-parallel, FSDP and data×fsdp meshes; a checkpoint written on 8 devices restored onto
+1 device and onto a 2×4 mesh; and the sharding rules themselves."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from conftest import REPO
+from jax.sharding import PartitionSpec as P
+
+EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_cpu_collective_call_terminate_timeout_seconds=60",
+         "JAX_PLATFORMS": "cpu"}
+
+
+def run_with_8_devices(script: str, timeout: float = 600) -> dict:
+    env = dict(os.environ, **EIGHT)
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "multidevice" / script)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def meshes():
+    return run_with_8_devices("train_meshes.py")
+
+
+@pytest.mark.slow  # trains 3 steps on four meshes and restores twice in a subprocess (~1 min)
+def test_three_steps_give_the_same_losses_on_every_mesh(meshes):
+    assert meshes["devices"] == 8
+    single = np.asarray(meshes["losses"]["single"])
+    assert len(single) == 3 and single[-1] < single[0]
+    for name in ("dp8", "fsdp8", "dp4_fsdp2"):
+        np.testing.assert_allclose(np.asarray(meshes["losses"][name]), single, atol=1e-5, rtol=0, err_msg=name)
+
+
+@pytest.mark.slow
+def test_fsdp_really_shards_parameters_and_optimizer_state(meshes):
+    assert meshes["param_specs"]["single"] == ["P()"]
+    assert any("'fsdp'" in s for s in meshes["param_specs"]["fsdp8"])
+    assert any("'fsdp'" in s for s in meshes["opt_specs"]["fsdp8"])  # Adam's moments follow their parameters
+    assert all("fsdp" not in s for s in meshes["param_specs"]["dp8"])  # pure data parallelism replicates
+
+
+@pytest.mark.slow
+def test_checkpoint_from_8_devices_restores_onto_1_device_and_a_2x4_mesh(meshes):
+    for name, devices in (("restore_single", [1]), ("restore_dp2_fsdp4", [1, 2, 8])):
+        r = meshes[name]
+        assert r["step"] == 3 and r["identical"], name
+        assert set(r["devices"]) <= set(devices), (name, r["devices"])
+        assert abs(r["val_loss"] - meshes["val_loss_fsdp8"]) < 1e-5
+    assert any("'fsdp'" in s for s in meshes["restore_dp2_fsdp4"]["param_specs"])
+
+
+# -- the rules, on an abstract 2×2×2 mesh (no devices needed) ---------------------------------------------------------
+
+def _mesh(data=2, fsdp=2, model=2):
+    return jax.sharding.AbstractMesh((data, fsdp, model), ("data", "fsdp", "model"))
+
+
+def test_logical_names_map_to_mesh_axes_by_the_rules():
+    from wavejax.parallel.sharding import logical_axes, param_spec
+
+    mesh = _mesh()
+    assert logical_axes("seg0/block/attn/proj/qkv/kernel", 3) == ("layers", "embed", "qkv")
+    assert logical_axes("seg0_1/mixer/down/kernel", 2) == ("mlp", "embed")
+    assert param_spec("seg0/block/attn/proj/qkv/kernel", (6, 64, 192), mesh) == P(None, "fsdp", "model")
+    assert param_spec("embed/wte/embedding", (66, 64), mesh) == P("model", "fsdp")
+    assert param_spec("embed/wte/embedding", (65, 64), mesh) == P(None, "fsdp")  # 65 does not divide: replicated
+    assert param_spec("seg0_0/mixer/w_up", (4, 64, 256), mesh) == P(None, "fsdp", "model")
+    # unnamed parameters: FSDP along the largest axis that divides
+    assert param_spec("seg0_0/attn/some_wave_param", (3, 10, 40), mesh) == P(None, None, "fsdp")
+    assert param_spec("seg0_0/ln1/scale", (64,), mesh) == P()
+    assert param_spec("seg0_0/mixer/up/kernel", (64, 256), _mesh(4, 1, 1)) == P()  # size-1 axes split nothing
+    assert param_spec("seg0_0/mixer/up/kernel", (64, 256), _mesh(1, 2, 4)) == P("fsdp", "model")

@@ -1,0 +1,164 @@
+"""Logical axis names and the one table that maps them to mesh axes.
+
+Every parameter dimension gets a logical name from `PARAM_AXES` (matched on the parameter's path; a stacked layer
+axis from nn.scan is "layers"); activations are named in the trunk with `constrain` (nn.with_logical_constraint).
+`LOGICAL_RULES` maps each name to mesh axes ("data", "fsdp", "model"):
+
+    batch -> (data, fsdp)   activations' batch axis: data parallelism over both axes
+    embed -> fsdp           parameters are split FSDP-style along their model-width axis ...
+    vocab, qkv, heads, mlp -> model   ... and Megatron-style along heads / hidden units when model > 1
+    layers, length, act_embed, experts -> replicated
+
+A parameter with no entry in PARAM_AXES (a model family's own weights) is split over fsdp along its largest axis
+that divides evenly; an axis that does not divide by its mesh axes' size stays replicated. Optimizer state is
+sharded like the parameter it belongs to; everything else (step, RNG, counters) is replicated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+
+import flax.linen as nn
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+LOGICAL_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("length", None),
+    ("act_embed", None),
+    ("layers", None),
+    ("experts", None),
+    ("vocab", "model"),
+    ("embed", "fsdp"),
+    ("qkv", "model"),
+    ("heads", "model"),
+    ("mlp", "model"),
+)
+
+# (regex on the "/"-joined parameter path, logical names of its dimensions, without a scanned layer axis)
+PARAM_AXES = (
+    (r"(^|/)wte/embedding$", ("vocab", "embed")),
+    (r"(^|/)wpe/embedding$", ("length", "embed")),
+    (r"/proj/qkv/kernel$", ("embed", "qkv")),
+    (r"/proj/qkv/bias$", ("qkv",)),
+    (r"attn/out/kernel$", ("heads", "embed")),
+    (r"attn/to_phase/kernel$", ("embed", "heads")),
+    (r"attn/from_phase/kernel$", ("heads", "embed")),
+    (r"mixer/up/kernel$", ("embed", "mlp")),
+    (r"mixer/up/bias$", ("mlp",)),
+    (r"mixer/down/kernel$", ("mlp", "embed")),
+    (r"mixer/w_up$", ("experts", "embed", "mlp")),
+    (r"mixer/b_up$", ("experts", "mlp")),
+    (r"mixer/w_down$", ("experts", "mlp", "embed")),
+    (r"mixer/router/kernel$", ("embed", None)),
+    (r"selector/hidden/kernel$", ("embed", None)),
+    (r"coupling/proj/kernel$", ("embed", None)),
+    (r"(^|/)head/out/kernel$", ("embed", "vocab")),
+)
+
+
+def constrain(x, names: tuple):
+    """Activation sharding by logical names; a no-op outside `mesh_context` (single device, sampling)."""
+    return nn.with_logical_constraint(x, names)
+
+
+@contextlib.contextmanager
+def mesh_context(mesh: Mesh):
+    """The mesh and the logical rules, for tracing and calling steps that use `constrain`."""
+    with jax.set_mesh(mesh), nn.logical_axis_rules(LOGICAL_RULES):
+        yield
+
+
+def in_mesh(mesh: Mesh, fn):
+    """fn called (and so traced) inside `mesh_context(mesh)`."""
+
+    def call(*args, **kwargs):
+        with mesh_context(mesh):
+            return fn(*args, **kwargs)
+
+    return call
+
+
+def _path_str(path) -> str:
+    parts = []
+    for k in path:
+        for attr in ("key", "name"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+    return "/".join(parts)
+
+
+def logical_axes(path: str, ndim: int) -> tuple | None:
+    """Logical names of a parameter's dimensions, or None when PARAM_AXES has no entry for it."""
+    for pattern, names in PARAM_AXES:
+        if re.search(pattern, path):
+            if ndim == len(names) + 1:  # stacked by nn.scan
+                return ("layers", *names)
+            return names if ndim == len(names) else None
+    return None
+
+
+def _axis_size(mesh: Mesh, axes) -> int:
+    axes = (axes,) if isinstance(axes, str) else axes
+    return math.prod(mesh.shape[a] for a in axes)
+
+
+def mesh_spec(names: tuple, shape: tuple, mesh: Mesh) -> P:
+    """PartitionSpec for logical names under LOGICAL_RULES; a dimension that does not divide stays whole."""
+    rules = dict(LOGICAL_RULES)
+    spec = []
+    for name, size in zip(names, shape):
+        axes = rules.get(name) if name is not None else None
+        axes = tuple(a for a in ((axes,) if isinstance(axes, str) else axes or ()) if mesh.shape[a] > 1)  # size-1 axes split nothing
+        ok = axes and size % _axis_size(mesh, axes) == 0
+        spec.append((axes[0] if len(axes) == 1 else axes) if ok else None)
+    while spec and spec[-1] is None:  # P(None, None) is P()
+        spec.pop()
+    return P(*spec)
+
+
+def fallback_spec(shape: tuple, mesh: Mesh) -> P:
+    """FSDP for parameters without logical names: the largest dimension that divides by the fsdp size."""
+    n = mesh.shape["fsdp"]
+    if n == 1 or len(shape) < 2:
+        return P()
+    dims = sorted((s, -i, i) for i, s in enumerate(shape) if s % n == 0)
+    if not dims:
+        return P()
+    spec = [None] * len(shape)
+    spec[dims[-1][2]] = "fsdp"
+    return P(*spec)
+
+
+def param_spec(path: str, shape: tuple, mesh: Mesh) -> P:
+    names = logical_axes(path, len(shape))
+    return mesh_spec(names, shape, mesh) if names is not None else fallback_spec(shape, mesh)
+
+
+def param_shardings(params, mesh: Mesh):
+    """NamedSharding for every parameter (arrays or jax.ShapeDtypeStruct)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, x: NamedSharding(mesh, param_spec(_path_str(path), tuple(x.shape), mesh)), params)
+
+
+def _dict_keys(path) -> tuple:
+    return tuple(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
+
+
+def state_shardings(state, mesh: Mesh):
+    """Shardings for a TrainState: params by their names, optimizer-state leaves like the parameter whose dict path
+    and shape they share (Adam's mu and nu), every other leaf replicated."""
+    params = param_shardings(state.params, mesh)
+    flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
+    by_keys = {_dict_keys(path): (tuple(x.shape), s) for (path, x), s in zip(flat, jax.tree.leaves(params))}
+    rep = NamedSharding(mesh, P())
+
+    def opt_leaf(path, x):
+        match = by_keys.get(_dict_keys(path))
+        return match[1] if match is not None and match[0] == tuple(x.shape) else rep
+
+    opt = jax.tree_util.tree_map_with_path(opt_leaf, state.opt_state)
+    return state.replace(step=rep, params=params, opt_state=opt, rng=rep)
