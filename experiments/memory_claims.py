@@ -37,10 +37,11 @@ def parse_args(argv=None):
     p.add_argument("--long_length", type=int, default=1024, help="context length of section A")
     p.add_argument("--single_pairs", type=int, default=2000, help="pairs written in section B (those alone are read)")
     p.add_argument("--semantic_pairs", type=int, default=20000, help="pairs of section F")
+    p.add_argument("--table_tokens", type=int, default=20000, help="tokens of the tables in section D")
     p.add_argument("--no_corpus", action="store_true", help="skip the grounded tables (they read tinyshakespeare)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    for name in ("vocab", "pairs", "long_length", "single_pairs", "semantic_pairs"):
+    for name in ("vocab", "pairs", "long_length", "single_pairs", "semantic_pairs", "table_tokens"):
         if getattr(args, name) < 1:
             C.fail(f"--{name} must be >= 1.")
     return args
@@ -158,8 +159,7 @@ def main(argv=None) -> int:
         memory, contexts = build(spec, tables[kind], windows, targets)
         alone = np.asarray(memory.counts)[np.asarray(store.route(spec, contexts))] == 1
         alone_n = int(alone.sum()) if kind == "sound" else alone_n
-        results_b[kind] = {k: x[alone] for k, x in paths(spec, memory, contexts[alone], targets[alone]).items()} if alone.any() \
-            else {k: np.zeros(1) for k in ("cosine", "coherence", "tower.retrieve")}
+        results_b[kind] = paths(spec, memory, contexts[alone], targets[alone])
         changed_contexts = jax.jit(store.window_contexts, static_argnums=0)(spec, memory.table, jnp.asarray(changed))
         results_c[kind] = paths(spec, memory, changed_contexts, targets)
     rows_b = path_rows(results_b)
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
         return [name, f"{len(t):,}", f"{np.abs(mean).max():.3f}", f"{np.round(np.diag(mean), 2).tolist()}",
                 f"{off.mean():.3f} ± {off.std():.3f}", f"{off.min():.2f} .. {off.max():.2f}"]
 
-    big = max(v, 20000)
+    big = args.table_tokens
     rows_d = [table_stats("Haar (default)", so4.embedding_table("haar", big, args.seed)),
               table_stats("uncorrected QR in JAX (qr_faithful)", so4.embedding_table("qr_faithful", big, args.seed)),
               table_stats("the original's numpy table (seed 42)", so4.original_embeddings(big))]

@@ -114,6 +114,7 @@ def _scores(spec, memory, contexts, decoder):
 
 
 _window_contexts = jax.jit(store.window_contexts, static_argnums=0)
+_cache_lookup = jax.jit(lambda cache, windows: store.cache_lookup(cache, *store.window_hashes(windows)))
 
 
 def _batched(fn, n: int, *arrays):
@@ -160,8 +161,7 @@ def cache_row(spec, memory, queries: Queries, decoder: str, label: str = "memory
     """Exact match with the episodic cache consulted first (the original's retrieve_deterministic): a hit returns
     the last target written for that exact window, a miss falls back to the decoder's top score."""
     windows = queries.windows(spec.context_length)
-    lookup = jax.jit(lambda w: store.cache_lookup(memory.cache, *store.window_hashes(w)))
-    hit, cached = (np.asarray(x) for x in lookup(jnp.asarray(windows)))
+    hit, cached = (np.asarray(x) for x in _cache_lookup(memory.cache, jnp.asarray(windows)))
     s = memory_scores(spec, memory, memory_contexts(spec, memory, queries), decoder)
     fallback_right = ranks(s, queries.targets) == 0
     right = np.where(hit, cached == queries.targets, fallback_right)

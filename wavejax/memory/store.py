@@ -122,19 +122,13 @@ def closing_rotation(spec: StoreSpec, n, dtype=jnp.float32):
     return cl.transpose(position_rotation(n, spec.position_scales, dtype))
 
 
-def ordered_product(mats):
-    """M_1 M_2 ... M_L for [..., L, 4, 4], left to right by lax.scan over L (vectorised over the leading axes)."""
-    eye = jnp.broadcast_to(jnp.eye(4, dtype=mats.dtype), mats.shape[:-3] + (4, 4))
-    product, _ = lax.scan(lambda acc, m: (cl.mm(acc, m), None), eye, jnp.moveaxis(mats, -3, 0))
-    return product
-
-
-def window_context(spec: StoreSpec, table, window):
-    """The context matrix of one window [L] of token ids (pad = vocab_size): (F_t1 ... F_tL) R(L)^T, the factors
-    gathered step by step inside the scan (a batch of windows never materialises [B, L, 4, 4])."""
+def window_context(spec: StoreSpec, table, window, length=None):
+    """The context matrix of one window [L] of token ids: (F_t1 ... F_tL) R(length)^T, the factors gathered step by
+    step inside a scan (a batch of windows never materialises [B, L, 4, 4]). A shorter context is left-padded with
+    the padding token (F = I) and passes its own `length` (may be traced)."""
     eye = jnp.eye(4, dtype=table.dtype)
     product, _ = lax.scan(lambda acc, token: (cl.mm(acc, table[token]), None), eye, window)
-    return cl.mm(product, closing_rotation(spec, window.shape[-1], table.dtype))
+    return cl.mm(product, closing_rotation(spec, window.shape[-1] if length is None else length, table.dtype))
 
 
 def window_contexts(spec: StoreSpec, table, windows):
@@ -332,6 +326,13 @@ _write = jax.jit(write, static_argnums=0, donate_argnums=1)
 _compact_jit = jax.jit(_compact, static_argnums=4)
 
 
+def stream_chunk(spec: StoreSpec, n_tokens: int) -> int:
+    """Windows per chunk for a stream of n_tokens: spec.chunk, or fewer for a short stream (still a multiple of L).
+    learn_stream and contexts_at both use it, so a stream is always cut the same way."""
+    length = spec.context_length
+    return min(spec.chunk, max(length, -(-max(n_tokens - length, 1) // length) * length))
+
+
 def segment(tokens: np.ndarray, start: int, chunk: int, spec: StoreSpec) -> np.ndarray:
     """tokens[start : start + chunk + L], padded with the padding token to that length."""
     out = np.full(chunk + spec.context_length, spec.pad_id, np.int32)
@@ -342,13 +343,13 @@ def segment(tokens: np.ndarray, start: int, chunk: int, spec: StoreSpec) -> np.n
 
 def learn_stream(spec: StoreSpec, memory: Memory, tokens: np.ndarray, use_cache: bool = True, progress: bool = False):
     """Writes every (window, next token) pair of a stream: windows s = 0 .. N-L-1 with target tokens[s+L], in chunks
-    of spec.chunk windows. With use_cache the episodic cache is rebuilt to hold every window written (the old entries
+    of stream_chunk(spec, N) windows. With use_cache the episodic cache is rebuilt to hold every window written (the old entries
     and the new). Returns (memory, number of pairs)."""
     tokens = np.asarray(tokens, np.int32)
     n_pairs = len(tokens) - spec.context_length
     if n_pairs <= 0:
         raise ValueError(f"a stream of {len(tokens)} tokens has no window of {spec.context_length} with a next token")
-    chunk = spec.chunk
+    chunk = stream_chunk(spec, len(tokens))
     starts = range(0, n_pairs, chunk)
     hashes = []
     for start in tqdm(starts, desc="writing", unit="chunk", disable=not progress, leave=False):
@@ -373,7 +374,7 @@ def contexts_at(spec: StoreSpec, table, tokens: np.ndarray, positions: np.ndarra
     learn_stream computes them (same chunking, same compiled program): [len(positions), 4, 4]."""
     tokens = np.asarray(tokens, np.int32)
     positions = np.asarray(positions, np.int64)
-    chunk = spec.chunk
+    chunk = stream_chunk(spec, len(tokens))
     out = np.zeros((len(positions), 4, 4), table.dtype)
     for c in np.unique(positions // chunk):
         rows = np.nonzero(positions // chunk == c)[0]
@@ -391,7 +392,7 @@ def _generate(spec: StoreSpec, memory: Memory, window, n_real, key, temperature,
 
     def step(carry, step_key):
         window, n_real = carry
-        context = cl.mm(ordered_product(table[window]), closing_rotation(spec, n_real, table.dtype))[None]  # n_real <= L
+        context = window_context(spec, table, window, n_real)[None]
         s = scores(spec, memory, context, decoder)[0]
         sampled = jax.random.categorical(step_key, s / (tau * jnp.maximum(temperature, 1e-6)))
         token = jnp.where(temperature > 0, sampled, jnp.argmax(s)).astype(jnp.int32)
