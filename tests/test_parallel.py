@@ -11,6 +11,8 @@ import jax
 import numpy as np
 import pytest
 from conftest import REPO
+
+sys.path.insert(0, str(REPO / "tests"))  # tests/multidevice
 from jax.sharding import PartitionSpec as P
 
 EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_cpu_collective_call_terminate_timeout_seconds=60",
@@ -78,3 +80,69 @@ def test_logical_names_map_to_mesh_axes_by_the_rules():
     assert param_spec("seg0_0/ln1/scale", (64,), mesh) == P()
     assert param_spec("seg0_0/mixer/up/kernel", (64, 256), _mesh(4, 1, 1)) == P()  # size-1 axes split nothing
     assert param_spec("seg0_0/mixer/up/kernel", (64, 256), _mesh(1, 2, 4)) == P("fsdp", "model")
+
+
+# -- two processes (multi-host on one machine, over gloo) ------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # two processes train 3 steps (~30 s)
+def test_two_process_run_matches_one_process(tmp_path):
+    """The CLI's run() in two processes (JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID), each with one CPU
+    device and half of every batch, gives the losses of the same run in one process; only process 0 writes files."""
+    import baseline  # noqa: F401  (configs/ is on sys.path)
+    from multidevice.train_meshes import config
+    from wavejax.train.logging import read_metrics
+    from wavejax.train.loop import Trainer
+
+    port = _free_port()
+    workdir = tmp_path / "two"
+    procs = []
+    for pid in (0, 1):
+        env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="2",
+                   JAX_PROCESS_ID=str(pid))
+        env.pop("XLA_FLAGS", None)
+        procs.append(subprocess.Popen([sys.executable, str(REPO / "tests" / "multidevice" / "two_processes.py"), str(workdir)],
+                                      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    two = json.loads(outs[0][0].strip().splitlines()[-1])
+    assert not any(line.startswith("{") for line in outs[1][0].splitlines())  # process 1 reports nothing
+
+    single = Trainer(config((1, 1, 1)), str(tmp_path / "one"))
+    try:
+        single.run()
+    finally:
+        single.ckpt.close()
+    one = [r["loss"] for r in read_metrics(str(tmp_path / "one")) if r["split"] == "train"]
+    np.testing.assert_allclose(two["losses"], one, atol=1e-5, rtol=0)
+    assert two["step"] == 3 and len(read_metrics(str(workdir))) == len(read_metrics(str(tmp_path / "one")))
+
+
+@pytest.mark.parametrize("env,kind,kwargs", [
+    ({}, None, None),
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"}, None, None),
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "16"}, "slurm", {}),
+    ({"OMPI_COMM_WORLD_SIZE": "4"}, "openmpi", {}),
+    ({"JAX_COORDINATOR_ADDRESS": "h:1234", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"}, "explicit",
+     {"coordinator_address": "h:1234", "num_processes": 2, "process_id": 1}),
+])
+def test_cluster_detection(env, kind, kwargs):
+    from wavejax.parallel.distributed import cluster_kind, initialize_arguments
+
+    assert cluster_kind(env) == kind and initialize_arguments(env) == kwargs
+
+
+def test_incomplete_coordinator_settings_are_one_sentence():
+    from wavejax.errors import ConfigError
+    from wavejax.parallel.distributed import initialize_arguments
+
+    with pytest.raises(ConfigError, match="JAX_NUM_PROCESSES and JAX_PROCESS_ID must be set"):
+        initialize_arguments({"JAX_COORDINATOR_ADDRESS": "h:1"})

@@ -86,7 +86,9 @@ def run(config, workdir: str) -> dict:
     import importlib
 
     from wavejax.config import TASKS, validate
+    from wavejax.parallel.distributed import maybe_initialize
 
+    maybe_initialize()  # multi-host jobs (SLURM, mpirun, JAX_COORDINATOR_ADDRESS) start JAX's runtime first
     validate(config)
     return importlib.import_module(TASKS[config.task]).run_task(config, workdir)
 

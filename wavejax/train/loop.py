@@ -91,7 +91,7 @@ class Trainer:
         self.data = prepare_lm_data(config, tokenizer=tok)
         # Nothing is written to the workdir before config and data have passed every check.
         os.makedirs(workdir, exist_ok=True)
-        if tok is None:
+        if tok is None and jax.process_index() == 0:  # files in the run dir are written by process 0 only
             tokenizers.save_tokenizer(self.data.tokenizer, workdir)
 
         self.model = build_model(config.model, self.data.vocab_size)
@@ -129,7 +129,8 @@ class Trainer:
         self.best_val = math.inf
         self.start_step = 0
         self._maybe_restore()
-        _write_config(workdir, config)
+        if jax.process_index() == 0:
+            _write_config(workdir, config)
         self.writer = MetricWriter(workdir, resume_step=self.start_step)
         self.is_main = pi == 0
 
