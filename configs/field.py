@@ -41,7 +41,7 @@ PRESETS = {
     "tiny": {
         "field.nodes": 49, "field.modes": 12, "field.timesteps": 120, "field.trials": 8, "field.trial_batch": 4,
         "field.block": 16, "field.progress": False, "field.reported": "",
-        "field.scaling.nodes": (25, 49), "field.scaling.timesteps": (80, 160), "field.scaling.base_nodes": 49,
+        "field.scaling.nodes": (25, 49), "field.scaling.timesteps": (80, 120), "field.scaling.base_nodes": 49,
         "field.scaling.base_timesteps": 120, "field.scaling.trials": 4,
         "field.hubs.nodes": (60,), "field.hubs.fractions": (0.0, 0.1, 0.2), "field.hubs.trials": 4,
         "field.hubs.modes": 10, "field.hubs.timesteps": 120,

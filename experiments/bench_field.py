@@ -220,7 +220,7 @@ def main(argv=None) -> int:
         target = "≥ 500 trials/s" if on_gpu else "≥ 20x numpy"
         passed = m["ours_tps"] >= 500 if on_gpu else m["ratio"] >= 20
         ok &= passed
-        rows.append([f"small config: {m['nodes']} nodes, {args.modes} modes, {args.timesteps} steps",
+        rows.append([f"original experiment: {m['nodes']} nodes, {args.modes} modes, {args.timesteps} steps",
                      f"{m['ours_tps']:,.1f} trials/s", f"{m['ref_tps']:,.2f} trials/s", f"{m['ratio']:.1f}x",
                      f"{m['compile_s']:.1f} s", f"{m['agree']}/{args.check} agree, max diff {m['max_diff']:.1e}",
                      target, "PASS" if passed else "FAIL"])

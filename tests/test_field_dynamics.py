@@ -76,11 +76,14 @@ def _jax_draws(key, n):
     return np.asarray(jax.random.normal(k_dir, (2,))), np.asarray(jax.random.normal(k_noise, (n,)))
 
 
+_pattern = jax.jit(D.initial_pattern)
+
+
 @pytest.mark.parametrize("ic_type", range(4))
 def test_initial_patterns_match_the_numpy_transcription(ic_type):
     graph = G.square_lattice(7)
     key = jax.random.PRNGKey(11)
-    x = np.asarray(D.initial_pattern(ic_type, key, graph.positions.astype(np.float32)))
+    x = np.asarray(_pattern(ic_type, key, graph.positions.astype(np.float32)))
     direction, noise = _jax_draws(key, graph.n)
     ref = R.initial_pattern(ic_type, graph.positions, direction=direction, noise=noise)
     np.testing.assert_allclose(x, ref, rtol=1e-4, atol=1e-5)
@@ -92,9 +95,10 @@ def test_masked_pattern_on_padded_nodes_equals_unpadded():
     pos = graph.positions.astype(np.float32)
     padded = np.concatenate([pos, np.full((5, 2), 99.0, np.float32)])
     mask = np.arange(41) < 36
+    pattern = jax.jit(D.initial_pattern)
     for ic_type in (0, 1, 2):  # the noise pattern draws 41 numbers instead of 36, by design
-        a = np.asarray(D.initial_pattern(ic_type, jax.random.PRNGKey(0), pos))
-        b = np.asarray(D.initial_pattern(ic_type, jax.random.PRNGKey(0), padded, mask))
+        a = np.asarray(pattern(ic_type, jax.random.PRNGKey(0), pos))
+        b = np.asarray(pattern(ic_type, jax.random.PRNGKey(0), padded, mask))
         np.testing.assert_allclose(b[:36], a, rtol=1e-4, atol=1e-5)
         assert (b[36:] == 0).all()
 
@@ -126,9 +130,9 @@ def test_float32_rhs_with_polynomial_sincos_matches_float64_reference():
 
 
 def _couplings(graph):
-    deg = graph.degrees().astype(np.float64)
-    nbr, w = G.neighbour_table(graph, np.float64)
-    table = D.TableCoupling(jnp.asarray(nbr), jnp.asarray(w), jnp.asarray(1 / deg))
+    """(the full one-tier neighbour table, the dense adjacency) in float64."""
+    table = D.graph_coupling(graph, np.float64, stencil=False, width=int(graph.degrees().max()))
+    assert table.hub_rows.shape[0] == 0
     return table, G.adjacency_dense(graph, np.float64)
 
 
@@ -139,16 +143,20 @@ def test_coupling_forms_equal_the_pairwise_reference(graph):
         theta = jnp.asarray(_rng(1).uniform(-np.pi, np.pi, (3, graph.n)))
         omega = jnp.asarray(_rng(2).standard_normal(graph.n))
         table, adj = _couplings(graph)
-        ref = D.kuramoto_rhs_reference(theta, omega, 0.7, jnp.asarray(adj))
-        np.testing.assert_allclose(D.kuramoto_rhs(theta, omega, 0.7, table), ref, atol=1e-12)
-        edges = D.graph_coupling(graph, np.float64, layout="edges", pad_edges=2 * len(graph.edges) + 5)
-        np.testing.assert_allclose(D.kuramoto_rhs(theta, omega, 0.7, edges), ref, atol=1e-12)
+        rhs = jax.jit(D.kuramoto_rhs)
+        ref = jax.jit(D.kuramoto_rhs_reference)(theta, omega, 0.7, jnp.asarray(adj))
+        np.testing.assert_allclose(rhs(theta, omega, 0.7, table), ref, atol=1e-12)
+        tiers = D.graph_coupling(graph, np.float64, stencil=False, width=2, pad_hubs=graph.n + 3, pad_hub_width=40)
+        assert tiers.neighbours.shape == (graph.n, 2) and tiers.hub_neighbours.shape == (graph.n + 3, 40)
+        np.testing.assert_allclose(rhs(theta, omega, 0.7, tiers), ref, atol=1e-12)
         if graph.is_lattice:
             stencil = D.graph_coupling(graph, np.float64)
             assert isinstance(stencil, D.LatticeCoupling)
-            np.testing.assert_allclose(D.kuramoto_rhs(theta, omega, 0.7, stencil), ref, atol=1e-12)
-        else:  # hubs: the automatic choice is the edge list
-            assert isinstance(D.graph_coupling(graph), D.EdgeCoupling)
+            np.testing.assert_allclose(rhs(theta, omega, 0.7, stencil), ref, atol=1e-12)
+        else:  # hubs: a narrow first tier and a second for the rows that do not fit
+            auto = D.graph_coupling(graph)
+            assert auto.neighbours.shape[1] == D.table_width(graph.degrees()) < graph.degrees().max()
+            assert 0 < auto.hub_rows.shape[0] < graph.n
 
 
 def test_mean_field_equals_the_complete_graph():
@@ -218,7 +226,7 @@ def test_standard_normal_draws():
     draw and consecutive steps are uncorrelated, and an odd count works."""
     from scipy import stats
 
-    draws = np.asarray(jax.jit(jax.vmap(lambda t: D.step_noise(jax.random.PRNGKey(5), t, (64,))))(jnp.arange(400)))
+    draws = np.asarray(D.mode_noise(jax.random.PRNGKey(5), 401, 64))  # 400 steps of 64 draws
     assert stats.kstest(draws.ravel(), "norm").pvalue > 0.01
     assert abs(np.corrcoef(draws[:, :32].ravel(), draws[:, 32:].ravel())[0, 1]) < 0.02
     assert abs(np.corrcoef(draws[:-1].ravel(), draws[1:].ravel())[0, 1]) < 0.02
@@ -261,7 +269,7 @@ def _short_kuramoto(graph):
     coupling = D.graph_coupling(graph, np.float64, stencil=False)
 
     def final_readout(k, omega, theta0):
-        theta, _, _ = D.kuramoto_run(theta0, omega, k, coupling, dt=0.1, steps=12, record_every=4, integrator="rk4")
+        theta, _, _ = D.kuramoto_run(theta0, omega, k, coupling, dt=0.1, steps=6, record_every=3, integrator="rk4")
         return jnp.sum(jnp.cos(theta) * jnp.linspace(0.5, 1.5, theta.shape[0]))
 
     return final_readout

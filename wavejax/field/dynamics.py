@@ -14,8 +14,8 @@ Kuramoto, per node i (A the adjacency, k_i the degree; all-to-all: k_i = N):
             = ω_i + (K / k_i) (cos θ_i Σ_j A_ij sin θ_j - sin θ_i Σ_j A_ij cos θ_j)
 
 The second form needs one sin and one cos per node instead of one sin per edge; the neighbour sums are a gather
-from a padded [N, max_degree] table (any graph), a segment sum over an edge list (heavy-tailed degrees), rolls of the
-grid (square lattices) or a total (all-to-all). Noise enters as
+from a padded neighbour table (any graph; hubs' extra neighbours in a second, small table), rolls of the grid
+(square lattices) or a total (all-to-all). Noise enters as
 Euler–Maruyama, θ += √dt σ ξ after the deterministic Euler or RK4 step.
 
 Long runs go through `scan_blocks`: the state advances in blocks of steps and only a per-block record (or one
@@ -166,55 +166,36 @@ def mode_trajectory(a0, decay, noise_key, timesteps: int, cubic: float = 0.01, n
 
 # -- Kuramoto oscillators ---------------------------------------------------------------------------------------
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["neighbours", "weights", "inv_degree"],
+@functools.partial(jax.tree_util.register_dataclass,
+                   data_fields=["neighbours", "weights", "inv_degree", "hub_rows", "hub_neighbours", "hub_weights"],
                    meta_fields=[])
 @dataclasses.dataclass(frozen=True)
 class TableCoupling:
-    """Any graph: neighbours [N, D] int32 and weights [N, D] (a padded row per node), inv_degree [N] = 1/k_i (0 for
-    isolated nodes)."""
+    """Any graph as a padded neighbour table in two tiers: neighbours/weights [N, W] hold every node's first W
+    neighbours (weight 1, padding weight 0); the few nodes with more (hubs) list the rest in hub_neighbours /
+    hub_weights [H, D - W] for the rows hub_rows [H]. With W near twice the mean degree a scale-free graph costs
+    about N W + H (D - W) gathers instead of N D. inv_degree [N] = 1/k_i (0 for isolated nodes)."""
 
     neighbours: jax.Array
     weights: jax.Array
     inv_degree: jax.Array
+    hub_rows: jax.Array
+    hub_neighbours: jax.Array
+    hub_weights: jax.Array
 
     def sums(self, f):
-        """Σ_j A_ij f_j for f [..., N]: a gather of [..., N, D]."""
-        return (jnp.take(f, self.neighbours, axis=-1) * self.weights).sum(-1)
+        """Σ_j A_ij f_j for f [..., N]: gathers of [..., N, W] and [..., H, D - W]."""
+        total = (jnp.take(f, self.neighbours, axis=-1) * self.weights).sum(-1)
+        if self.hub_rows.shape[0] and self.hub_neighbours.shape[1]:
+            extra = (jnp.take(f, self.hub_neighbours, axis=-1) * self.hub_weights).sum(-1)
+            total = total.at[..., self.hub_rows].add(extra)
+        return total
 
     def pair_sums(self, s, c):
-        return _complex_pair_sums(self, s, c)
-
-
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["sources", "targets", "weights", "inv_degree"],
-                   meta_fields=["n"])
-@dataclasses.dataclass(frozen=True)
-class EdgeCoupling:
-    """Any graph as a list of directed edges (both directions of each undirected edge, sorted by source, weight 1;
-    zero-weight padding at the end): Σ_j A_ij f_j = segment_sum over the edges leaving i of f[target]. O(E) work
-    where a padded neighbour table does O(N max_degree): the choice for heavy-tailed degrees (scale-free hubs)."""
-
-    sources: jax.Array
-    targets: jax.Array
-    weights: jax.Array
-    inv_degree: jax.Array
-    n: int
-
-    def sums(self, f):
-        vals = jnp.take(f, self.targets, axis=-1) * self.weights
-        seg = lambda v: jax.ops.segment_sum(v, self.sources, self.n, indices_are_sorted=True)  # noqa: E731
-        for _ in range(vals.ndim - 1):  # leading batch axes
-            seg = jax.vmap(seg)
-        return seg(vals)
-
-    def pair_sums(self, s, c):
-        return _complex_pair_sums(self, s, c)
-
-
-def _complex_pair_sums(coupling, s, c):
-    """(Σ_j A_ij s_j, Σ_j A_ij c_j) by one gather of z = c + i s: gathers cost per index on a CPU, so one complex
-    gather takes about a quarter of the time of two real ones."""
-    z = coupling.sums(jax.lax.complex(c, s))
-    return jnp.imag(z), jnp.real(z)
+        """(Σ_j A_ij s_j, Σ_j A_ij c_j) by one gather of z = c + i s: gathers cost per index on a CPU, so one complex
+        gather takes about a quarter of the time of two real ones."""
+        z = self.sums(jax.lax.complex(c, s))
+        return jnp.imag(z), jnp.real(z)
 
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["inv_degree"], meta_fields=["side", "periodic"])
@@ -258,38 +239,38 @@ class MeanFieldCoupling:
         return self.sums(s), self.sums(c)
 
 
+def table_width(degrees) -> int:
+    """The first tier's width: twice the mean degree (at least 4), or the largest degree when that is smaller."""
+    deg = np.asarray(degrees)
+    return int(min(deg.max(initial=1), max(4, math.ceil(2 * deg.mean())))) or 1
+
+
 def graph_coupling(graph, dtype=np.float32, stencil: bool = True, pad_nodes: int | None = None,
-                   pad_degree: int | None = None, pad_edges: int | None = None, layout: str = "auto"):
-    """The coupling of a wavejax.field.graphs.Graph. layout: "auto" picks the roll stencil for an uncut square
-    lattice (when stencil=True), the edge list when the largest degree exceeds twice the mean (hubs would pad the
-    table mostly with zeros), else the neighbour table; "table" or "edges" force one. pad_nodes appends isolated
-    nodes, pad_degree widens a table and pad_edges lengthens an edge list (directed entries), so that graphs of
-    different sizes share one compiled program."""
+                   width: int | None = None, pad_hubs: int | None = None, pad_hub_width: int | None = None):
+    """The coupling of a wavejax.field.graphs.Graph: the roll stencil for an uncut square lattice (stencil=True),
+    else the two-tier neighbour table (first tier `width`, default table_width). pad_nodes appends isolated nodes,
+    pad_hubs / pad_hub_width enlarge the hub tier with zero weights, so that graphs of different sizes share one
+    compiled program."""
     from wavejax.field import graphs as G
 
-    deg = graph.degrees().astype(np.float64)
+    deg = graph.degrees()
     rows = max(graph.n, pad_nodes or 0)
     inv = np.pad(np.where(deg > 0, 1.0 / np.maximum(deg, 1), 0.0), (0, rows - graph.n)).astype(dtype)
     uncut = graph.node_ids is not None and np.array_equal(graph.node_ids, np.arange(graph.n))
-    if layout == "auto":
-        if stencil and graph.is_lattice and uncut and rows == graph.n:
-            return LatticeCoupling(jnp.asarray(inv), graph.side, graph.periodic)
-        heavy = deg.max(initial=0) > 2 * max(deg.mean(), 1)
-        layout = "edges" if heavy else "table"
-    if layout == "edges":
-        src = np.concatenate([graph.edges[:, 0], graph.edges[:, 1]])
-        dst = np.concatenate([graph.edges[:, 1], graph.edges[:, 0]])
-        order = np.lexsort((dst, src))
-        pad = max(pad_edges or 0, len(src)) - len(src)  # zero-weight entries from the last node keep the order sorted
-        src = np.concatenate([src[order], np.full(pad, rows - 1)])
-        dst = np.concatenate([dst[order], np.full(pad, rows - 1)])
-        w = np.concatenate([np.ones(len(order)), np.zeros(pad)]).astype(dtype)
-        return EdgeCoupling(jnp.asarray(src, jnp.int32), jnp.asarray(dst, jnp.int32), jnp.asarray(w), jnp.asarray(inv),
-                            rows)
-    if layout != "table":
-        raise ValueError(f"unknown coupling layout {layout!r}; choose auto, table or edges")
-    nbr, w = G.neighbour_table(graph, dtype, pad_nodes, pad_degree)
-    return TableCoupling(jnp.asarray(nbr), jnp.asarray(w), jnp.asarray(inv))
+    if stencil and graph.is_lattice and uncut and rows == graph.n:
+        return LatticeCoupling(jnp.asarray(inv), graph.side, graph.periodic)
+    nbr, w = G.neighbour_table(graph, dtype, pad_nodes)
+    width = min(width or table_width(deg), nbr.shape[1])
+    hubs = np.flatnonzero(deg > width)
+    hub_width = max(nbr.shape[1] - width, pad_hub_width or 0)
+    n_hubs = max(len(hubs), pad_hubs or 0)
+    hub_n = np.zeros((n_hubs, hub_width), np.int32)
+    hub_w = np.zeros((n_hubs, hub_width), dtype)
+    hub_n[: len(hubs), : nbr.shape[1] - width] = nbr[hubs, width:]
+    hub_w[: len(hubs), : nbr.shape[1] - width] = w[hubs, width:]
+    hub_rows = np.concatenate([hubs, np.zeros(n_hubs - len(hubs), np.int64)]).astype(np.int32)  # padding adds 0
+    return TableCoupling(jnp.asarray(nbr[:, :width]), jnp.asarray(w[:, :width]), jnp.asarray(inv),
+                         jnp.asarray(hub_rows), jnp.asarray(hub_n), jnp.asarray(hub_w))
 
 
 _PIO4 = (0.78515625, 2.4187564849853515625e-4, 3.77489497744594108e-8)  # π/4 in three parts (Cody–Waite)

@@ -228,13 +228,12 @@ def largest_component(graph: Graph) -> Graph:
 
 # -- tables the dynamics read -----------------------------------------------------------------------------------
 
-def neighbour_table(graph: Graph, dtype=np.float32, pad_nodes: int | None = None,
-                    pad_degree: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def neighbour_table(graph: Graph, dtype=np.float32, pad_nodes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(neighbours [n, D] int32, weights [n, D]) with D = the largest degree (at least 1): row i lists i's neighbours
     with weight 1, padded with index i and weight 0, so that sum_j A_ij f_j = sum_d weights[i, d] f[neighbours[i, d]].
-    pad_nodes / pad_degree enlarge the table (isolated extra nodes, extra zero-weight slots) to a fixed shape."""
+    pad_nodes appends isolated nodes (rows of zero weights)."""
     deg = graph.degrees()
-    d_max = max(int(deg.max(initial=0)), 1, pad_degree or 0)
+    d_max = max(int(deg.max(initial=0)), 1)
     rows = max(graph.n, pad_nodes or 0)
     src = np.concatenate([graph.edges[:, 0], graph.edges[:, 1]])
     dst = np.concatenate([graph.edges[:, 1], graph.edges[:, 0]])
