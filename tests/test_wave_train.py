@@ -155,6 +155,9 @@ def test_coherent_projection_is_identity_on_square_matrices():
     rng = np.random.default_rng(7)
     p, g = rng.standard_normal((16, 16)).astype(np.float32), rng.standard_normal((16, 16)).astype(np.float32)
     np.testing.assert_allclose(optim.coherent_projection(jnp.asarray(p), jnp.asarray(g)), g, atol=1e-4)
+    # whatever the rank (so wave_native skips square matrices exactly): a rank-1 square p
+    rank1 = np.outer(p[:, 0], p[0]).astype(np.float32)
+    np.testing.assert_allclose(optim.coherent_projection(jnp.asarray(rank1), jnp.asarray(g)), g, atol=1e-4)
     # on a 64 x 16 matrix it keeps the 16-dim column space: a random g loses 1 - 16/64 of its energy
     p, g = rng.standard_normal((64, 16)).astype(np.float32), rng.standard_normal((64, 16)).astype(np.float32)
     pg = np.asarray(optim.coherent_projection(jnp.asarray(p), jnp.asarray(g)))

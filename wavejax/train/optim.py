@@ -142,11 +142,13 @@ def wave_native(lr, *, damping: float = 0.1, coherence_weight: float = 0.7, weig
                                                         kept as g where the SVD gives non-finite numbers
         v <- (1 - gamma) v - lr g;   update = v         (heavy-ball momentum 1 - gamma, effective step lr / gamma)
 
-    What the spec shows: for a square full-rank p the projection U U^T g V^T V is g itself (U U^T = V^T V = I), so
-    it changes nothing for the d x d attention weights; it only acts on rectangular matrices (the MLP's 4d x d, the
-    V x d tables, the head, wave_to_embed), where it drops the part of g outside the span of the smaller side. No
-    per-parameter scaling: this is SGD with momentum, not an Adam variant. The SVD runs on every matrix at every
-    step: O(m n min(m, n)), which for a V x d table with a large V dominates the step (watch it on GPU).
+    What the spec shows: for a square p the projection U U^T g V^T V is g itself (the thin SVD of a square matrix has
+    square orthogonal U and V, so U U^T = V^T V = I, whatever the rank), so it changes nothing for the d x d
+    attention weights (and [B]'s 2WN x d wave_to_embed, 384 x 384); here square matrices skip the SVD, which is
+    exact. It only acts on rectangular matrices (the MLP's 4d x d, the V x d tables, the per-token f and phi
+    tables, the head), where it drops the part of g outside the span of the smaller side. No per-parameter
+    scaling: this is SGD with momentum, not an Adam variant. The SVD runs on every rectangular matrix at every
+    step, O(m n min(m, n)): on a CPU it dominates the step (experiments/wave_optim_cost.py).
     """
 
     def init_fn(params):
@@ -161,7 +163,8 @@ def wave_native(lr, *, damping: float = 0.1, coherence_weight: float = 0.7, weig
         def leaf(path, g, p, v, dec):
             if dec and weight_decay:
                 g = g + weight_decay * p
-            if p.ndim - stacked_axes(path) == 2 and coherence_weight > 0:
+            # a square p's thin SVD has square orthogonal U and V (whatever its rank): the projection is exactly g
+            if p.ndim - stacked_axes(path) == 2 and coherence_weight > 0 and p.shape[-1] != p.shape[-2]:
                 projected = coherent_projection(p, g)
                 blended = coherence_weight * projected + (1.0 - coherence_weight) * g
                 g = jnp.where(jnp.all(jnp.isfinite(projected)), blended, g)
