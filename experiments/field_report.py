@@ -63,6 +63,8 @@ def originals(runs: str) -> str:
                      _pm(s["rotation_mean"], s["rotation_std"]) + f" (n={s['rotation_n']})",
                      _f(s["rotation_per_step"]), f"{100 * s['cv']:.1f}%", _f(s["wave_speed"]),
                      f"{s['trials_per_s']:.1f}"])
+    if not rows:
+        return ""
     return C.markdown_table(["config", "nodes", "modes", "steps", "trials", "run", "wave detection",
                              "mean rotation (°)", "° per step", "CV", "wave speed", "trials/s"], rows)
 
@@ -80,6 +82,8 @@ def by_type(runs: str, names=("small", "small-random_ic")) -> str:
         rows.append([name, "/".join(map(str, counts)), f"{100 * s['detection']:.1f}%",
                      "/".join(f"{100 * d / c:.0f}%" if c else "-" for d, c in zip(det, counts)),
                      _pm(s["rotation_mean"], s["rotation_std"]), f"{100 * s['cv']:.1f}%"])
+    if not rows:
+        return ""
     return C.markdown_table(["run", "types (gaussian/plane/spiral/noise)", "wave detection", "detected by type",
                              "mean rotation (°)", "CV"], rows)
 

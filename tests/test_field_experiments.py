@@ -226,7 +226,7 @@ def tiny_runs(tmp_path_factory):
     """The three other experiments through the CLI, the benchmark script at toy sizes and a 2-device sharded run,
     started together so that their compiles share the two cores."""
     base = tmp_path_factory.mktemp("field_runs")
-    procs = {name: _start(f"{name}+tiny", base / name) for name in ("scaling", "hubs", "coupling")}
+    procs = {name: _start(f"{name}+tiny", base / f"field-{name}") for name in ("scaling", "hubs", "coupling")}
     procs["bench"] = _start_python(["experiments/bench_field.py", "--trials", "8", "--ref_trials", "4", "--check", "4",
                                     "--nodes", "49", "--modes", "12", "--timesteps", "120", "--side", "8",
                                     "--batch", "2", "--steps", "40", "--ref_steps", "4", "--repeats", "1"])
@@ -235,8 +235,22 @@ def tiny_runs(tmp_path_factory):
     out = {}
     for name, proc in procs.items():
         stdout, stderr = proc.communicate(timeout=600)
-        out[name] = (proc.returncode, stdout, stderr, base / name)
+        out[name] = (proc.returncode, stdout, stderr, base / f"field-{name}")
+    out["base"] = base
     return out
+
+
+@pytest.mark.slow
+def test_field_report_condenses_the_run_directories(tiny_runs):
+    proc = subprocess.run([sys.executable, "experiments/field_report.py", "--runs", str(tiny_runs["base"]),
+                           "--fractions", "0,0.2", "--ks", "0.1,2"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "(no " in proc.stderr and "field-small" in proc.stderr  # the original configs were not run here
+    for title in ("### scaling", "### hubs", "### coupling"):
+        assert title in proc.stdout
+    assert proc.stdout.count("| highest_degree |") == 2 and "| mean_field | 2.0 |" in proc.stdout
+    assert "### original configs" not in proc.stdout
 
 
 @pytest.mark.slow
