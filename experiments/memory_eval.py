@@ -108,8 +108,9 @@ def gpt_config(args, seed: int, steps: int):
 
 
 def train_gpt(args, seed: int, seconds: float, workdir: str):
-    """A GPT trained for `seconds` of stepping (compile excluded): a short calibration run measures the step time,
-    then the run takes as many steps as fit, with its warmup and cosine decay spread over them."""
+    """A GPT trained for `seconds` of stepping (compile excluded): a short calibration run measures the step time, the
+    run's warmup and cosine decay are spread over the steps that should fit, and it steps until the time is up
+    (past the schedule's end at the final learning rate, if the machine turns out faster)."""
     import jax
 
     from wavejax.train.loop import Trainer
@@ -131,10 +132,10 @@ def train_gpt(args, seed: int, seconds: float, workdir: str):
     probe.ckpt.close()
     shutil.rmtree(workdir + "_probe", ignore_errors=True)
 
-    trainer = trainer_for(int(seconds / per_step), workdir)
+    trainer = trainer_for(int(seconds / per_step), workdir)  # the schedule's length; the clock decides the steps
     step(trainer)  # compile (not counted), then the budget
     done, t0 = 1, time.perf_counter()
-    while time.perf_counter() - t0 < seconds - per_step and done < trainer.config.train.steps:
+    while time.perf_counter() - t0 < seconds - per_step:
         step(trainer)
         done += 1
     trained = time.perf_counter() - t0
