@@ -15,8 +15,8 @@ Kuramoto, per node i (A the adjacency, k_i the degree; all-to-all: k_i = N):
 
 The second form needs one sin and one cos per node instead of one sin per edge; the neighbour sums are a gather
 from a padded neighbour table (any graph; hubs' extra neighbours in a second, small table), rolls of the grid
-(square lattices) or a total (all-to-all). Noise enters as
-Euler–Maruyama, θ += √dt σ ξ after the deterministic Euler or RK4 step.
+(square lattices) or a total (all-to-all). Noise enters as Euler–Maruyama, θ += √dt σ ξ after the deterministic
+Euler or RK4 step.
 
 Long runs go through `scan_blocks`: the state advances in blocks of steps and only a per-block record (or one
 block of states, for statistics that need every step) is kept, so memory does not grow with the number of steps.
