@@ -56,7 +56,8 @@ def originals(runs: str) -> str:
         if r:
             rows.append([name, r["nodes"], r["modes"], r["timesteps"], r["trials"], "original, reported",
                          f"{100 * r['detection']:.1f}%", _pm(r["rotation_mean"], r["rotation_std"]),
-                         f"{r['rotation_mean'] / r['timesteps']:.2f}", f"{100 * r['rotation_std'] / r['rotation_mean']:.1f}%",
+                         f"{r['rotation_mean'] / r['timesteps']:.2f}",
+                         f"{100 * r['rotation_std'] / r['rotation_mean']:.1f}%",
                          f"{r['wave_speed']:.2f}", f"{r['trials_per_s']:.1f}"])
         rows.append([name if not r else "", s["nodes"], s["modes"], s["timesteps"], s["trials"], "wavejax, faithful",
                      f"{100 * s['detection']:.1f}% ({s['detected']}/{s['trials']})",
@@ -93,30 +94,32 @@ def scaling(runs: str) -> str:
     return open(path, encoding="utf-8").read().strip() if os.path.isfile(path) else ""
 
 
+def _selected(runs: str, name: str, column: str, values) -> list[dict]:
+    """The rows of runs/field-NAME/NAME.csv whose `column` (rounded) is in `values`; [] when the run is absent."""
+    path = os.path.join(runs, f"field-{name}", f"{name}.csv")
+    return [r for r in _csv(path) if round(float(r[column]), 6) in values] if os.path.isfile(path) else []
+
+
 def hubs(runs: str, fractions) -> str:
-    path = os.path.join(runs, "field-hubs", "hubs.csv")
-    if not os.path.isfile(path):
+    selected = _selected(runs, "hubs", "fraction", fractions)
+    if not selected:
         return ""
     rows = []
-    for r in _csv(path):
-        if round(float(r["fraction"]), 6) not in fractions:
-            continue
-        rows.append([f"{r['strategy']}", f"{100 * float(r['fraction']):.0f}%", f"{100 * float(r['lcc_fraction']):.1f}%",
+    for r in selected:
+        rows.append([r["strategy"], f"{100 * float(r['fraction']):.0f}%", f"{100 * float(r['lcc_fraction']):.1f}%",
                      f"{100 * float(r['detection']):.0f}%", _pm(r["rotation_mean"], r["rotation_std"], ".0f"),
-                     _pm(r["C_mean"], r["C_std"], ".3f"), f"{float(r['delta_C']):+.3f}", _pm(r["R_mean"], r["R_std"], ".3f"),
-                     f"{float(r['delta_R']):+.3f}"])
+                     _pm(r["C_mean"], r["C_std"], ".3f"), f"{float(r['delta_C']):+.3f}",
+                     _pm(r["R_mean"], r["R_std"], ".3f"), f"{float(r['delta_R']):+.3f}"])
     return C.markdown_table(["removal", "removed", "largest component", "wave detection", "rotation (°)", "C(t)",
                              "ΔC", "Kuramoto R", "ΔR"], rows)
 
 
 def coupling(runs: str, ks) -> str:
-    path = os.path.join(runs, "field-coupling", "coupling.csv")
-    if not os.path.isfile(path):
+    selected = _selected(runs, "coupling", "K", ks)
+    if not selected:
         return ""
     rows = []
-    for r in _csv(path):
-        if round(float(r["K"]), 6) not in ks:
-            continue
+    for r in selected:
         lattice = r["graph"] == "lattice"
         rows.append([r["graph"], f"{float(r['K']):.1f}", _pm(r["R_mean"], r["R_sd_trials"], ".3f"),
                      _f(r["chi_N_varR"]), _pm(r["C_mean"], r["C_sd_trials"], ".3f"),
