@@ -3,6 +3,7 @@
     python experiments/wave_optim_cost.py                                     # [B] model at V=1024, [K] at V=1024
     python experiments/wave_optim_cost.py --vocabs 1024,50257 --repeats 3    # also the FineWeb vocabulary
     python experiments/wave_optim_cost.py --configs tiny --vocabs 65 --repeats 2   # a smoke test
+    python experiments/wave_optim_cost.py --openblas_threads 1               # single-threaded LAPACK (see below)
 
 For each model (configs/wave.py with the preset of --configs, parameters from jax.eval_shape, filled with N(0, 0.02)
 and gradients N(0, 1e-3)) and each vocabulary size, the jitted `tx.update` of adamw, resonant (RGD: FFT gating of
@@ -10,6 +11,10 @@ every >=2-D parameter) and wave_native (thin SVD of every matrix per layer) is t
 (compilation) is not timed, each call is waited for, the median of --repeats calls is reported with its ratio to
 AdamW measured in the same process. The last column is the time of the SVD projection of the embedding table
 (V x d) alone: the part of wave_native that grows with the vocabulary.
+
+On CPU, jax's SVD calls scipy's OpenBLAS LAPACK, whose threads compete with XLA's own thread pool; on a busy
+machine that is very slow. --openblas_threads N sets OPENBLAS_NUM_THREADS before jax loads LAPACK (0 leaves the
+environment as it is).
 """
 
 from __future__ import annotations
@@ -70,18 +75,22 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", default=",physics", help="configs/wave.py presets ('' = the [B] default)")
     ap.add_argument("--vocabs", default="1024")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--openblas_threads", type=int, default=0, help="OPENBLAS_NUM_THREADS for LAPACK (0 = as is)")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         vocabs = [int(v) for v in args.vocabs.split(",")]
     except ValueError:
         C.fail(f"--vocabs takes comma-separated integers, got {args.vocabs!r}.")
-    if args.repeats < 1 or min(vocabs) < 2:
-        C.fail("--repeats must be >= 1 and every vocabulary >= 2.")
+    if args.repeats < 1 or min(vocabs) < 2 or args.openblas_threads < 0:
+        C.fail("--repeats must be >= 1, every vocabulary >= 2 and --openblas_threads >= 0.")
+    if args.openblas_threads:
+        os.environ["OPENBLAS_NUM_THREADS"] = str(args.openblas_threads)  # read when LAPACK is first loaded
 
     import jax
 
     print(f"wave_optim_cost: {jax.devices()[0].device_kind} ({jax.default_backend()}), load average "
-          f"{os.getloadavg()[0]:.2f}", flush=True)
+          f"{os.getloadavg()[0]:.2f}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}",
+          flush=True)
     rows = []
     for preset in [p.strip() or None for p in args.configs.split(",")]:
         for vocab in vocabs:

@@ -17,7 +17,7 @@ EXPERIMENTS = REPO / "experiments"
 
 MEMORY_ARGS = ["--batch", "2", "--seq", "32", "--d_model", "32", "--heads", "2", "--waves", "4", "--blocks", "4",
                "--long_seq", "64", "--long_batch", "1"]
-COST_ARGS = ["--configs", "tiny", "--vocabs", "65", "--repeats", "1"]
+COST_ARGS = ["--configs", "tiny", "--vocabs", "65", "--repeats", "1", "--openblas_threads", "1"]
 
 
 def _start(script: str, args) -> subprocess.Popen:

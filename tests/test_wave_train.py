@@ -358,7 +358,8 @@ def cli_runs(tmp_path_factory):
     procs = {}
     for name, args in CLI_RUNS.items():
         procs[name] = subprocess.Popen([sys.executable, "-m", "wavejax.main", *args, *CLI_COMMON,
-                                        f"--workdir={root / name}"], cwd=REPO, env=dict(os.environ),
+                                        f"--workdir={root / name}"], cwd=REPO,
+                                       env=dict(os.environ, OPENBLAS_NUM_THREADS="1"),  # wave_native's SVDs
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = {}
     for name, proc in procs.items():
