@@ -41,8 +41,8 @@ def initial_pattern(ic_type: int, positions: np.ndarray, direction=None, noise=N
 
 def pearson_float32(x: np.ndarray, y: np.ndarray) -> float:
     """torch.corrcoef([x, y])[0, 1] in float32: centre, dot, normalise, clip."""
-    xm, ym = x - x.mean(dtype=F32), y - y.mean(dtype=F32)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        xm, ym = x - x.mean(dtype=F32), y - y.mean(dtype=F32)
         r = np.dot(xm, ym) / np.sqrt(np.dot(xm, xm) * np.dot(ym, ym))
     return float(np.clip(r, -1.0, 1.0))
 
@@ -75,8 +75,9 @@ def original_trial(eigenvalues, eigenvectors, positions, ic_type: int, timesteps
         p = np.asarray(positions, F32)
         mean_distance = float(np.sqrt(((p[:, None, :] - p[None, :, :]) ** 2).sum(-1)).mean())
     corrs = []
-    for lag in range(1, min(max_lag, timesteps // 10)):
-        corrs.append(pearson_float32(field[:-lag].ravel(), field[lag:].ravel()))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowed trajectory gives NaN, as in the original
+        for lag in range(1, min(max_lag, timesteps // 10)):
+            corrs.append(pearson_float32(field[:-lag].ravel(), field[lag:].ravel()))
     has_wave = len(corrs) > 5 and bool(np.mean(corrs[:5]) > 0.3)
     speed = 0.0
     if has_wave:
