@@ -43,7 +43,7 @@ PRESETS = {
         "field.block": 16, "field.progress": False, "field.reported": "",
         "field.scaling.nodes": (25, 49), "field.scaling.timesteps": (80, 120), "field.scaling.base_nodes": 49,
         "field.scaling.base_timesteps": 120, "field.scaling.trials": 4,
-        "field.hubs.nodes": (60,), "field.hubs.fractions": (0.0, 0.1, 0.2), "field.hubs.trials": 4,
+        "field.hubs.nodes": (60,), "field.hubs.fractions": (0.0, 0.2), "field.hubs.trials": 4,
         "field.hubs.modes": 10, "field.hubs.timesteps": 120,
         "field.kuramoto.nodes": 64, "field.kuramoto.k_count": 3, "field.kuramoto.trials": 2,
         "field.kuramoto.steps": 200, "field.kuramoto.record_every": 50, "field.kuramoto.surrogates": 39,
