@@ -34,13 +34,14 @@ def test_bench_harmonic_prints_both_tables_with_consistent_ratios():
     assert [r[0] for r in steps] == ["harmonic:tiny+standard", "harmonic:tiny"]
     base_fwd, base_train = float(steps[0][2]), float(steps[0][4])
     for r in steps:
-        assert float(r[3].rstrip("×")) == pytest.approx(float(r[2]) / base_fwd, abs=0.01)
-        assert float(r[5].rstrip("×")) == pytest.approx(float(r[4]) / base_train, abs=0.01)
+        # the printed ratios come from unrounded times; the cells hold times rounded to 0.01 ms
+        assert float(r[3].rstrip("×")) == pytest.approx(float(r[2]) / base_fwd, rel=0.03, abs=0.01)
+        assert float(r[5].rstrip("×")) == pytest.approx(float(r[4]) / base_train, rel=0.03, abs=0.01)
     attention = _table(proc.stdout, "T")
     assert [int(r[0]) for r in attention] == [64, 96] and [int(r[1]) for r in attention] == [16, 24]
     for r in attention:
         t = int(r[0])
-        assert float(r[6]) == pytest.approx(float(r[3]) / float(r[2]), abs=0.01)
+        assert float(r[6]) == pytest.approx(float(r[3]) / float(r[2]), rel=0.03, abs=0.01)
         assert float(r[8]) == pytest.approx(0.25 + 0.75 * 8 / (t / 2), abs=1e-3)
 
 
