@@ -9,14 +9,15 @@ A  "100% at 1024 tokens" (tests/test_modal_long_context.py): learn each pair, th
    faithful store (its table, digit routing): retrieve_parallel (Grace(C^T M) + coherence) and tower.retrieve
    (unbinding with Grace(C), which is not orthogonal). Random tokens, --pairs pairs of --long_length, 16^4 slots.
    The SO(4) checks that test prints (||C||_F = 2, det 1, C^T C = I) hold by group closure for any length.
-B  one pair per slot (spec 6, last paragraph): pairs alone in their slot, L = 8, through the same paths.
+B  one pair per slot (spec 6, last paragraph): pairs alone in their slot (L = 8, 16^--levels slots), through the
+   same paths.
 C  one token changed: the seen contexts of B with their last token replaced; every path, and the cache.
 D  the embedding tables: mean matrix (Haar vs the original's QR), mean pairwise Frobenius cosine, and the grounded
    (PPMI of tinyshakespeare characters -> PCA-6 -> so(4) scale 0.3) tables, sound and faithful.
 E  group closure in float32 after 1024 factors, for tables built three ways.
 F  the training loop's logged "semantic_sim" (evaluate_semantic: routed by Grace(C), i.e. Grace^4 keys while
    learning used Grace^3) on seen pairs with the true target and with random targets; the logged "perplexity" is
-   V^(1 - semantic_sim). L = 64, 16^6 slots, faithful store.
+   V^(1 - semantic_sim). L = 64, 16^--levels slots, faithful store.
 """
 
 from __future__ import annotations
@@ -37,11 +38,12 @@ def parse_args(argv=None):
     p.add_argument("--long_length", type=int, default=1024, help="context length of section A")
     p.add_argument("--single_pairs", type=int, default=2000, help="pairs written in section B (those alone are read)")
     p.add_argument("--semantic_pairs", type=int, default=20000, help="pairs of section F")
+    p.add_argument("--levels", type=int, default=6, help="16^levels slots in sections B and F")
     p.add_argument("--table_tokens", type=int, default=20000, help="tokens of the tables in section D")
     p.add_argument("--no_corpus", action="store_true", help="skip the grounded tables (they read tinyshakespeare)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    for name in ("vocab", "pairs", "long_length", "single_pairs", "semantic_pairs", "table_tokens"):
+    for name in ("vocab", "pairs", "long_length", "single_pairs", "semantic_pairs", "table_tokens", "levels"):
         if getattr(args, name) < 1:
             C.fail(f"--{name} must be >= 1.")
     return args
@@ -155,7 +157,7 @@ def main(argv=None) -> int:
     changed[:, -1] = (changed[:, -1] + rng.integers(1, v, len(changed))) % v
     alone_n, results_b, results_c = 0, {}, {}
     for kind in ("sound", "faithful"):
-        spec = store.StoreSpec(vocab_size=v, context_length=8, levels=6, **stores[kind])
+        spec = store.StoreSpec(vocab_size=v, context_length=8, levels=args.levels, **stores[kind])
         memory, contexts = build(spec, tables[kind], windows, targets)
         alone = np.asarray(memory.counts)[np.asarray(store.route(spec, contexts))] == 1
         alone_n = int(alone.sum()) if kind == "sound" else alone_n
@@ -165,7 +167,8 @@ def main(argv=None) -> int:
     rows_b = path_rows(results_b)
     hit, _ = cache_hits(windows, targets, changed)
     rows_c = [["episodic cache (hits)", f"{np.asarray(hit).mean():.3f}"]] + path_rows(results_c)
-    print(f"\nB. Pairs alone in their slot ({alone_n:,} of {args.single_pairs:,} random pairs of 8 tokens in 16^6 slots):\n")
+    print(f"\nB. Pairs alone in their slot ({alone_n:,} of {args.single_pairs:,} random pairs of 8 tokens in 16^{args.levels} "
+          "slots):\n")
     print(C.markdown_table(["path", "exact match"], rows_b))
     print(f"\nC. The same {args.single_pairs:,} seen contexts with their last token replaced:\n")
     print(C.markdown_table(["path", "exact match"], rows_c))
@@ -219,7 +222,7 @@ def main(argv=None) -> int:
     n, length = args.semantic_pairs, 64
     windows = rng.integers(0, v, (n, length)).astype(np.int32)
     targets = rng.integers(0, v, n).astype(np.int32)
-    spec = store.StoreSpec(vocab_size=v, context_length=length, levels=6, routing="digits")
+    spec = store.StoreSpec(vocab_size=v, context_length=length, levels=args.levels, routing="digits")
     memory, contexts = build(spec, tables["faithful"], windows, targets)
 
     @jax.jit
@@ -235,7 +238,8 @@ def main(argv=None) -> int:
     rows_f = [["true targets", f"{float(true_sim.mean()):.4f}", f"{v ** (1 - float(true_sim.mean())):,.0f}"],
               ["random targets", f"{float(random_sim.mean()):.4f}", f"{v ** (1 - float(random_sim.mean())):,.0f}"],
               ["chance (2/16)", "0.1250", f"{v ** (1 - 0.125):,.0f}"]]
-    print(f"\nF. The logged semantic_sim on {n:,} seen pairs (L = 64, V = {v:,}, faithful store; the query reaches the "
+    print(f"\nF. The logged semantic_sim on {n:,} seen pairs (L = 64, V = {v:,}, 16^{args.levels} slots, faithful store; "
+          "the query reaches the "
           f"slot it was written to for {float(same_slot.mean()):.1%} of them):\n")
     print(C.markdown_table(["targets scored", "semantic_sim", "logged 'perplexity' V^(1 - sim)"], rows_f))
     return 0

@@ -11,7 +11,7 @@ from test_phase_experiments import _finish, _rows, _start  # the same subprocess
 BENCH_ARGS = ["--vocab", "200", "--lengths", "64", "--pairs", "4096", "--queries", "256", "--repeats", "1", "--levels", "4"]
 CAPACITY_ARGS = ["--vocabs", "65", "--loads", "0.25,8", "--levels", "2", "--seeds", "2", "--no_spec"]
 CLAIMS_ARGS = ["--vocab", "500", "--pairs", "100", "--long_length", "64", "--single_pairs", "300", "--semantic_pairs", "500",
-               "--table_tokens", "2000", "--no_corpus"]
+               "--table_tokens", "2000", "--levels", "3", "--no_corpus"]
 EVAL_ARGS = ["--lengths", "8", "--seeds", "0", "--max_chars", "20000", "--levels", "3", "--queries", "100",
              "--calibration", "50", "--history", "8", "--ngram_orders", "3", "--gpt", "baseline:tiny", "--gpt_seconds", "0"]
 

@@ -8,6 +8,7 @@ Default: QR with the signs of diag(R) moved into Q (Haar-uniform on O(4)), then 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -49,9 +50,15 @@ def orthogonalize(a, haar: bool = True):
     return _fix_determinant(q)
 
 
+@functools.partial(jax.jit, static_argnames=("shape", "haar", "dtype"))
+def _random_so4(key, shape: tuple, haar: bool, dtype):
+    return orthogonalize(jax.random.normal(key, shape + (4, 4), dtype), haar=haar)
+
+
 def random_so4(key, shape: tuple = (), haar: bool = True, dtype=jnp.float32):
-    """[*shape, 4, 4] random SO(4) matrices from Gaussian matrices (Haar-uniform unless haar=False)."""
-    return orthogonalize(jax.random.normal(key, tuple(shape) + (4, 4), dtype), haar=haar)
+    """[*shape, 4, 4] random SO(4) matrices from Gaussian matrices (Haar-uniform unless haar=False); one compiled
+    program per shape."""
+    return _random_so4(key, tuple(shape), haar, jnp.dtype(dtype))
 
 
 def original_embeddings(vocab_size: int, seed: int = 42) -> np.ndarray:
