@@ -37,7 +37,10 @@ def _shapes(tree) -> dict:
 
 def _manager(path: str, keep: int) -> ocp.CheckpointManager:
     handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}  # lets us read metadata
-    return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True), item_handlers=handlers)
+    # Orbax names its cross-process barriers after the step; the prefix keeps `last` and `best` saves of one step apart.
+    multiprocessing = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=os.path.basename(path))
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, multiprocessing_options=multiprocessing)
+    return ocp.CheckpointManager(path, options=options, item_handlers=handlers)
 
 
 class Checkpointer:
@@ -48,9 +51,12 @@ class Checkpointer:
 
     def save(self, step: int, state, meta: dict, best: bool = False) -> None:
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        manager = self.best if best else self.last
+        manager, other = (self.best, self.last) if best else (self.last, self.best)
         if manager.latest_step() == step:
             return
+        # One asynchronous save at a time, so that in a multi-process run no two saves' barriers are ever in flight
+        # together (process 0 must not finalize a step before the others have written their part).
+        other.wait_until_finished()
         manager.save(step, args=args)
 
     def latest_step(self, which: str = "last") -> int | None:
