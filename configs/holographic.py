@@ -49,6 +49,7 @@ def get_config(arg=None):
     c.memory.key_resolution = PHI**-12
     c.memory.learning_rate = 1 / PHI  # the binding weight
     c.memory.episodic = True  # the exact-match cache (sampling and the "+ episodic cache" row)
+    c.memory.shard_writes = True  # split each chunk's writes over the local devices (the memory is replicated)
     c.memory.write_batch = 65536  # windows per compiled write (rounded to a multiple of the context length)
 
     c.eval = ConfigDict()

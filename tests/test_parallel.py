@@ -1,6 +1,7 @@
 """Multi-device training on 8 CPU devices (a subprocess, since the device count is fixed when JAX starts): the same
 losses on one device and on data-parallel, FSDP and data×fsdp meshes; a checkpoint written on 8 devices restored onto
-1 device and onto a 2×4 mesh; and the sharding rules themselves."""
+1 device and onto a 2×4 mesh; field trials and memory writes split over 8 devices equal one device; and the sharding
+rules themselves."""
 
 import json
 import os
@@ -57,6 +58,16 @@ def test_checkpoint_from_8_devices_restores_onto_1_device_and_a_2x4_mesh(meshes)
         assert set(r["devices"]) <= set(devices), (name, r["devices"])
         assert abs(r["val_loss"] - meshes["val_loss_fsdp8"]) < 1e-5
     assert any("'fsdp'" in s for s in meshes["restore_dp2_fsdp4"]["param_specs"])
+
+
+@pytest.mark.slow  # tiny field sweeps and a memory pass, each twice, in a subprocess (~20 s)
+def test_sharded_simulations_equal_unsharded():
+    """Field trials (the modes runner and the coupling sweep's Kuramoto trials) and memory writes split over 8 devices
+    give what one device gives: float32 rounding only (the memory's sums of a few terms agree exactly here)."""
+    diffs = run_with_8_devices("simulations.py")
+    assert diffs["coupling_rows"] > 0
+    for name in ("modes", "coupling", "memory"):
+        assert diffs[name] <= 1e-5, (name, diffs[name])
 
 
 # -- the rules, on an abstract 2×2×2 mesh (no devices needed) ---------------------------------------------------------

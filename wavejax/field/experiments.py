@@ -35,6 +35,7 @@ from wavejax.errors import ConfigError
 from wavejax.field import dynamics as D
 from wavejax.field import graphs as G
 from wavejax.field import metrics as M
+from wavejax.parallel.sharding import BatchSplit
 
 EXPERIMENTS = ("modes", "scaling", "hubs", "coupling")
 KURAMOTO_GRAPHS = (*G.KINDS, "mean_field")
@@ -75,6 +76,7 @@ def default_field_config() -> ml_collections.ConfigDict:
     f.eigen = "auto"  # auto | dense (jnp.linalg.eigh) | sparse (scipy eigsh) | lattice (closed form)
     f.block = 50  # steps per scan block: statistics are streamed, memory does not grow with timesteps
     f.trial_batch = 50  # trials per jitted call (one progress-bar step)
+    f.shard_trials = True  # split each call's trials over the local devices (rounded up to a multiple of them)
     f.reported = ""  # print the original's reported row for this config name next to ours (small|medium|large)
     f.progress = True
     # graph parameters for non-lattice graphs (modes/scaling/coupling)
@@ -363,15 +365,18 @@ def run_mode_trials(setup: ModeSetup, f, *, seed: int, timesteps: int, trials: i
     types = ic_assignment(trials, f.seed_faithful, seed, f.trial_seed)
     arrays = dict(setup.arrays(pad_to), rate=jnp.float32(f.diffusion_rate), cubic=jnp.float32(f.cubic),
                   noise_std=jnp.float32(f.noise_std), random_phases=jnp.bool_(f.seed_faithful))
-    batch = min(int(f.trial_batch), trials)
+    split = BatchSplit(f.shard_trials)
+    batch = split.batch_size(min(int(f.trial_batch), trials))
+    arrays = split.replicate(arrays)
     start = time.perf_counter()
-    compiled = mode_trials.lower(keys[:batch], types[:batch].astype(np.int32), arrays, **static).compile()
+    idx0 = np.minimum(np.arange(batch), trials - 1)
+    compiled = mode_trials.lower(*split.put(keys[idx0], types[idx0].astype(np.int32)), arrays, **static).compile()
     compile_s = time.perf_counter() - start
     parts = []
     start = time.perf_counter()
     with _progress(trials, desc, f.progress) as bar:
         for lo, hi, idx in _padded_chunks(trials, batch):
-            out = jax.device_get(compiled(keys[idx], types[idx].astype(np.int32), arrays))
+            out = jax.device_get(compiled(*split.put(keys[idx], types[idx].astype(np.int32)), arrays))
             parts.append({k: np.asarray(v)[: hi - lo] for k, v in out.items()})
             bar.update(hi - lo)
     run_s = time.perf_counter() - start
@@ -462,15 +467,18 @@ def kuramoto_static(k, n: int, lattice_side: int) -> dict:
 
 
 def run_kuramoto_points(coupling, extras: dict, static: dict, keys: np.ndarray, couplings: np.ndarray, batch: int,
-                        progress: bool, desc: str) -> dict:
-    """Runs every (key, K) pair in chunks of `batch` with a progress bar; numpy arrays [runs, ...]."""
+                        progress: bool, desc: str, shard: bool = True) -> dict:
+    """Runs every (key, K) pair in chunks of `batch` (split over the local devices when `shard`) with a progress
+    bar; numpy arrays [runs, ...]."""
     total = len(couplings)
-    batch = min(batch, total)
+    split = BatchSplit(shard)
+    batch = split.batch_size(min(batch, total))
+    coupling, extras = split.replicate((coupling, extras))
     parts = []
     with _progress(total, desc, progress) as bar:
         for lo, hi, idx in _padded_chunks(total, batch):
-            out = jax.device_get(kuramoto_trials(keys[idx], couplings[idx].astype(np.float32), coupling, extras,
-                                                 **static))
+            out = jax.device_get(kuramoto_trials(*split.put(keys[idx], couplings[idx].astype(np.float32)), coupling,
+                                                 extras, **static))
             parts.append({k: np.asarray(v)[: hi - lo] for k, v in out.items()})
             bar.update(hi - lo)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -780,7 +788,8 @@ def run_hubs(config, workdir: str) -> dict:
             coupling = D.graph_coupling(lcc, pad_nodes=base.n, width=width, pad_hubs=n_hubs, pad_hub_width=hub_width)
             extras = {"mask": jnp.asarray(np.arange(base.n) < lcc.n, jnp.float32)}
             kres = run_kuramoto_points(coupling, extras, kuramoto_static(k, base.n, 0), kuramoto_keys,
-                                       np.full(h.trials, h.kuramoto_coupling, np.float32), k.batch, False, desc)
+                                       np.full(h.trials, h.kuramoto_coupling, np.float32), k.batch, False, desc,
+                                       shard=f.shard_trials)
             row.update(R=kres["R_mean"])
         cache[fkey] = row
         results.append(row)
@@ -858,7 +867,7 @@ def run_coupling(config, workdir: str) -> dict:
     for gi, kind in enumerate(k.graphs):
         coupling, eigen, side, n = kuramoto_graph(kind, f)
         res = run_kuramoto_points(coupling, eigen, kuramoto_static(k, n, side), run_keys, run_k, int(k.batch),
-                                  f.progress, f"[{gi + 1}/{len(k.graphs)}] {kind} N={n}")
+                                  f.progress, f"[{gi + 1}/{len(k.graphs)}] {kind} N={n}", shard=f.shard_trials)
         res = {name: v.reshape((len(ks), int(k.trials)) + v.shape[1:]) for name, v in res.items()}
         significant = res["wave_p"] < k.alpha
         detected = significant & (res["wave_score"] >= k.wave_min_score)

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from wavejax.memory import clifford as cl
 from wavejax.memory.so4 import position_rotation, position_rotation_factors
+from wavejax.parallel.sharding import BatchSplit
 
 ROUTINGS = ("hash", "digits")
 DECODERS = ("cosine", "vorticity", "coherence")
@@ -341,24 +342,34 @@ def segment(tokens: np.ndarray, start: int, chunk: int, spec: StoreSpec) -> np.n
     return out
 
 
-def learn_stream(spec: StoreSpec, memory: Memory, tokens: np.ndarray, use_cache: bool = True, progress: bool = False):
+def learn_stream(spec: StoreSpec, memory: Memory, tokens: np.ndarray, use_cache: bool = True, progress: bool = False,
+                 shard: bool = True):
     """Writes every (window, next token) pair of a stream: windows s = 0 .. N-L-1 with target tokens[s+L], in chunks
     of stream_chunk(spec, N) windows. With use_cache the episodic cache is rebuilt to hold every window written (the old entries
-    and the new). Returns (memory, number of pairs)."""
+    and the new). With `shard` and several local devices, each chunk's rows are split over them (the memory is
+    replicated; the scatter-adds are summed across devices), when the chunk divides evenly. Returns (memory, number of
+    pairs)."""
     tokens = np.asarray(tokens, np.int32)
     n_pairs = len(tokens) - spec.context_length
     if n_pairs <= 0:
         raise ValueError(f"a stream of {len(tokens)} tokens has no window of {spec.context_length} with a next token")
     chunk = stream_chunk(spec, len(tokens))
     starts = range(0, n_pairs, chunk)
+    split = BatchSplit(shard)
+    split = split if chunk % split.n == 0 else BatchSplit(False)
+    memory = split.replicate(memory)
     hashes = []
     for start in tqdm(starts, desc="writing", unit="chunk", disable=not progress, leave=False):
-        seg = jnp.asarray(segment(tokens, start, chunk, spec))
-        valid = jnp.arange(start, start + chunk) < n_pairs
-        contexts = _segment_contexts(spec, memory.table, seg)
-        memory = _write(spec, memory, contexts, seg[spec.context_length :], valid)
+        seg = segment(tokens, start, chunk, spec)
+        valid = np.arange(start, start + chunk) < n_pairs
+        contexts = _segment_contexts(spec, memory.table, split.replicate(jnp.asarray(seg)))
+        memory = _write(spec, memory, *split.put(contexts, jnp.asarray(seg[spec.context_length :]), jnp.asarray(valid)))
+        if split.n > 1:  # the cross-device sum is a collective: one at a time (fake CPU devices abort otherwise)
+            memory = jax.block_until_ready(memory)
         if use_cache:
-            hashes.append((*_segment_hashes(spec, seg), seg[spec.context_length :], valid))
+            seg = jnp.asarray(seg)
+            hashes.append((*_segment_hashes(spec, seg), seg[spec.context_length :], jnp.asarray(valid)))
+    memory = split.gather(memory)
     if use_cache:
         cache = memory.cache
         old_valid = jnp.arange(cache.h1.shape[0]) < cache.size

@@ -120,7 +120,8 @@ def learn(config, data: CorpusTokens, progress: bool = True):
     spec = store_spec(config, data.tokenizer.vocab_size)
     table = so4.embedding_table(config.memory.embedding, spec.vocab_size, config.seed, tokens=data.train)
     memory = store.init_memory(spec, table)
-    memory, pairs = store.learn_stream(spec, memory, data.train, use_cache=config.memory.episodic, progress=progress)
+    memory, pairs = store.learn_stream(spec, memory, data.train, use_cache=config.memory.episodic, progress=progress,
+                                       shard=config.memory.get("shard_writes", True))
     jax.block_until_ready(memory)
     return spec, memory, time.perf_counter() - t0, pairs
 

@@ -22,6 +22,7 @@ import re
 
 import flax.linen as nn
 import jax
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 LOGICAL_RULES = (
@@ -162,3 +163,38 @@ def state_shardings(state, mesh: Mesh):
 
     opt = jax.tree_util.tree_map_with_path(opt_leaf, state.opt_state)
     return state.replace(step=rep, params=params, opt_state=opt, rng=rep)
+
+
+# -- simulations: independent items split along a leading batch axis ---------------------------------------------------
+
+class BatchSplit:
+    """Splits the leading axis of independent simulation items (field trials, memory write rows) over this process's
+    devices with a 1-D mesh, everything else replicated. With one device it does nothing, so callers need no branch.
+    Each process runs its own copy of a sweep on its own devices (simulations do not span hosts)."""
+
+    def __init__(self, enabled: bool = True, devices=None):
+        devices = list(devices if devices is not None else jax.local_devices())
+        self.n = len(devices) if enabled else 1
+        if self.n > 1:
+            mesh = Mesh(np.asarray(devices), ("batch",))
+            self.split = NamedSharding(mesh, P("batch"))
+            self.replicated = NamedSharding(mesh, P())
+
+    def batch_size(self, batch: int) -> int:
+        """`batch` rounded up to a multiple of the device count (callers pad the extra rows)."""
+        return -(-batch // self.n) * self.n
+
+    def put(self, *arrays):
+        """The arrays with their leading axis split over the devices (as given on one device)."""
+        if self.n == 1:
+            return arrays if len(arrays) != 1 else arrays[0]
+        out = tuple(jax.device_put(a, self.split) for a in arrays)
+        return out if len(out) != 1 else out[0]
+
+    def replicate(self, tree):
+        """A pytree copied to every device (as given on one device)."""
+        return tree if self.n == 1 else jax.device_put(tree, self.replicated)
+
+    def gather(self, tree):
+        """A pytree brought back onto the first device (as given on one device)."""
+        return tree if self.n == 1 else jax.device_put(tree, self.replicated.mesh.devices.flat[0])
