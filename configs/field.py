@@ -13,6 +13,9 @@ with the sound settings: initial-condition types drawn at random per trial. Argu
   coupling       Kuramoto coupling sweep K = 0.1 .. 2.0 on a 32 x 32 lattice, a small world, a scale-free graph and
                  all-to-all, 1024 oscillators each (CPU size)
   coupling_full  the spec's sweep: 100 x 100 lattice, 100 K values, 50 trials (a GPU job)
+  pallas         the coupling sweep on the lattice only, integrated by the fused Pallas kernel
+                 (pallas_kernels/kuramoto_lattice.py; same results as the default XLA path, interpret mode on a CPU;
+                 GPU speed not measured yet); put it last: `tiny+pallas`, `coupling_full+pallas`
   tiny           every experiment shrunk to seconds on a CPU (tests, CI)
 """
 
@@ -38,6 +41,7 @@ PRESETS = {
     "coupling_full": {"field.experiment": "coupling", "field.kuramoto.graphs": ("lattice",),
                       "field.kuramoto.nodes": 10000, "field.kuramoto.k_count": 100, "field.kuramoto.trials": 50,
                       "field.kuramoto.batch": 500, "field.kuramoto.modes": 200},
+    "pallas": {"field.experiment": "coupling", "field.kuramoto.graphs": ("lattice",), "field.kuramoto.impl": "pallas"},
     "tiny": {
         "field.nodes": 49, "field.modes": 12, "field.timesteps": 120, "field.trials": 8, "field.trial_batch": 4,
         "field.block": 16, "field.progress": False, "field.reported": "",

@@ -355,13 +355,23 @@ def kuramoto_stepper(omega, coupling_k, coupling, *, dt: float, integrator: str 
 
 
 def kuramoto_run(theta0, omega, coupling_k, coupling, *, dt: float, steps: int, record_every: int,
-                 integrator: str = "euler", noise_std: float = 0.0, noise_key=None, observe=None, acc=None):
+                 integrator: str = "euler", noise_std: float = 0.0, noise_key=None, observe=None, acc=None,
+                 impl: str = "xla"):
     """Integrates `steps` steps from theta0 and records every `record_every` steps (and at the end).
 
     observe(acc, theta, t_first, n_valid) -> (acc, record) is called on the state after each block; the default
     records θ.
     Returns (theta_final, acc, records [ceil(steps / record_every), ...]). θ is not wrapped (phase = θ mod 2π).
+    impl="pallas" (lattices only) fuses several steps per launch in pallas_kernels.kuramoto_lattice; same results.
     """
+    if impl == "pallas":
+        from pallas_kernels.kuramoto_lattice import fused_kuramoto_run  # the kernel module imports this one
+
+        return fused_kuramoto_run(theta0, omega, coupling_k, coupling, dt=dt, steps=steps, record_every=record_every,
+                                  integrator=integrator, noise_std=noise_std, noise_key=noise_key, observe=observe,
+                                  acc=acc)
+    if impl != "xla":
+        raise ValueError(f"unknown Kuramoto impl {impl!r}; choose 'xla' or 'pallas'")
     if noise_std and noise_key is None:
         raise ValueError("kuramoto_run needs a noise_key when noise_std > 0")
     step = kuramoto_stepper(omega, coupling_k, coupling, dt=dt, integrator=integrator, noise_std=noise_std,

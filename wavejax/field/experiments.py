@@ -39,6 +39,7 @@ from wavejax.parallel.sharding import BatchSplit
 
 EXPERIMENTS = ("modes", "scaling", "hubs", "coupling")
 KURAMOTO_GRAPHS = (*G.KINDS, "mean_field")
+KURAMOTO_IMPLS = ("xla", "pallas")
 
 # The original's reported runs (PROJECT_STATUS_DEC25_2025.md of the original repository; RTX 4070 Ti, runtime of the
 # trial loop without the eigendecomposition). Medium was reported as "2,499 nodes"; the code builds a 50 x 50 lattice.
@@ -125,6 +126,7 @@ def default_field_config() -> ml_collections.ConfigDict:
     f.kuramoto.wave_min_score = 0.5  # a plane wave must also explain this fraction of the phase variance (ρ²)
     f.kuramoto.modes = 100  # eigenmodes for C(t) of the phase field
     f.kuramoto.batch = 32  # (K, trial) runs per jitted call
+    f.kuramoto.impl = "xla"  # xla | pallas (lattices: fused steps, pallas_kernels/kuramoto_lattice.py; GPU untimed)
     return f
 
 
@@ -228,6 +230,10 @@ def _validate_kuramoto(k, need_graphs: bool) -> None:
     for key in ("omega_width", "noise_std"):
         _req(math.isfinite(k[key]) and k[key] >= 0, f"field.kuramoto.{key} must be >= 0, got {k[key]}.")
     _req(0 < k.alpha < 1, f"field.kuramoto.alpha must be in (0, 1), got {k.alpha}.")
+    _req(k.impl in KURAMOTO_IMPLS, f"field.kuramoto.impl must be one of {KURAMOTO_IMPLS}, got {k.impl!r}.")
+    _req(k.impl == "xla" or (need_graphs and tuple(k.graphs) == ("lattice",)),
+         "field.kuramoto.impl='pallas' runs lattices only; set field.kuramoto.graphs=('lattice',) in the coupling "
+         "experiment or use impl='xla'.")
     _req(0 < k.wave_min_score <= 1, f"field.kuramoto.wave_min_score must be in (0, 1], got {k.wave_min_score}.")
     _req(1 / (1 + k.surrogates) < k.alpha,
          f"field.kuramoto.surrogates={k.surrogates} cannot reach p < alpha={k.alpha}; use at least "
@@ -410,7 +416,7 @@ def summarize_modes(res: dict, timesteps: int) -> dict:
 
 def kuramoto_trial(key, coupling_k, coupling, extras: dict, *, n: int, dt: float, steps: int, record_every: int,
                    integrator: str, noise_std: float, omega_dist: str, omega_mean: float, omega_width: float,
-                   surrogates: int, lattice_side: int) -> dict:
+                   surrogates: int, lattice_side: int, impl: str = "xla") -> dict:
     """One Kuramoto run from uniform random phases. Records every record_every steps: R, C(t) of the phase field's
     eigenmode projection and (lattices) the correlation length; reports their means over the second half of the
     records, R's std there, and (lattices) the plane-wave test of the final phases with its phase speed."""
@@ -435,7 +441,7 @@ def kuramoto_trial(key, coupling_k, coupling, extras: dict, *, n: int, dt: float
     acc0 = field_modes(theta0)[0] if psi is not None else None
     theta, _, rec = D.kuramoto_run(theta0, omega, coupling_k, coupling, dt=dt, steps=steps, record_every=record_every,
                                    integrator=integrator, noise_std=noise_std, noise_key=k_noise, observe=observe,
-                                   acc=acc0)
+                                   acc=acc0, impl=impl)
     half = rec["R"].shape[0] // 2
     out = {"R_mean": rec["R"][half:].mean(), "R_std": rec["R"][half:].std(), "R_final": rec["R"][-1],
            "R_trace": rec["R"]}
@@ -453,7 +459,8 @@ def kuramoto_trial(key, coupling_k, coupling, extras: dict, *, n: int, dt: float
 
 
 @functools.partial(jax.jit, static_argnames=("n", "dt", "steps", "record_every", "integrator", "noise_std",
-                                             "omega_dist", "omega_mean", "omega_width", "surrogates", "lattice_side"))
+                                             "omega_dist", "omega_mean", "omega_width", "surrogates", "lattice_side",
+                                             "impl"))
 def kuramoto_trials(keys, couplings, coupling, extras, **static):
     """kuramoto_trial vmapped over a leading axis of (key [B, 2], coupling K [B]) pairs."""
     return jax.vmap(lambda k, c: kuramoto_trial(k, c, coupling, extras, **static))(keys, couplings)
@@ -463,7 +470,7 @@ def kuramoto_static(k, n: int, lattice_side: int) -> dict:
     return dict(n=int(n), dt=float(k.dt), steps=int(k.steps), record_every=int(min(k.record_every, k.steps)),
                 integrator=str(k.integrator), noise_std=float(k.noise_std), omega_dist=str(k.omega_dist),
                 omega_mean=float(k.omega_mean), omega_width=float(k.omega_width), surrogates=int(k.surrogates),
-                lattice_side=int(lattice_side))
+                lattice_side=int(lattice_side), impl=str(k.impl))
 
 
 def run_kuramoto_points(coupling, extras: dict, static: dict, keys: np.ndarray, couplings: np.ndarray, batch: int,
