@@ -12,6 +12,8 @@ Arguments, combinable with "+" (e.g. `tiny+moe`, `f0125+w128`):
   faithful         the original's selection: top-k over the whole window, hard mask (no detector gradient)
   report_coupling  the report's sparse mode coupling (layer i feeds i+1 if odd, i+8 if even) instead of all-earlier
   masked           wave-selective attention computed as dense T×T scores with the mask (the reference; slow)
+  pallas           wave-selective attention by the Pallas flash kernel (pallas_kernels/selective_attention.py;
+                   interpret mode on CPU, slow there; GPU speed not measured yet, so "xla" stays the default)
   f0125 f025 f05   wave fraction 0.125 / 0.25 / 0.5
   w32 w128         local window 32 / 128
   cpu              width 128, batch 8 × 256, 400 steps, no dropout: the size of the CPU quality sweep
@@ -30,6 +32,7 @@ PRESETS = {
     "faithful": {"model.harmonic.seed_faithful": True},
     "report_coupling": {"model.layer_coupling": "report"},
     "masked": {"model.harmonic.attention_impl": "masked"},
+    "pallas": {"model.harmonic.impl": "pallas"},
     "f0125": {"model.harmonic.fraction": 0.125},
     "f025": {"model.harmonic.fraction": 0.25},
     "f05": {"model.harmonic.fraction": 0.5},

@@ -248,6 +248,10 @@ _flash.defvjp(_flash_fwd, _flash_bwd)
 
 # -- the tile schedule (computed outside the kernels) -------------------------------------------------------------
 
+def _ceil_div(a, b: int):
+    return (a + b - 1) // b  # not pl.cdiv: its lax.div rejects int32 / Python int under x64
+
+
 def tile_schedule(is_wave, window: int, block_q: int, block_k: int):
     """The permutation and the block ranges the kernels loop over, for is_wave [B, Tp] (Tp a multiple of both blocks).
 
@@ -267,7 +271,7 @@ def tile_schedule(is_wave, window: int, block_q: int, block_k: int):
     first_key = jnp.where(wave, 0, jnp.maximum(order - window + 1, 0))
     n_q, n_k = t // block_q, t // block_k
     q_lo = first_key.reshape(b, n_q, block_q).min(-1) // block_k
-    q_hi = pl.cdiv(order.reshape(b, n_q, block_q).max(-1) + 1, block_k)
+    q_hi = _ceil_div(order.reshape(b, n_q, block_q).max(-1) + 1, block_k)
 
     block_first = jnp.arange(n_k, dtype=jnp.int32) * block_k
     block_last = block_first + block_k - 1
@@ -278,12 +282,12 @@ def tile_schedule(is_wave, window: int, block_q: int, block_k: int):
     wave_first = search(wave_sorted, block_first, "left")
     has_wave = wave_first < n_wave
     wave_lo = jnp.where(has_wave, wave_first // block_q, 0)
-    wave_hi = jnp.where(has_wave, pl.cdiv(n_wave, block_q), 0)
+    wave_hi = jnp.where(has_wave, _ceil_div(n_wave, block_q), 0)
     local_first = search(local_sorted, block_first, "left")
     local_end = search(local_sorted, block_last + window - 1, "right")
     has_local = local_first < local_end
     local_lo = jnp.where(has_local, local_first // block_q, 0)
-    local_hi = jnp.where(has_local, pl.cdiv(local_end, block_q), 0)
+    local_hi = jnp.where(has_local, _ceil_div(local_end, block_q), 0)
     return {"order": order, "pos": order, "wave": wave.astype(jnp.int32), "q_lo": q_lo.astype(jnp.int32),
             "q_hi": q_hi.astype(jnp.int32), "wave_lo": wave_lo, "wave_hi": wave_hi, "local_lo": local_lo,
             "local_hi": local_hi}

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from pallas_kernels.selective_attention import wave_selective_flash_attention
 from wavejax.errors import ConfigError
 from wavejax.nn import init
 from wavejax.nn.attention import QKVProjection
@@ -48,6 +49,7 @@ from wavejax.nn.selective import (
 
 SELECTIONS = ("causal", "topk")
 ATTENTION_IMPLS = ("gather", "masked")
+IMPLS = ("xla", "pallas")
 
 
 def default_harmonic_config() -> ml_collections.ConfigDict:
@@ -61,6 +63,9 @@ def default_harmonic_config() -> ml_collections.ConfigDict:
     h.gate = True  # scale the wave tokens' attention output by their score (the detector's gradient path)
     h.calibration_weight = 0.01  # BCE of the scores against the window's top-k (causal selection only)
     h.attention_impl = "gather"  # gather: k×T global + banded T×2W local; masked: dense T×T with the mask (reference)
+    # xla: attention_impl's jnp form; pallas: the flash kernel (pallas_kernels/selective_attention.py, interpret mode
+    # on CPU). xla stays the default on every backend until a GPU benchmark (experiments/bench_kernels.py) says otherwise
+    h.impl = "xla"
     h.n_experts = 4  # harmonic MoE: experts, expert 0 is the default expert of the non-wave tokens
     h.capacity_factor = 1.25  # per-expert capacity C = ceil(capacity_factor * k / n_experts) per sequence
     h.moe_aux_weight = 0.01  # Switch load-balancing loss weight
@@ -90,9 +95,12 @@ def check_harmonic_config(model_config) -> None:
     for key in ("calibration_weight", "moe_aux_weight"):
         if not h[key] >= 0:
             raise ConfigError(f"model.harmonic.{key} must be >= 0, got {h[key]}.")
-    for key, allowed in (("selection", SELECTIONS), ("attention_impl", ATTENTION_IMPLS)):
+    for key, allowed in (("selection", SELECTIONS), ("attention_impl", ATTENTION_IMPLS), ("impl", IMPLS)):
         if h[key] not in allowed:
             raise ConfigError(f"model.harmonic.{key} must be one of {allowed}, got {h[key]!r}.")
+    if h.impl == "pallas" and h.attention_impl == "masked":
+        raise ConfigError("model.harmonic.impl='pallas' replaces the gathered form, not the masked reference; "
+                          "set model.harmonic.attention_impl='gather' or model.harmonic.impl='xla'.")
     if model_config.attn_dropout > 0:
         raise ConfigError("wave_selective attention has no attention-probability dropout; set model.attn_dropout=0.")
 
@@ -151,7 +159,9 @@ class WaveSelectiveAttention(nn.Module):
         h = resolved(c.harmonic)
         dtype = init.dtype_of(c.dtype)
         q, k, v = QKVProjection(c.n_head, c.d_model, c.use_bias, dtype, name="proj")(x)
-        if h["attention_impl"] == "gather":
+        if h["impl"] == "pallas":
+            y = wave_selective_flash_attention(q, k, v, selection.is_wave, h["window"])
+        elif h["attention_impl"] == "gather":
             y = wave_selective_attention(q, k, v, selection.idx, selection.valid, h["window"])
         else:
             y = wave_selective_attention_reference(q, k, v, selection.is_wave, h["window"])

@@ -1,0 +1,231 @@
+"""The wave-selective attention Pallas kernel (pallas_kernels/selective_attention.py), in interpret mode on CPU.
+
+1. forward output and q/k/v gradients equal the masked dense reference (wavejax.nn.selective) over shapes with ragged
+   tails (T not a multiple of the blocks), an unpadded and a padded head dimension, W = 1, W > T, no wave token and
+   every token a wave token; float32 relative error < 1e-4, bfloat16 inputs < 1e-2;
+2. by hand: a local query with W = 1 (and position 0) sees only itself, so its output is its own value row;
+3. causality: changing the tokens and wave flags after position i leaves outputs 0..i unchanged;
+4. float64 check_grads (reverse mode: the kernel is a custom_vjp) on a tiny shape;
+5. the tile schedule: every visible (query, key) pair lies inside the ranges the kernels loop over, and at
+   fraction 0.25 the forward visits well under half the causal key blocks;
+6. the harmonic model with model.harmonic.impl = "pallas" gives the "xla" model's logits; config checks.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import harmonic as harmonic_configs  # configs/harmonic.py
+from pallas_kernels.selective_attention import (
+    scheduled_score_blocks,
+    tile_schedule,
+    wave_selective_attention_reference,
+    wave_selective_flash_attention,
+    wave_selective_mask,
+)
+from wavejax.config import set_value, validate
+from wavejax.errors import ConfigError
+
+
+def normal(seed, shape):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def random_waves(seed, b, t, fraction):
+    return np.random.default_rng(seed).random((b, t)) < fraction
+
+
+def value_and_grads(attention, q, k, v, cotangent):
+    """(out, (dq, dk, dv)) of out = attention(q, k, v) pulled back along `cotangent`."""
+    out, pullback = jax.vjp(attention, q, k, v)
+    return out, pullback(cotangent)
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+# == 1. forward and gradients against the reference ===================================================================
+
+CASES = [  # b, t, h, d, window, fraction, block_q, block_k
+    (2, 37, 2, 8, 5, 0.25, 8, 16),    # ragged tail: 37 = 2·16 + 5
+    (1, 48, 2, 16, 16, 0.25, 16, 16),  # T a multiple of the blocks
+    (1, 33, 1, 6, 1, 0.3, 16, 8),     # W = 1, head dim 6 padded to 8
+    (2, 24, 1, 8, 64, 0.0, 8, 8),     # W > T, no wave token: dense causal
+    (1, 20, 2, 4, 3, 1.0, 16, 8),     # every token a wave token: dense causal
+]
+
+
+@pytest.mark.parametrize("b,t,h,d,window,fraction,block_q,block_k", CASES)
+def test_forward_and_gradients_match_the_masked_reference(b, t, h, d, window, fraction, block_q, block_k):
+    q, k, v, cot = (normal(s, (b, t, h, d)) for s in range(4))
+    is_wave = random_waves(4, b, t, fraction)
+    kernel = jax.jit(lambda q, k, v, ct: value_and_grads(
+        lambda *a: wave_selective_flash_attention(*a, is_wave, window, block_q=block_q, block_k=block_k), q, k, v, ct))
+    reference = jax.jit(lambda q, k, v, ct: value_and_grads(
+        lambda *a: wave_selective_attention_reference(*a, jnp.asarray(is_wave), window), q, k, v, ct))
+    (out, grads), (ref_out, ref_grads) = kernel(q, k, v, cot), reference(q, k, v, cot)
+    assert rel_err(out, ref_out) < 1e-4
+    for name, g, rg in zip("qkv", grads, ref_grads):
+        assert rel_err(g, rg) < 1e-4, name
+
+
+@pytest.mark.slow
+def test_bfloat16_inputs_match_the_reference_within_1e_2():
+    b, t, h, d, window = 1, 40, 2, 16, 6
+    q, k, v, cot = (jnp.asarray(normal(s, (b, t, h, d)), jnp.bfloat16) for s in range(4))
+    is_wave = random_waves(5, b, t, 0.25)
+    out, grads = jax.jit(lambda q, k, v, ct: value_and_grads(
+        lambda *a: wave_selective_flash_attention(*a, is_wave, window, block_q=8, block_k=16), q, k, v, ct))(q, k, v, cot)
+    assert out.dtype == jnp.bfloat16 and all(g.dtype == jnp.bfloat16 for g in grads)
+    wide = [a.astype(jnp.float32) for a in (q, k, v, cot)]  # the reference on the same (bf16-rounded) numbers
+    ref_out, ref_grads = value_and_grads(
+        lambda *a: wave_selective_attention_reference(*a, jnp.asarray(is_wave), window), *wide)
+    assert rel_err(out, ref_out) < 1e-2
+    for name, g, rg in zip("qkv", grads, ref_grads):
+        assert rel_err(g, rg) < 1e-2, name
+
+
+# == 2. rows that see only themselves ==================================================================================
+
+def test_local_rows_with_window_one_return_their_own_value():
+    b, t, h, d = 1, 21, 1, 8
+    q, k, v = (normal(s, (b, t, h, d)) for s in range(3))
+    is_wave = np.zeros((b, t), bool)
+    is_wave[0, [4, 11]] = True
+    out = np.asarray(wave_selective_flash_attention(q, k, v, is_wave, 1, block_q=8, block_k=8))
+    local = ~is_wave[0]
+    np.testing.assert_allclose(out[0, local], v[0, local], rtol=1e-6, atol=1e-6)  # softmax over one key
+    for pos in (4, 11):  # wave rows: the softmax-weighted mean over every earlier value
+        s = (k[0, : pos + 1, 0] @ q[0, pos, 0]) / np.sqrt(d)
+        p = np.exp(s - s.max())
+        np.testing.assert_allclose(out[0, pos, 0], (p / p.sum()) @ v[0, : pos + 1, 0], rtol=1e-5, atol=1e-6)
+    assert np.isfinite(out).all()
+
+
+# == 3. causality ======================================================================================================
+
+def test_outputs_do_not_depend_on_later_tokens_or_flags():
+    b, t, h, d, window, i = 1, 29, 2, 8, 4, 13
+    q, k, v = (normal(s, (b, t, h, d)) for s in range(3))
+    is_wave = random_waves(7, b, t, 0.3)
+    q2, k2, v2 = q.copy(), k.copy(), v.copy()
+    for a, seed in ((q2, 10), (k2, 11), (v2, 12)):
+        a[:, i + 1:] = normal(seed, a[:, i + 1:].shape)
+    wave2 = is_wave.copy()
+    wave2[:, i + 1:] = ~wave2[:, i + 1:]  # moves every later query between the wave and the local tiles
+    attend = jax.jit(lambda q, k, v, w: wave_selective_flash_attention(q, k, v, w, window, block_q=8, block_k=8))
+    out, out2 = np.asarray(attend(q, k, v, is_wave)), np.asarray(attend(q2, k2, v2, wave2))
+    np.testing.assert_array_equal(out[:, : i + 1], out2[:, : i + 1])
+    assert np.abs(out[:, i + 1:] - out2[:, i + 1:]).max() > 1e-2  # the later outputs did change
+
+
+# == 4. float64 gradient check =========================================================================================
+
+def test_check_grads_float64():
+    b, t, h, d, window = 1, 11, 1, 4, 3
+    is_wave = random_waves(8, b, t, 0.3)
+    with jax.enable_x64(True):
+        q, k, v = (np.random.default_rng(s).standard_normal((b, t, h, d)) for s in range(3))
+        attend = jax.jit(lambda q, k, v: wave_selective_flash_attention(q, k, v, is_wave, window, block_q=8, block_k=8))
+        assert attend(q, k, v).dtype == jnp.float64
+        check_grads(attend, (q, k, v), order=1, modes=("rev",))
+
+
+# == 5. the tile schedule ==============================================================================================
+
+def visited_pairs(schedule, t, block_q, block_k):
+    """Two [B,T,T] bool arrays over (position q, position k): pairs inside the forward / dq tile ranges and inside
+    the dk/dv ranges (numpy, from the schedule's int arrays)."""
+    s = {key: np.asarray(a) for key, a in schedule.items()}
+    b = s["order"].shape[0]
+    fwd, dkv = np.zeros((b, t, t), bool), np.zeros((b, t, t), bool)
+    for row in range(b):
+        tile_rows = s["order"][row].reshape(-1, block_q)
+        for i, rows in enumerate(tile_rows):
+            fwd[row, rows[:, None], np.arange(s["q_lo"][row, i] * block_k, s["q_hi"][row, i] * block_k)] = True
+        for j in range(t // block_k):
+            tiles = list(range(s["wave_lo"][row, j], s["wave_hi"][row, j]))
+            tiles += range(max(s["local_lo"][row, j], s["wave_hi"][row, j]), s["local_hi"][row, j])
+            assert len(tiles) == len(set(tiles))  # no query tile counted twice
+            for i in tiles:
+                dkv[row, tile_rows[i][:, None], np.arange(j * block_k, (j + 1) * block_k)] = True
+    return fwd, dkv
+
+
+@pytest.mark.parametrize("t,window,fraction,block_q,block_k", [(96, 8, 0.25, 16, 16), (64, 20, 0.4, 8, 16),
+                                                                (64, 3, 0.1, 16, 8)])
+def test_schedule_covers_every_visible_pair(t, window, fraction, block_q, block_k):
+    is_wave = random_waves(9, 3, t, fraction)
+    schedule = jax.jit(tile_schedule, static_argnums=(1, 2, 3))(jnp.asarray(is_wave), window, block_q, block_k)
+    order = np.asarray(schedule["order"])
+    assert (np.sort(order, axis=1) == np.arange(t)).all()  # a permutation
+    mask = np.asarray(wave_selective_mask(jnp.asarray(is_wave), window))
+    fwd, dkv = visited_pairs(schedule, t, block_q, block_k)
+    assert not (mask & ~fwd).any() and not (mask & ~dkv).any()
+
+
+def test_schedule_work_scales_with_fraction_and_window():
+    """Forward score blocks visited, as a fraction of causal attention's T/bk·(T/bk + 1)/2 blocks: about
+    f + (1 - f)·(bq/(1 - f) + W + bk)/(T/2) (wave tiles scan ~T/2 keys on average; a local tile spans ~bq/(1 - f)
+    positions plus the window), so it falls with the wave fraction and the window."""
+    t, block = 1024, 32
+    n = t // block
+
+    def visited(fraction, window):
+        is_wave = random_waves(10, 2, t, fraction)
+        schedule = jax.jit(tile_schedule, static_argnums=(1, 2, 3))(jnp.asarray(is_wave), window, block, block)
+        return np.asarray(scheduled_score_blocks(schedule)) / (n * (n + 1) // 2)
+
+    quarter = visited(0.25, 32)
+    assert (quarter < 0.5).all(), quarter  # 0.43 and 0.49 on these two rows
+    assert (visited(0.125, 32) < quarter - 0.08).all()
+    assert (visited(0.25, 128) > quarter + 0.1).all()
+    assert (visited(0.0, 32) < 0.2).all()
+
+
+def test_bad_block_sizes_are_one_sentence():
+    x = np.zeros((1, 8, 1, 4), np.float32)
+    with pytest.raises(ValueError, match="powers of two"):
+        wave_selective_flash_attention(x, x, x, np.zeros((1, 8), bool), 2, block_q=12)
+
+
+# == 6. the model switch ===============================================================================================
+
+@pytest.mark.slow
+def test_harmonic_model_with_the_pallas_kernel_gives_the_xla_logits():
+    from wavejax.models.gpt import build_model
+
+    logits = {}
+    tokens = np.random.default_rng(0).integers(0, 65, (2, 40)).astype(np.int32)
+    params = None
+    for impl in ("xla", "pallas"):
+        config = harmonic_configs.get_config("tiny+pallas" if impl == "pallas" else "tiny")
+        model = build_model(config.model, 65)
+        if params is None:
+            params = jax.jit(model.init, static_argnums=2)(jax.random.PRNGKey(0), tokens, True)
+        logits[impl] = np.asarray(jax.jit(model.apply, static_argnums=2)(params, tokens, True))
+    np.testing.assert_allclose(logits["pallas"], logits["xla"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("impl,attention_impl,message", [("triton", "gather", "impl must be one of"),
+                                                         ("pallas", "masked", "replaces the gathered form")])
+def test_bad_impl_settings_are_one_sentence(impl, attention_impl, message):
+    config = harmonic_configs.get_config("tiny")
+    set_value(config, "model.harmonic.impl", impl)
+    set_value(config, "model.harmonic.attention_impl", attention_impl)
+    with pytest.raises(ConfigError, match=message) as err:
+        validate(config)
+    assert "\n" not in str(err.value) and str(err.value).endswith(".")
+
+
+def test_pallas_preset_validates_and_xla_is_the_default():
+    assert harmonic_configs.get_config().model.harmonic.impl == "xla"
+    config = harmonic_configs.get_config("tiny+pallas")
+    validate(config)
+    assert config.model.harmonic.impl == "pallas"
