@@ -1,0 +1,212 @@
+"""Fused lattice Kuramoto kernel (pallas_kernels/kuramoto_lattice.py) against the simulator's XLA path, one run.
+
+    python experiments/_bench_kuramoto_kernel.py                     # CPU: tiny lattices, interpret mode (smoke test)
+    python experiments/_bench_kuramoto_kernel.py --sides 1000,100 --batches 1,100 --steps 400   # a GPU's target shapes
+
+Both columns integrate the same periodic lattice (dt 0.05, K = 1, ω ~ N(0, 0.5²), no noise) through
+wavejax.field.dynamics.kuramoto_run, vmapped over trials as the simulator runs them: impl="xla" (one scanned step at a
+time, roll stencil) and impl="pallas" (L steps per launch: 8 Euler or 2 RK4, halo 8, 64 x 64 windows on large
+lattices). Reported: oscillator-steps/s (trials x nodes x steps / s, median of --repeats after a warm-up call), the
+ratio kernel / XLA, the largest |Δθ| between the two final states, an effective bandwidth (the bytes a fused launch
+must move, 12 per node: read θ and ω, write θ, over L steps; the XLA path moves them every step) against the
+device's copy bandwidth measured in the same run, and the compiled programs' temporary memory.
+
+On a CPU the kernel runs in interpret mode (a sequential loop over the grid in XLA): its timings say nothing about
+GPU speed; the run only checks that the benchmark works and that both paths agree. The issue's GPU target is
+1e11 oscillator-steps/s on a 1000 x 1000 lattice or 100 trials of 100 x 100; it has not been measured yet.
+
+experiments/bench_kernels.py imports `rows(args)` (and `add_arguments`) to put these rows in its table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as C  # noqa: E402
+
+KERNEL = "lattice Kuramoto (fused steps)"
+TARGET_OSC_STEPS = 1e11  # issue 9, on an H100/H200
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The benchmark's options; bench_kernels.py adds them with prefix 'kuramoto_'."""
+    p.add_argument(f"--{prefix}sides", type=_ints, default=None,
+                   help="lattice sides, paired with --batches (default: 16,32 on CPU; 1000,100 on GPU)")
+    p.add_argument(f"--{prefix}batches", type=_ints, default=None,
+                   help="trials per call, one per side (default: 2,2 on CPU; 1,100 on GPU)")
+    p.add_argument(f"--{prefix}steps", type=int, default=0, help="steps per timed call (default 48 CPU, 400 GPU)")
+    p.add_argument(f"--{prefix}integrators", default="euler,rk4")
+    if not prefix:
+        p.add_argument("--repeats", type=int, default=3)
+
+
+def _options(args) -> dict:
+    """This benchmark's settings from args (its own flags, or bench_kernels' prefixed ones), defaults per backend."""
+    import jax
+
+    def get(name, default=None):
+        for key in (f"kuramoto_{name}", name):
+            value = getattr(args, key, None)
+            if value:
+                return value
+        return default
+
+    on_gpu = jax.default_backend() == "gpu"
+    sides = get("sides", (1000, 100) if on_gpu else (16, 32))
+    batches = get("batches", (1, 100) if on_gpu else (2, 2))
+    if len(batches) == 1:
+        batches = batches * len(sides)
+    if len(batches) != len(sides):
+        C.fail(f"give one batch per lattice side: {len(sides)} sides, {len(batches)} batches.")
+    steps = int(get("steps", 400 if on_gpu else 48))
+    integrators = tuple(s.strip() for s in str(get("integrators", "euler,rk4")).split(",") if s.strip())
+    bad = [i for i in integrators if i not in ("euler", "rk4")]
+    if bad or not integrators:
+        C.fail(f"integrators must be among euler, rk4; got {','.join(integrators) or 'none'}.")
+    if min(sides) < 3 or steps < 8 or steps % 8:
+        C.fail(f"need lattice sides >= 3 and a step count that is a positive multiple of 8, got {sides}, {steps}.")
+    return dict(sides=sides, batches=batches, steps=steps, integrators=integrators,
+                repeats=max(1, int(get("repeats", 3))), on_gpu=on_gpu)
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    return statistics.median(C.time_calls(fn, repeats, warmup=1))
+
+
+def copy_bandwidth(on_gpu: bool, repeats: int) -> float:
+    """Bytes/s of y = 2x over a large float32 array (one read + one write per element), this device's peak proxy."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones((2**26 if on_gpu else 2**22,), jnp.float32)
+    double = jax.jit(lambda v: v * 2)
+    seconds = _median_seconds(lambda: jax.block_until_ready(double(x)), repeats)
+    return 2 * x.size * 4 / seconds
+
+
+def _temp_bytes(compiled) -> float | None:
+    try:
+        return float(compiled.memory_analysis().temp_size_in_bytes)
+    except Exception:  # noqa: BLE001 - not every backend reports it
+        return None
+
+
+def measure(side: int, batch: int, steps: int, integrator: str, repeats: int) -> dict:
+    """Both paths on one shape: rates, agreement and compiled memory."""
+    import jax
+    import numpy as np
+
+    from pallas_kernels import kuramoto_lattice as KL
+    from wavejax.field import dynamics as D
+    from wavejax.field import graphs as G
+
+    coupling = D.graph_coupling(G.square_lattice(side))
+    rng = np.random.default_rng(0)
+    theta0 = rng.uniform(-np.pi, np.pi, (batch, side * side)).astype(np.float32)
+    omega = (0.5 * rng.standard_normal((batch, side * side))).astype(np.float32)
+    out = {}
+    for impl in ("xla", "pallas"):
+        run = jax.jit(jax.vmap(lambda t, o, impl=impl: D.kuramoto_run(
+            t, o, 1.0, coupling, dt=0.05, steps=steps, record_every=steps, integrator=integrator, impl=impl)[0]))
+        start = time.perf_counter()
+        compiled = run.lower(theta0, omega).compile()
+        compile_s = time.perf_counter() - start
+        seconds = _median_seconds(lambda: jax.block_until_ready(compiled(theta0, omega)), repeats)
+        out[impl] = dict(seconds=seconds, compile_s=compile_s, temp=_temp_bytes(compiled),
+                         final=np.asarray(compiled(theta0, omega)))
+    per_launch = KL.steps_per_launch(steps, integrator)
+    return dict(out, per_launch=per_launch, window=KL.default_window(side, KL.halo_width(per_launch, integrator)))
+
+
+def rows(args) -> list[dict]:
+    """One dict per (lattice, integrator): the columns of this script's table (and of bench_kernels')."""
+    import jax
+    import numpy as np
+
+    from pallas_kernels import INTERPRET
+
+    o = _options(args)
+    peak = copy_bandwidth(o["on_gpu"], o["repeats"])
+    device = f"{jax.devices()[0].device_kind} (jax {jax.__version__}{', interpret' if INTERPRET else ''})"
+    table = []
+    for side, batch in zip(o["sides"], o["batches"]):
+        for integrator in o["integrators"]:
+            m = measure(side, batch, o["steps"], integrator, o["repeats"])
+            work = batch * side * side * o["steps"]
+            xla_rate, kern_rate = work / m["xla"]["seconds"], work / m["pallas"]["seconds"]
+            kern_bytes = 12.0 * batch * side * side * o["steps"] / m["per_launch"]
+            table.append({
+                "kernel": KERNEL,
+                "shape": f"{batch} x {side}² {integrator}, L={m['per_launch']}, window {m['window']}",
+                "device": device,
+                "reference": "XLA scan (roll stencil)",
+                "ref_ms": 1e3 * m["xla"]["seconds"],
+                "kernel_ms": 1e3 * m["pallas"]["seconds"],
+                "speedup": m["xla"]["seconds"] / m["pallas"]["seconds"],
+                "throughput": f"{kern_rate:.3g} osc-steps/s (XLA {xla_rate:.3g})",
+                "of_peak": f"{kern_bytes / m['pallas']['seconds'] / peak:.1%} of {peak / 1e9:.0f} GB/s copy",
+                "ref_temp": m["xla"]["temp"],
+                "kernel_temp": m["pallas"]["temp"],
+                "max_abs_diff": float(np.max(np.abs(m["pallas"]["final"] - m["xla"]["final"]))),
+                "compile_s": m["pallas"]["compile_s"],
+                "osc_steps_per_s": kern_rate,
+                "xla_osc_steps_per_s": xla_rate,
+                "meets_target": kern_rate >= TARGET_OSC_STEPS,
+            })
+    return table
+
+
+COLUMNS = (("shape", "lattice"), ("ref_ms", "XLA ms"), ("kernel_ms", "kernel ms"), ("speedup", "kernel / XLA"),
+           ("throughput", "oscillator-steps/s"), ("of_peak", "effective bandwidth"), ("ref_temp", "XLA temp"),
+           ("kernel_temp", "kernel temp"), ("max_abs_diff", "max |Δθ|"))
+
+
+def markdown(table: list[dict]) -> str:
+    def cell(key, value):
+        if key in ("ref_temp", "kernel_temp"):
+            return C.fmt_bytes(value)
+        if key in ("ref_ms", "kernel_ms"):
+            return f"{value:.2f}"
+        if key == "speedup":
+            return f"{value:.2f}x"
+        if key == "max_abs_diff":
+            return f"{value:.1e}"
+        return str(value)
+
+    return C.markdown_table([h for _, h in COLUMNS], [[cell(k, r[k]) for k, _ in COLUMNS] for r in table])
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    table = rows(args)
+    from pallas_kernels import INTERPRET
+
+    print(f"device: {table[0]['device']}; {table[0]['kernel']}, steps per call {_options(args)['steps']}")
+    print(markdown(table))
+    if INTERPRET:
+        print("\nCPU: the kernel ran in interpret mode; these timings say nothing about GPU speed (a smoke test).")
+    else:
+        hits = [r["shape"] for r in table if r["meets_target"]]
+        print(f"\ntarget {TARGET_OSC_STEPS:.0e} oscillator-steps/s: {'met by ' + '; '.join(hits) if hits else 'not met'}")
+
+
+if __name__ == "__main__":
+    main()
