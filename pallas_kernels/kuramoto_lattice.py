@@ -21,7 +21,9 @@ sharded jit over the leading trial axis is all that multi-device runs need.
 
 Written for the GPU (Triton lowering: power-of-two windows, `pl.program_id`, gathered ref loads, masked stores, a
 barrier around the scratch exchange); on CPU it runs with `interpret=True` (chosen automatically), where it is a
-correctness check only. GPU timings are not measured yet, so the simulator's default stays `impl="xla"`.
+correctness check only. The tests lower it for "cuda" on a CPU, so every operation has a Triton lowering rule; it has
+not yet been compiled by Triton or run on a GPU, and GPU timings are not measured, so the simulator's default stays
+`impl="xla"`.
 No gradient: the simulator never differentiates its trajectories, so there is no custom_vjp (jax.grad raises).
 """
 
@@ -106,19 +108,21 @@ class _WindowCoupling:
         if self.barrier:  # interpret mode runs one program at a time and has no barrier primitive
             plgpu.debug_barrier()
 
-    def _sums(self, ref, f):
-        """f_(i-1,j) + f_(i+1,j) + f_(i,j-1) + f_(i,j+1), in the order of LatticeCoupling.sums' rolls."""
-        ref[self.slot] = f
-        self._sync()  # every thread's store is visible before any shifted read
-        total = (((ref[self.slot, self.up, self.cols] + ref[self.slot, self.down, self.cols])
-                  + ref[self.slot, self.rows, self.left]) + ref[self.slot, self.rows, self.right])
-        self._sync()  # every shifted read is done before the next evaluation overwrites the slot
-        return total
+    def _sums(self, ref):
+        """f_(i-1,j) + f_(i+1,j) + f_(i,j-1) + f_(i,j+1) read from the slot, in the order of LatticeCoupling.sums'
+        rolls (so the float32 results equal the reference's)."""
+        return (((ref[self.slot, self.up, self.cols] + ref[self.slot, self.down, self.cols])
+                 + ref[self.slot, self.rows, self.left]) + ref[self.slot, self.rows, self.right])
 
     def pair_sums(self, s, c):
         if self.valid is not None:  # open lattice: nodes outside it are missing neighbours (zero padding)
             s, c = jnp.where(self.valid, s, 0.0), jnp.where(self.valid, c, 0.0)
-        return self._sums(self.s_ref, s), self._sums(self.c_ref, c)
+        self.s_ref[self.slot] = s
+        self.c_ref[self.slot] = c
+        self._sync()  # every thread's stores are visible before any shifted read
+        sums = self._sums(self.s_ref), self._sums(self.c_ref)
+        self._sync()  # every shifted read is done before the next evaluation overwrites the slot
+        return sums
 
 
 def _lattice_kernel(theta_ref, omega_ref, k_ref, inv_ref, n_valid_ref, *refs, side, tile, halo, steps, integrator,
