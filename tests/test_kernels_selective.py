@@ -8,10 +8,13 @@
 4. float64 check_grads (reverse mode: the kernel is a custom_vjp) on a tiny shape;
 5. the tile schedule: every visible (query, key) pair lies inside the ranges the kernels loop over, and at
    fraction 0.25 the forward visits well under half the causal key blocks;
-6. the harmonic model with model.harmonic.impl = "pallas" gives the "xla" model's logits; config checks.
+6. the harmonic model with model.harmonic.impl = "pallas" gives the "xla" model's logits; config checks;
+7. the kernels pass Pallas' Triton lowering for CUDA (checked here without a GPU); experiments/bench_kernels.py.
 """
 
 from __future__ import annotations
+
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +32,10 @@ from pallas_kernels.selective_attention import (
 )
 from wavejax.config import set_value, validate
 from wavejax.errors import ConfigError
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "experiments"))  # bench_kernels
 
 
 def normal(seed, shape):
@@ -229,3 +236,63 @@ def test_pallas_preset_validates_and_xla_is_the_default():
     config = harmonic_configs.get_config("tiny+pallas")
     validate(config)
     assert config.model.harmonic.impl == "pallas"
+
+
+# == 7. GPU lowering without a GPU, and the benchmark script ===========================================================
+
+@pytest.mark.parametrize("t,d,dtype", [(192, 64, jnp.bfloat16), (200, 48, jnp.float32)])
+def test_kernels_lower_to_triton_for_cuda(t, d, dtype):
+    """The forward, dq and dk/dv kernels pass Pallas' Triton lowering (unsupported ops or shapes fail here), lowered
+    for CUDA on this CPU machine: T = 192 is not a power of two, T = 200 is ragged and D = 48 is padded to 64."""
+    q = jax.ShapeDtypeStruct((2, t, 4, d), dtype)
+    wave = jax.ShapeDtypeStruct((2, t), jnp.bool_)
+
+    def loss(q, k, v, w):
+        return wave_selective_flash_attention(q, k, v, w, 128, interpret=False).astype(jnp.float32).sum()
+
+    text = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).trace(q, q, q, wave).lower(lowering_platforms=("cuda",)).as_text()
+    for name in ("wave_selective_forward", "wave_selective_dq", "wave_selective_dkdv"):
+        assert f'name = "{name}"' in text
+    assert "__gpu$xla.gpu.triton" in text
+
+
+@pytest.mark.slow
+def test_bench_kernels_prints_the_table_with_consistent_ratios(capsys):
+    import bench_kernels
+
+    rc = bench_kernels.main(["--kernels", "selective", "--lengths", "40", "--batch", "1", "--heads", "1", "--head_dim", "8", "--window", "4",
+                             "--block_q", "8", "--block_k", "8", "--reps", "1", "--warmup", "0"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "interpret mode" in out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
+            if line.startswith("| selective")]
+    by_impl = {r[2]: r for r in rows}
+    assert set(by_impl) == {"xla", "pallas", "dense"}
+    ref_ms = float(by_impl["xla"][4])
+    for r in rows:
+        assert float(r[8].rstrip("×")) == pytest.approx(ref_ms / float(r[4]), rel=0.05, abs=0.01)
+    assert float(by_impl["pallas"][9]) < 1e-4  # the timed kernel's output equals the xla path's
+
+
+@pytest.mark.parametrize("argv,message", [(["--block_q", "12"], "power of two"), (["--kernels", "nope"], "unknown kernel"),
+                                          (["--lengths", "64,x"], "comma-separated integers")])
+def test_bench_kernels_rejects_bad_arguments(capsys, argv, message):
+    import bench_kernels
+
+    with pytest.raises(SystemExit) as exit_info:
+        bench_kernels.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_bench_kernels_splits_reference_pairs_into_two_rows():
+    import bench_kernels
+
+    pair = {"kernel": "k", "shape": "2 x 16²", "ref_ms": 2.0, "kernel_ms": 0.5, "speedup": 4.0, "ref_temp": 10,
+            "kernel_temp": 20, "throughput": "1 osc-steps/s", "of_peak": "3% of 4 GB/s copy", "max_abs_diff": 0.0}
+    reference, kernel = bench_kernels.table_rows(pair)
+    assert (reference["impl"], reference["fwd_ms"], reference["temp_bytes"]) == ("xla", 2.0, 10)
+    assert (kernel["impl"], kernel["fwd_ms"], kernel["speedup"], kernel["peak_pct"]) == ("pallas", 0.5, 4.0, "3% of 4 GB/s copy")
+    table = bench_kernels.render([reference, kernel])
+    assert "3% of 4 GB/s copy" in table and "4.00×" in table
