@@ -21,7 +21,9 @@ respect to q, k, v; a simulator kernel has only the one call, in "fwd ms"), temp
 and outputs), throughput (useful FLOPs / fwd+bwd time: 4·D FLOPs per visible (query, key) pair and head forward,
 3.5× that forward + backward, as FlashAttention counts; dense counts all causal pairs), % of peak (against a bf16 /
 f32 matmul measured in this run), speed-up = reference fwd+bwd time / this row's, max err = largest |out - reference
-out| on the timed inputs.
+out| on the timed inputs, scores / causal = attention scores the implementation computes (exact, from its shapes or
+the kernel's tile schedule) over causal attention's T(T+1)/2 (a flash-style dense kernel computes about 1).
+--work_only prints that last column alone, without running anything: it is exact on a CPU at GPU sizes.
 
 On CPU the Pallas kernels run in interpret mode: their timings say nothing about GPU speed (only that the kernels
 run); the default lengths are tiny there. GPU figures need a GPU run of this script.
@@ -45,7 +47,7 @@ from wavejax.errors import WavejaxError  # noqa: E402
 COLUMNS = [  # (row key, header); rows from other kernels use the same keys (missing or None prints "—")
     ("kernel", "kernel"), ("size", "size"), ("impl", "impl"), ("fwd_ms", "fwd ms"), ("fwd_bwd_ms", "fwd+bwd ms"),
     ("temp_bytes", "temp (fwd+bwd)"), ("throughput", "throughput"), ("peak_pct", "% of peak"),
-    ("speedup", "speed-up vs ref"), ("max_err", "max err"),
+    ("speedup", "speed-up vs ref"), ("max_err", "max err"), ("work", "scores / causal"),
 ]
 OPTIONAL_MODULES = ("_bench_kuramoto_kernel",)
 
@@ -65,6 +67,7 @@ def parse_args(argv, extra_modules=None):
     ap.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: bfloat16 on GPU, float32 on CPU)")
     ap.add_argument("--reps", type=int, default=None, help="timed calls per op (default 3 on CPU, 20 on GPU)")
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--work_only", action="store_true", help="only the scores / causal column (no timing)")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     for name, module in (extra_modules or {}).items():
         if hasattr(module, "add_arguments"):
@@ -153,13 +156,46 @@ def visible_pairs(is_wave, window: int) -> int:
     return int(np.where(is_wave, pos + 1, np.minimum(pos + 1, window)).sum())
 
 
-def selective_rows(args, gpu: bool, peak: float) -> list[dict]:
+def score_work(is_wave, window: int, block_q: int, block_k: int) -> dict:
+    """{impl: scores computed / causal pairs}: xla = k·T gathered + T_pad·2W banded (its [T/W, W, 2W] blocks);
+    pallas = the forward schedule's key blocks × block_q·block_k."""
+    import jax
+    import numpy as np
+
+    from pallas_kernels.selective_attention import scheduled_score_blocks, tile_schedule
+
+    b, t = is_wave.shape
+    causal = b * t * (t + 1) / 2
+    w = min(window, t)
+    k = max(int(is_wave.sum(1).max()), 1)
+    xla = b * (k * t + -(-t // w) * w * 2 * w)
+    tile = max(block_q, block_k)
+    padded = np.pad(is_wave, ((0, 0), (0, -t % tile)))
+    schedule = jax.jit(tile_schedule, static_argnums=(1, 2, 3))(padded, window, block_q, block_k)
+    pallas = float(np.asarray(scheduled_score_blocks(schedule)).sum()) * block_q * block_k
+    return {"xla": xla / causal, "pallas": pallas / causal}
+
+
+def random_waves(rng, b: int, t: int, fraction: float):
+    """[b, t] bool with exactly ceil(fraction·t) wave tokens per row at random positions (none for fraction 0)."""
+    import numpy as np
+
+    from wavejax.nn.selective import capacity
+
+    kk = capacity(fraction, t) if fraction > 0 else 0
+    is_wave = np.zeros((b, t), bool)
+    for row in range(b):
+        is_wave[row, rng.choice(t, kk, replace=False)] = True
+    return is_wave
+
+
+def selective_rows(args, gpu: bool, peak: float | None) -> list[dict]:
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     from pallas_kernels.selective_attention import wave_selective_flash_attention
-    from wavejax.nn.selective import capacity, selection_indices, wave_selective_attention
+    from wavejax.nn.selective import selection_indices, wave_selective_attention
 
     dt = jnp.dtype(args.dtype)
     b, h, d, window = args.batch, args.heads, args.head_dim, args.window
@@ -167,12 +203,13 @@ def selective_rows(args, gpu: bool, peak: float) -> list[dict]:
     rows = []
     for t in args.lengths:
         rng = np.random.default_rng(t)
+        is_wave = random_waves(rng, b, t, args.fraction)
+        work = score_work(is_wave, window, args.block_q, args.block_k)
+        if args.work_only:
+            rows += [{"kernel": "selective", "size": f"T={t}", "impl": name, "work": work[name]} for name in work]
+            continue
         q, k, v, w = (jnp.asarray(rng.standard_normal((b, t, h, d)), dt) for _ in range(4))
-        kk = capacity(args.fraction, t) if args.fraction > 0 else 0
-        is_wave = np.zeros((b, t), bool)
-        for row in range(b):
-            is_wave[row, rng.choice(t, kk, replace=False)] = True
-        idx, valid = selection_indices(jnp.asarray(is_wave), max(kk, 1))
+        idx, valid = selection_indices(jnp.asarray(is_wave), max(int(is_wave.sum(1).max()), 1))
         wave_arr = jnp.asarray(is_wave)
         ops = {  # selection arrays are arguments, not constants, so XLA cannot fold them into the program
             "xla": (lambda q, k, v, idx, valid, is_wave: wave_selective_attention(q, k, v, idx, valid, window)),
@@ -199,7 +236,7 @@ def selective_rows(args, gpu: bool, peak: float) -> list[dict]:
             flops = 3.5 * 4 * d * h * pairs[name]
             results[name] = {"kernel": "selective", "size": f"T={t}", "impl": name, "fwd_ms": fwd_ms,
                              "fwd_bwd_ms": bwd_ms, "temp_bytes": temp, "flops_per_s": flops / (bwd_ms / 1e3),
-                             "out": np.asarray(out.astype(jnp.float32))}
+                             "work": work.get(name), "out": np.asarray(out.astype(jnp.float32))}
             print(f"  T={t} {name}: fwd {fwd_ms:.2f} ms, fwd+bwd {bwd_ms:.2f} ms", flush=True)
         ref = results.get("xla")
         ref_out = None if ref is None else ref["out"]
@@ -213,6 +250,18 @@ def selective_rows(args, gpu: bool, peak: float) -> list[dict]:
                     r["max_err"] = float(np.abs(out - ref_out).max())
             rows.append(r)
     return rows
+
+
+def selective_versus_dense(rows: list[dict]) -> list[str]:
+    """One line per length: the kernel's fwd+bwd speed-up over dense causal attention (issue 9's target: >= 2× against
+    cuDNN at T = 8192, fraction 0.25, W = 128 on an H100/H200)."""
+    lines = []
+    for size in dict.fromkeys(r["size"] for r in rows if r["kernel"] == "selective"):
+        by_impl = {r["impl"]: r for r in rows if r["kernel"] == "selective" and r["size"] == size}
+        if "fwd_bwd_ms" in by_impl.get("pallas", {}) and "fwd_bwd_ms" in by_impl.get("dense", {}):
+            ratio = by_impl["dense"]["fwd_bwd_ms"] / by_impl["pallas"]["fwd_bwd_ms"]
+            lines.append(f"selective {size}: pallas fwd+bwd is {ratio:.2f}× as fast as dense causal attention")
+    return lines
 
 
 def table_rows(row: dict) -> list[dict]:
@@ -246,12 +295,14 @@ def fmt_cell(key: str, value) -> str:
         return f"{value:.2f}×"
     if key == "max_err":
         return f"{value:.1e}"
+    if key == "work":
+        return f"{value:.3f}"
     return str(value)
 
 
 def render(rows: list[dict]) -> str:
     return C.markdown_table([hd for _, hd in COLUMNS], [[fmt_cell(k, r.get(k)) for k, _ in COLUMNS] for r in rows],
-                            align="lllrrrrrrr")
+                            align="lllrrrrrrrr")
 
 
 def main(argv=None) -> int:
@@ -270,19 +321,23 @@ def main(argv=None) -> int:
     if not gpu:
         print("note: on CPU the Pallas kernels run in interpret mode; these timings say nothing about GPU speed "
               "(they only show that the kernels run); measure on a GPU for the issue's targets.")
-    peak = matmul_peak_flops(args.dtype, gpu, args.reps)
-    print(f"measured {args.dtype} matmul peak: {peak / 1e12:.3g} TFLOP/s", flush=True)
+    peak = None
+    if not args.work_only:
+        peak = matmul_peak_flops(args.dtype, gpu, args.reps)
+        print(f"measured {args.dtype} matmul peak: {peak / 1e12:.3g} TFLOP/s", flush=True)
     rows = []
     if "selective" in args.kernels:
         print(f"\nselective: B={args.batch}, H={args.heads}, D={args.head_dim}, fraction {args.fraction}, "
               f"W={args.window}, blocks {args.block_q}/{args.block_k}, {args.dtype}, median of {args.reps}", flush=True)
         rows += selective_rows(args, gpu, peak)
     for name, module in extra.items():
-        if name in args.kernels:
+        if name in args.kernels and not args.work_only:
             print(f"\n{name}: rows from experiments/{module.__name__}.py", flush=True)
             rows += [r for row in module.rows(args) for r in table_rows(row)]
     print()
     print(render(rows))
+    for line in selective_versus_dense(rows):
+        print(line)
     if args.json:
         import json
 

@@ -296,3 +296,16 @@ def test_bench_kernels_splits_reference_pairs_into_two_rows():
     assert (kernel["impl"], kernel["fwd_ms"], kernel["speedup"], kernel["peak_pct"]) == ("pallas", 0.5, 4.0, "3% of 4 GB/s copy")
     table = bench_kernels.render([reference, kernel])
     assert "3% of 4 GB/s copy" in table and "4.00×" in table
+
+
+def test_bench_kernels_work_only_counts_scores_without_running(capsys):
+    import bench_kernels
+
+    rc = bench_kernels.main(["--work_only", "--lengths", "1024", "--batch", "2", "--window", "32", "--block_q", "32",
+                             "--block_k", "32"])
+    assert rc == 0
+    rows = {r[2]: r for r in ([c.strip() for c in line.strip("|").split("|")]
+                              for line in capsys.readouterr().out.splitlines() if line.startswith("| selective"))}
+    k = 256  # ceil(0.25 · 1024) per row; xla: k·T gathered + T·2W banded scores
+    assert float(rows["xla"][10]) == pytest.approx((k * 1024 + 1024 * 64) / (1024 * 1025 / 2), abs=1e-3)
+    assert 0.25 < float(rows["pallas"][10]) < float(rows["xla"][10])
