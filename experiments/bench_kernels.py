@@ -68,6 +68,7 @@ def parse_args(argv, extra_modules=None):
     ap.add_argument("--reps", type=int, default=None, help="timed calls per op (default 3 on CPU, 20 on GPU)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--work_only", action="store_true", help="only the scores / causal column (no timing)")
+    ap.add_argument("--plot", default=None, help="save fwd+bwd time against T per impl (selective rows) to this PNG")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     for name, module in (extra_modules or {}).items():
         if hasattr(module, "add_arguments"):
@@ -264,6 +265,25 @@ def selective_versus_dense(rows: list[dict]) -> list[str]:
     return lines
 
 
+def plot_selective(rows: list[dict], path: str, title: str) -> None:
+    """fwd+bwd ms against T, one line per impl, log-log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    selective = [r for r in rows if r["kernel"] == "selective" and r.get("fwd_bwd_ms") is not None]
+    for impl in dict.fromkeys(r["impl"] for r in selective):
+        points = [(int(r["size"].removeprefix("T=")), r["fwd_bwd_ms"]) for r in selective if r["impl"] == impl]
+        ax.plot(*zip(*points), marker="o", label=impl)
+    ax.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="fwd+bwd ms", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def table_rows(row: dict) -> list[dict]:
     """A provider's row in this table's keys: as is when it names its impl, else a kernel-vs-reference pair split into
     an "xla" row and a "pallas" row."""
@@ -338,6 +358,9 @@ def main(argv=None) -> int:
     print(render(rows))
     for line in selective_versus_dense(rows):
         print(line)
+    if args.plot and "selective" in args.kernels and not args.work_only:
+        plot_selective(rows, args.plot, f"wave-selective attention, {dev.device_kind}, {args.dtype}")
+        print(f"plot: {args.plot}")
     if args.json:
         import json
 

@@ -257,13 +257,13 @@ def test_kernels_lower_to_triton_for_cuda(t, d, dtype):
 
 
 @pytest.mark.slow
-def test_bench_kernels_prints_the_table_with_consistent_ratios(capsys):
+def test_bench_kernels_prints_the_table_with_consistent_ratios(capsys, tmp_path):
     import bench_kernels
 
-    rc = bench_kernels.main(["--kernels", "selective", "--lengths", "40", "--batch", "1", "--heads", "1", "--head_dim", "8", "--window", "4",
+    rc = bench_kernels.main(["--plot", str(tmp_path / "t.png"), "--kernels", "selective", "--lengths", "40", "--batch", "1", "--heads", "1", "--head_dim", "8", "--window", "4",
                              "--block_q", "8", "--block_k", "8", "--reps", "1", "--warmup", "0"])
     out = capsys.readouterr().out
-    assert rc == 0 and "interpret mode" in out
+    assert rc == 0 and "interpret mode" in out and (tmp_path / "t.png").stat().st_size > 0
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
             if line.startswith("| selective")]
     by_impl = {r[2]: r for r in rows}
