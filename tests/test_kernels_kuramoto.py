@@ -132,14 +132,25 @@ def test_steps_past_n_valid_hold_the_state():
 
 
 def test_vmapped_single_trials_equal_the_batched_launch():
-    """The simulator calls the kernel inside vmap over trials; pallas_call's batching rule adds a grid axis."""
+    """vmap over trials: pallas_call's generic batching rule (an extra grid axis) and batched_launch's rule (vmapped
+    axes folded into the kernel's trial axis, as the simulator runs it; nested vmaps too) give the batched result;
+    a vmapped inv_degree (different lattices) falls back to the generic rule."""
     side = 11
-    theta, omega, k, _ = _inputs(side, batch=3, seed=3)
+    theta, omega, k, _ = _inputs(side, batch=4, seed=3)
     inv = _inv_degree(side, True)
+    n_valid = np.full(4, 2, np.int32)
     run = _kernel(side, 2, "rk4", True, 32)
     batched = np.asarray(run(theta, omega, k, inv, None, 2))
-    one = jax.jit(jax.vmap(lambda t, o, c: run(t[None], o[None], c[None], inv, None, 2)[0]))(theta, omega, k)
-    np.testing.assert_array_equal(np.asarray(one), batched)
+    generic = jax.jit(jax.vmap(lambda t, o, c: run(t[None], o[None], c[None], inv, None, 2)[0]))(theta, omega, k)
+    np.testing.assert_array_equal(np.asarray(generic), batched)
+
+    launch = KL.batched_launch(dt=DT, steps=2, integrator="rk4", periodic=True, noise_scale=0.0, window=32)
+    single = lambda t, o, c, i, n: launch(t[None], o[None], c[None], i, n[None])[0]  # noqa: E731
+    folded = jax.jit(jax.vmap(jax.vmap(single, in_axes=(0, 0, 0, None, 0)), in_axes=(0, 0, 0, None, 0)))(
+        *(a.reshape((2, 2) + a.shape[1:]) for a in (theta, omega, k)), inv, n_valid.reshape(2, 2))
+    np.testing.assert_array_equal(np.asarray(folded).reshape(batched.shape), batched)
+    per_lattice = jax.jit(jax.vmap(single))(theta, omega, k, np.broadcast_to(inv, (4, side, side)), n_valid)
+    np.testing.assert_array_equal(np.asarray(per_lattice), batched)
 
 
 @pytest.mark.parametrize("integrator", ["euler", "rk4"])
@@ -198,7 +209,7 @@ def _triton_modules(monkeypatch):
 
     def spy(*args, **kwargs):
         result = lower(*args, **kwargs)
-        modules.append(result.module.operation.get_asm())
+        modules.append((result.module.operation.get_asm(), tuple(result.grid)))
         return result
 
     monkeypatch.setattr(registration.lowering, "lower_jaxpr_to_triton_module", spy)
@@ -220,14 +231,14 @@ def test_kernel_lowers_to_triton_for_the_gpu(monkeypatch, integrator, periodic, 
     text = jax.jit(run).trace(theta, omega, k, _inv_degree(side, periodic), xi).lower(
         lowering_platforms=("cuda",)).as_text()
     assert "triton" in text.lower() and len(modules) == 1
-    ttir = modules[0]
+    ttir = modules[0][0]
     assert ttir.count("gpu.barrier") == 2 * KL.STAGES[integrator]  # two per right-hand side in the step loop
     assert "scf.for" in ttir and "tt.store" in ttir
 
 
 def test_vmapped_simulator_path_lowers_to_triton(monkeypatch):
-    """The simulator's call (vmap over trials of kuramoto_run, impl="pallas") lowers too: the batching rule's extra
-    grid axis folds into Triton's three."""
+    """The simulator's call (vmap over trials of kuramoto_run, impl="pallas") lowers too, as one launch per step
+    block whose grid is (trial, tile row, tile column): vmap folds into the kernel's trial axis."""
     modules = _triton_modules(monkeypatch)
     monkeypatch.setattr(KL, "INTERPRET", False)
     side, batch = 20, 3
@@ -238,7 +249,8 @@ def test_vmapped_simulator_path_lowers_to_triton(monkeypatch):
                                                        noise_std=0.1, noise_key=key, impl="pallas")[0])
     jax.jit(run).trace(theta.reshape(batch, -1), omega.reshape(batch, -1), k, keys).lower(
         lowering_platforms=("cuda",))
-    assert len(modules) == 1
+    # side 20, 5 Euler steps per launch (record_every 10): halo 5, one 22 x 22 tile in a 32 x 32 window
+    assert [grid for _, grid in modules] == [(batch, 1, 1)]
 
 
 def test_bad_arguments_raise_one_sentence():
