@@ -321,8 +321,10 @@ def fmt_cell(key: str, value) -> str:
 
 
 def render(rows: list[dict]) -> str:
-    return C.markdown_table([hd for _, hd in COLUMNS], [[fmt_cell(k, r.get(k)) for k, _ in COLUMNS] for r in rows],
-                            align="lllrrrrrrrr")
+    """The markdown table of the columns some row has a value for."""
+    columns = [(k, hd) for k, hd in COLUMNS if any(r.get(k) is not None for r in rows)]
+    return C.markdown_table([hd for _, hd in columns], [[fmt_cell(k, r.get(k)) for k, _ in columns] for r in rows],
+                            align="".join("l" if k in ("kernel", "size", "impl") else "r" for k, _ in columns))
 
 
 def main(argv=None) -> int:

@@ -92,7 +92,8 @@ def _forward_kernel(q_ref, k_ref, v_ref, pos_ref, wave_ref, lo_ref, hi_ref, o_re
     o, m, l = lax.fori_loop(lo_ref[tile], hi_ref[tile], body, init)
     l_safe = jnp.where(l > 0, l, 1.0)  # a row with no visible key gives zeros, as the reference does
     o_ref[...] = (o / l_safe[:, None]).astype(o_ref.dtype)
-    lse_ref[...] = (m + jnp.log2(l_safe)).astype(lse_ref.dtype)
+    # a row with no key gets lse = +huge, so the backward's recomputed p = 2^(s - lse) is 0, never inf
+    lse_ref[...] = jnp.where(l > 0, m + jnp.log2(l_safe), -MASK_VALUE).astype(lse_ref.dtype)
 
 
 def _probs_and_dscores(q, do, lse, delta, pos, wave, kb, vb, kpos, scale: float, window: int):
