@@ -138,13 +138,13 @@ def test_vmapped_single_trials_equal_the_batched_launch():
     side = 11
     theta, omega, k, _ = _inputs(side, batch=4, seed=3)
     inv = _inv_degree(side, True)
-    n_valid = np.full(4, 2, np.int32)
-    run = _kernel(side, 2, "rk4", True, 32)
-    batched = np.asarray(run(theta, omega, k, inv, None, 2))
-    generic = jax.jit(jax.vmap(lambda t, o, c: run(t[None], o[None], c[None], inv, None, 2)[0]))(theta, omega, k)
+    n_valid = np.full(4, 3, np.int32)
+    run = _kernel(side, 3, "euler", True, 16)  # halo 3: 2 x 2 tiles of 10, the second ragged
+    batched = np.asarray(run(theta, omega, k, inv, None, 3))
+    generic = jax.jit(jax.vmap(lambda t, o, c: run(t[None], o[None], c[None], inv, None, 3)[0]))(theta, omega, k)
     np.testing.assert_array_equal(np.asarray(generic), batched)
 
-    launch = KL.batched_launch(dt=DT, steps=2, integrator="rk4", periodic=True, noise_scale=0.0, window=32)
+    launch = KL.batched_launch(dt=DT, steps=3, integrator="euler", periodic=True, noise_scale=0.0, window=16)
     single = lambda t, o, c, i, n: launch(t[None], o[None], c[None], i, n[None])[0]  # noqa: E731
     folded = jax.jit(jax.vmap(jax.vmap(single, in_axes=(0, 0, 0, None, 0)), in_axes=(0, 0, 0, None, 0)))(
         *(a.reshape((2, 2) + a.shape[1:]) for a in (theta, omega, k)), inv, n_valid.reshape(2, 2))
