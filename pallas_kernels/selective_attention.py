@@ -25,7 +25,9 @@ Kernels (Triton-style, as jax.experimental.pallas.ops.gpu.attention; grid (tiles
             dv += pᵀ dO, dk += (p ∘ (dO·Vᵀ - Δ))ᵀ Q / √D, with Δ = rowsum(O ∘ dO) computed outside
 Everything is wrapped in a jax.custom_vjp (a raw pallas_call has no JVP). Ragged tails: T is padded to a multiple of
 the blocks (padded queries sit last, padded keys are seen only by padded queries, whose cotangent is zero) and the
-head dimension to a power of two with zeros (Triton needs power-of-two block shapes).
+head dimension to a power of two (at least 16 when compiled) with zeros: Triton needs power-of-two block shapes and
+matmul dimensions >= 16. f32 inputs use the default dot precision (TF32 on recent NVIDIA GPUs, as XLA's own f32
+matmuls there), so on a GPU expect agreement with the reference near 1e-3 for f32; the 1e-4 checks run on CPU.
 
 Status: on CPU the kernels run with interpret=True (selected automatically) and match the reference in the tests;
 GPU timings are NOT measured yet (no GPU in the session that wrote this), so the models keep impl="xla" by default
@@ -50,6 +52,7 @@ MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: a fully masked 
 LOG2E = math.log2(math.e)
 DEFAULT_BLOCK_Q = 64
 DEFAULT_BLOCK_K = 64
+MIN_TRITON_DIM = 16  # Triton's tl.dot needs every matmul dimension >= 16
 
 
 def _visible(pos, wave, kpos, window: int):
@@ -311,7 +314,8 @@ def wave_selective_flash_attention(q, k, v, is_wave, window: int, block_q: int =
     """Wave-selective attention by the Pallas kernels: q, k, v [B,T,H,D], is_wave [B,T] bool -> [B,T,H,D].
 
     Equals `wave_selective_attention_reference(q, k, v, is_wave, window)`; differentiable in q, k, v through a
-    custom_vjp. Block sizes must be powers of two; interpret=None picks interpret mode on CPU."""
+    custom_vjp. Block sizes must be powers of two (and >= 16 when compiled for a GPU); interpret=None picks interpret
+    mode on CPU."""
     if not (_is_power_of_two(block_q) and _is_power_of_two(block_k)):
         raise ValueError(f"block_q and block_k must be powers of two, got {block_q} and {block_k}.")
     if window < 1:
@@ -320,9 +324,12 @@ def wave_selective_flash_attention(q, k, v, is_wave, window: int, block_q: int =
         raise ValueError(f"q, k, v must share one [B,T,H,D] shape and is_wave be [B,T]; got {q.shape}, {k.shape}, "
                          f"{v.shape}, {is_wave.shape}.")
     interpret = INTERPRET if interpret is None else interpret
+    if not interpret and min(block_q, block_k) < MIN_TRITON_DIM:
+        raise ValueError(f"compiled for a GPU (Triton), block_q and block_k must be >= {MIN_TRITON_DIM}, got "
+                         f"{block_q} and {block_k}.")
     b, t, h, d = q.shape
     tp = -(-t // max(block_q, block_k)) * max(block_q, block_k)
-    dp = pl.next_power_of_2(d)
+    dp = pl.next_power_of_2(d) if interpret else max(pl.next_power_of_2(d), MIN_TRITON_DIM)
     pad = lambda a: jnp.pad(a, ((0, 0), (0, tp - t), (0, 0), (0, dp - d)))  # noqa: E731
     schedule = tile_schedule(jnp.pad(is_wave.astype(bool), ((0, 0), (0, tp - t))), window, block_q, block_k)
     order = schedule.pop("order")
