@@ -2,7 +2,7 @@
 
     python experiments/bench_kernels.py                                   # CPU: tiny lengths, interpret mode
     python experiments/bench_kernels.py --lengths 1024,2048,4096,8192 --window 128     # GPU (bf16 by default)
-    python experiments/bench_kernels.py --lengths 8192 --batch 4 --heads 8 --head_dim 128 --window 128   # issue 9 target
+    python experiments/bench_kernels.py --lengths 8192 --batch 4 --heads 8 --head_dim 128 --window 128  # issue 9
 
 Rows per kernel, all measured in this process:
   selective  wave-selective attention (mask: causal and (query is a wave token or q - k < W)), fraction of wave
@@ -16,13 +16,17 @@ Rows per kernel, all measured in this process:
              keys (one row per impl) or as kernel-vs-reference pairs (ref_ms/kernel_ms, ref_temp/kernel_temp,
              shape, of_peak, max_abs_diff), which become an "xla" and a "pallas" row
 
-Columns: fwd ms and fwd+bwd ms (median of --reps calls after --warmup; fwd+bwd = the gradient of sum(w · out) with
-respect to q, k, v; a simulator kernel has only the one call, in "fwd ms"), temp memory (XLA's memory_analysis of the compiled fwd+bwd program: working memory beyond inputs
-and outputs), throughput (useful FLOPs / fwd+bwd time: 4·D FLOPs per visible (query, key) pair and head forward,
-3.5× that forward + backward, as FlashAttention counts; dense counts all causal pairs), % of peak (against a bf16 /
-f32 matmul measured in this run), speed-up = reference fwd+bwd time / this row's, max err = largest |out - reference
-out| on the timed inputs, scores / causal = attention scores the implementation computes (exact, from its shapes or
-the kernel's tile schedule) over causal attention's T(T+1)/2 (a flash-style dense kernel computes about 1).
+Columns:
+  fwd ms, fwd+bwd ms  median of --reps calls after --warmup; fwd+bwd = the gradient of sum(w · out) with respect to
+                      q, k, v (a simulator kernel has only the one call, in "fwd ms")
+  temp                XLA's memory_analysis of the compiled fwd+bwd program: working memory beyond inputs and outputs
+  throughput          useful FLOPs / fwd+bwd time: 4·D FLOPs per visible (query, key) pair and head forward, 3.5× that
+                      forward + backward (FlashAttention's count); dense counts all causal pairs
+  % of peak           against a bf16 / f32 matmul measured in this run
+  speed-up vs ref     the reference's fwd+bwd time / this row's
+  max err             largest |out - reference out| on the timed inputs
+  scores / causal     attention scores the implementation computes (exact, from its shapes or the kernel's tile
+                      schedule) over causal attention's T(T+1)/2 (a flash-style dense kernel computes about 1)
 --work_only prints that last column alone, without running anything: it is exact on a CPU at GPU sizes.
 
 On CPU the Pallas kernels run in interpret mode: their timings say nothing about GPU speed (only that the kernels

@@ -94,7 +94,8 @@ def test_bfloat16_inputs_match_the_reference_within_1e_2():
     q, k, v, cot = (jnp.asarray(normal(s, (b, t, h, d)), jnp.bfloat16) for s in range(4))
     is_wave = random_waves(5, b, t, 0.25)
     out, grads = jax.jit(lambda q, k, v, ct: value_and_grads(
-        lambda *a: wave_selective_flash_attention(*a, is_wave, window, block_q=8, block_k=16), q, k, v, ct))(q, k, v, cot)
+        lambda *a: wave_selective_flash_attention(*a, is_wave, window, block_q=8, block_k=16), q, k, v, ct)
+    )(q, k, v, cot)
     assert out.dtype == jnp.bfloat16 and all(g.dtype == jnp.bfloat16 for g in grads)
     wide = [a.astype(jnp.float32) for a in (q, k, v, cot)]  # the reference on the same (bf16-rounded) numbers
     ref_out, ref_grads = value_and_grads(
@@ -133,7 +134,8 @@ def test_rows_without_any_visible_key_give_zeros_and_finite_gradients():
     schedule["q_hi"] = schedule["q_hi"].at[:, 0].set(schedule["q_lo"][:, 0])  # tile 0 sees no key
     qp = q[:, order[0]]
     out, (dq, dk, dv) = jax.jit(lambda q, k, v, ct: value_and_grads(
-        lambda *a: _flash(*a, schedule, 4, 1 / np.sqrt(d), block, block, True), q, k, v, ct))(qp, k, v, cot[:, order[0]])
+        lambda *a: _flash(*a, schedule, 4, 1 / np.sqrt(d), block, block, True), q, k, v, ct)
+    )(qp, k, v, cot[:, order[0]])
     out, dq = np.asarray(out), np.asarray(dq)
     assert all(np.isfinite(np.asarray(a)).all() for a in (out, dq, dk, dv))
     np.testing.assert_array_equal(out[:, :block], 0.0)
@@ -291,7 +293,8 @@ def test_bench_kernels_prints_the_table_with_consistent_ratios(capsys, tmp_path)
     import bench_kernels
 
     rc = bench_kernels.main(["--plot", str(tmp_path / "t.png"), "--kernels", "selective", "--lengths", "40",
-                             "--batch", "1", "--heads", "1", "--head_dim", "16", "--window", "4", "--block_q", "16", "--block_k", "16", "--reps", "1", "--warmup", "0"])
+                             "--batch", "1", "--heads", "1", "--head_dim", "16", "--window", "4", "--block_q", "16",
+                             "--block_k", "16", "--reps", "1", "--warmup", "0"])
     out = capsys.readouterr().out
     assert rc == 0 and (tmp_path / "t.png").stat().st_size > 0
     assert ("interpret mode" in out) == (jax.default_backend() == "cpu")
@@ -305,7 +308,8 @@ def test_bench_kernels_prints_the_table_with_consistent_ratios(capsys, tmp_path)
     assert float(by_impl["pallas"][9]) < 1e-4  # the timed kernel's output equals the xla path's
 
 
-@pytest.mark.parametrize("argv,message", [(["--block_q", "12"], "power of two"), (["--kernels", "nope"], "unknown kernel"),
+@pytest.mark.parametrize("argv,message", [(["--block_q", "12"], "power of two"),
+                                          (["--kernels", "nope"], "unknown kernel"),
                                           (["--lengths", "64,x"], "comma-separated integers")])
 def test_bench_kernels_rejects_bad_arguments(capsys, argv, message):
     import bench_kernels
@@ -324,7 +328,8 @@ def test_bench_kernels_splits_reference_pairs_into_two_rows():
             "kernel_temp": 20, "throughput": "1 osc-steps/s", "of_peak": "3% of 4 GB/s copy", "max_abs_diff": 0.0}
     reference, kernel = bench_kernels.table_rows(pair)
     assert (reference["impl"], reference["fwd_ms"], reference["temp_bytes"]) == ("xla", 2.0, 10)
-    assert (kernel["impl"], kernel["fwd_ms"], kernel["speedup"], kernel["peak_pct"]) == ("pallas", 0.5, 4.0, "3% of 4 GB/s copy")
+    assert (kernel["impl"], kernel["fwd_ms"], kernel["speedup"]) == ("pallas", 0.5, 4.0)
+    assert kernel["peak_pct"] == "3% of 4 GB/s copy"
     table = bench_kernels.render([reference, kernel])
     assert "3% of 4 GB/s copy" in table and "4.00×" in table
 

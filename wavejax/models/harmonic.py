@@ -63,8 +63,8 @@ def default_harmonic_config() -> ml_collections.ConfigDict:
     h.gate = True  # scale the wave tokens' attention output by their score (the detector's gradient path)
     h.calibration_weight = 0.01  # BCE of the scores against the window's top-k (causal selection only)
     h.attention_impl = "gather"  # gather: k×T global + banded T×2W local; masked: dense T×T with the mask (reference)
-    # xla: attention_impl's jnp form; pallas: the flash kernel (pallas_kernels/selective_attention.py, interpret mode
-    # on CPU). xla stays the default on every backend until a GPU benchmark (experiments/bench_kernels.py) says otherwise
+    # xla: attention_impl's jnp form; pallas: the flash kernel (pallas_kernels/selective_attention.py, interpret
+    # mode on CPU). xla stays the default on every backend until a GPU run of experiments/bench_kernels.py says so
     h.impl = "xla"
     h.n_experts = 4  # harmonic MoE: experts, expert 0 is the default expert of the non-wave tokens
     h.capacity_factor = 1.25  # per-expert capacity C = ceil(capacity_factor * k / n_experts) per sequence
