@@ -153,11 +153,11 @@ def rows(args) -> list[dict]:
     import jax
     import numpy as np
 
-    from pallas_kernels import INTERPRET
+    from pallas_kernels.kuramoto_lattice import default_interpret
 
     o = _options(args)
     peak = copy_bandwidth(o["on_gpu"], o["repeats"])
-    device = f"{jax.devices()[0].device_kind} (jax {jax.__version__}{', interpret' if INTERPRET else ''})"
+    device = f"{jax.devices()[0].device_kind} (jax {jax.__version__}{', interpret' if default_interpret() else ''})"
     table = []
     for side, batch in zip(o["sides"], o["batches"]):
         for integrator, window in itertools.product(o["integrators"], o["windows"]):
@@ -212,11 +212,11 @@ def main(argv=None) -> None:
     add_arguments(p)
     args = p.parse_args(argv)
     table = rows(args)
-    from pallas_kernels import INTERPRET
+    from pallas_kernels.kuramoto_lattice import default_interpret
 
     print(f"device: {table[0]['device']}; {table[0]['kernel']}, steps per call {_options(args)['steps']}")
     print(markdown(table))
-    if INTERPRET:
+    if default_interpret():
         print("\nCPU: the kernel ran in interpret mode; these timings say nothing about GPU speed (a smoke test).")
     else:
         hits = [r["shape"] for r in table if r["meets_target"]]

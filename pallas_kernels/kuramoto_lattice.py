@@ -37,12 +37,17 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from pallas_kernels import INTERPRET
 from wavejax.field import dynamics as D
 
 STAGES = {"euler": 1, "rk4": 4}  # right-hand-side evaluations per step: each widens the stale ring by one
 DEFAULT_STEPS_PER_LAUNCH = {"euler": 8, "rk4": 2}  # halo 8 either way
 DEFAULT_WINDOW = 64  # P = Q = 64: a 48 x 48 output tile with a halo of 8
+
+
+def default_interpret() -> bool:
+    """Interpret mode on CPU. Decided at call time: asking for the backend at import would start it before
+    jax.distributed.initialize can run (multi-process CLI runs)."""
+    return jax.default_backend() == "cpu"
 
 
 def halo_width(steps: int, integrator: str) -> int:
@@ -192,7 +197,7 @@ def lattice_kuramoto_steps(theta, omega, coupling_k, inv_degree, *, dt: float, s
                          f"({steps} steps x {STAGES[integrator]} stages)")
     tile = (p - 2 * halo, q - 2 * halo)
     grid = (batch, -(-side // tile[0]), -(-side // tile[1]))
-    interpret = INTERPRET if interpret is None else interpret
+    interpret = default_interpret() if interpret is None else interpret
     kernel = functools.partial(_lattice_kernel, side=side, tile=tile, halo=halo, steps=steps, integrator=integrator,
                                periodic=periodic, dt=float(dt), noise_scale=float(noise_scale),
                                has_noise=noise is not None, barrier=not interpret)

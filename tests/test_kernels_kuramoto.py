@@ -240,7 +240,7 @@ def test_vmapped_simulator_path_lowers_to_triton(monkeypatch):
     """The simulator's call (vmap over trials of kuramoto_run, impl="pallas") lowers too, as one launch per step
     block whose grid is (trial, tile row, tile column): vmap folds into the kernel's trial axis."""
     modules = _triton_modules(monkeypatch)
-    monkeypatch.setattr(KL, "INTERPRET", False)
+    monkeypatch.setattr(KL, "default_interpret", lambda: False)
     side, batch = 20, 3
     coupling = D.LatticeCoupling(jnp.asarray(_inv_degree(side, True).reshape(-1)), side, True)
     theta, omega, k, _ = _inputs(side, batch=batch)
