@@ -188,8 +188,8 @@ def rows(args) -> list[dict]:
 
 
 COLUMNS = (("shape", "lattice"), ("ref_ms", "XLA ms"), ("kernel_ms", "kernel ms"), ("speedup", "kernel / XLA"),
-           ("xla_throughput", "XLA rate"), ("throughput", "kernel rate"), ("of_peak", "effective bandwidth"), ("ref_temp", "XLA temp"),
-           ("kernel_temp", "kernel temp"), ("max_abs_diff", "max |Δθ|"))
+           ("xla_throughput", "XLA rate"), ("throughput", "kernel rate"), ("of_peak", "effective bandwidth"),
+           ("ref_temp", "XLA temp"), ("kernel_temp", "kernel temp"), ("max_abs_diff", "max |Δθ|"))
 
 
 def markdown(table: list[dict]) -> str:
@@ -220,7 +220,8 @@ def main(argv=None) -> None:
         print("\nCPU: the kernel ran in interpret mode; these timings say nothing about GPU speed (a smoke test).")
     else:
         hits = [r["shape"] for r in table if r["meets_target"]]
-        print(f"\ntarget {TARGET_OSC_STEPS:.0e} oscillator-steps/s: {'met by ' + '; '.join(hits) if hits else 'not met'}")
+        verdict = "met by " + "; ".join(hits) if hits else "not met"
+        print(f"\ntarget {TARGET_OSC_STEPS:.0e} oscillator-steps/s: {verdict}")
 
 
 if __name__ == "__main__":

@@ -174,8 +174,8 @@ def lattice_kuramoto_steps(theta, omega, coupling_k, inv_degree, *, dt: float, s
 
     theta, omega [B, side, side] float32; coupling_k [B] (K per trial); inv_degree [side, side] (1/k_i, shared);
     noise [B, steps, side, side] or None, added as noise_scale * noise[:, l] after step l; n_valid (int32, a scalar or
-    [B]; default steps): steps l >= n_valid leave θ unchanged (the ragged last launch of a run). window: the P x Q window
-    (powers of two; default default_window), which must exceed twice the halo h = steps x stages.
+    [B]; default steps): steps l >= n_valid leave θ unchanged (the ragged last launch of a run). window: the P x Q
+    window (powers of two; default default_window), which must exceed twice the halo h = steps x stages.
     Returns θ [B, side, side]. interpret defaults to True on CPU.
     """
     if theta.ndim != 3 or theta.shape[1] != theta.shape[2]:
