@@ -476,9 +476,10 @@ def kuramoto_static(k, n: int, lattice_side: int) -> dict:
 def run_kuramoto_points(coupling, extras: dict, static: dict, keys: np.ndarray, couplings: np.ndarray, batch: int,
                         progress: bool, desc: str, shard: bool = True) -> dict:
     """Runs every (key, K) pair in chunks of `batch` (split over the local devices when `shard`) with a progress
-    bar; numpy arrays [runs, ...]."""
+    bar; numpy arrays [runs, ...]. The pallas path runs on one device: a sharded jit cannot split its custom call
+    (a shard_map over trials would)."""
     total = len(couplings)
-    split = BatchSplit(shard)
+    split = BatchSplit(shard and static.get("impl", "xla") == "xla")
     batch = split.batch_size(min(batch, total))
     coupling, extras = split.replicate((coupling, extras))
     parts = []
