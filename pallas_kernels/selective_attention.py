@@ -45,7 +45,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from pallas_kernels import INTERPRET
+from pallas_kernels import default_interpret
 from wavejax.nn.selective import wave_selective_attention_reference, wave_selective_mask  # noqa: F401  (the reference)
 
 MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: a fully masked block never makes inf - inf = NaN
@@ -323,7 +323,7 @@ def wave_selective_flash_attention(q, k, v, is_wave, window: int, block_q: int =
     if not q.shape == k.shape == v.shape or is_wave.shape != q.shape[:2]:
         raise ValueError(f"q, k, v must share one [B,T,H,D] shape and is_wave be [B,T]; got {q.shape}, {k.shape}, "
                          f"{v.shape}, {is_wave.shape}.")
-    interpret = INTERPRET if interpret is None else interpret
+    interpret = default_interpret() if interpret is None else interpret
     if not interpret and min(block_q, block_k) < MIN_TRITON_DIM:
         raise ValueError(f"compiled for a GPU (Triton), block_q and block_k must be >= {MIN_TRITON_DIM}, got "
                          f"{block_q} and {block_k}.")
