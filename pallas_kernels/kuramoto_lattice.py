@@ -38,17 +38,12 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from pallas_kernels import default_interpret
 from wavejax.field import dynamics as D
 
 STAGES = {"euler": 1, "rk4": 4}  # right-hand-side evaluations per step: each widens the stale ring by one
 DEFAULT_STEPS_PER_LAUNCH = {"euler": 8, "rk4": 2}  # halo 8 either way
 DEFAULT_WINDOW = 64  # P = Q = 64: a 48 x 48 output tile with a halo of 8
-
-
-def default_interpret() -> bool:
-    """Interpret mode on CPU. Decided at call time: asking for the backend at import would start it before
-    jax.distributed.initialize can run (multi-process CLI runs)."""
-    return jax.default_backend() == "cpu"
 
 
 def halo_width(steps: int, integrator: str) -> int:
