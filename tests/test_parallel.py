@@ -62,11 +62,12 @@ def test_checkpoint_from_8_devices_restores_onto_1_device_and_a_2x4_mesh(meshes)
 
 @pytest.mark.slow  # tiny field sweeps and a memory pass, each twice, in a subprocess (~20 s)
 def test_sharded_simulations_equal_unsharded():
-    """Field trials (the modes runner and the coupling sweep's Kuramoto trials) and memory writes split over 8 devices
+    """Field trials (the modes runner and the coupling sweep's Kuramoto trials, XLA and the Pallas kernel under
+    shard_map) and memory writes split over 8 devices
     give what one device gives: float32 rounding only (the memory's sums of a few terms agree exactly here)."""
     diffs = run_with_8_devices("simulations.py")
-    assert diffs["coupling_rows"] > 0
-    for name in ("modes", "coupling", "memory"):
+    assert diffs["coupling_rows"] > 0 and diffs["pallas_rows"] > 0
+    for name in ("modes", "coupling", "pallas_coupling", "memory"):
         assert diffs[name] <= 1e-5, (name, diffs[name])
 
 

@@ -1,5 +1,5 @@
 """Run by tests/test_parallel.py with XLA_FLAGS=--xla_force_host_platform_device_count=8: the tiny field sweeps
-(oscillator-mode trials and Kuramoto trials) and a holographic-memory learning pass, each with its batch axis split
+(oscillator-mode trials and Kuramoto trials, through XLA and through the Pallas kernel) and a holographic-memory learning pass, each with its batch axis split
 over the 8 CPU devices and on one device. Prints one JSON line of the largest relative differences."""
 
 import json
@@ -38,8 +38,8 @@ def field_modes(shard: bool) -> dict:
     return {k: v for k, v in res.items() if isinstance(v, np.ndarray)}
 
 
-def field_coupling(shard: bool, workdir: str) -> dict:
-    config = field_configs.get_config("coupling+tiny")
+def field_coupling(shard: bool, workdir: str, preset: str = "coupling+tiny") -> dict:
+    config = field_configs.get_config(preset)
     config.field.shard_trials, config.field.progress = shard, False
     summary = E.run_task(config, workdir)
     with open(os.path.join(workdir, "coupling.csv"), encoding="utf-8") as fh:
@@ -70,8 +70,11 @@ def main() -> None:
     out = {"modes": _max_diff(field_modes(True), field_modes(False))}
     with tempfile.TemporaryDirectory() as tmp:
         a, b = field_coupling(True, os.path.join(tmp, "a")), field_coupling(False, os.path.join(tmp, "b"))
+        c, d = (field_coupling(shard, os.path.join(tmp, f"p{shard}"), "tiny+pallas") for shard in (True, False))
     out["coupling"] = _max_diff({"csv": a["csv"]}, {"csv": b["csv"]})
     out["coupling_rows"] = int(len(a["csv"]))
+    out["pallas_coupling"] = _max_diff({"csv": c["csv"]}, {"csv": d["csv"]})  # the kernel under shard_map
+    out["pallas_rows"] = int(len(c["csv"]))
     out["memory"] = _max_diff(memory(True), memory(False))
     print(json.dumps(out))
 

@@ -476,17 +476,19 @@ def kuramoto_static(k, n: int, lattice_side: int) -> dict:
 def run_kuramoto_points(coupling, extras: dict, static: dict, keys: np.ndarray, couplings: np.ndarray, batch: int,
                         progress: bool, desc: str, shard: bool = True) -> dict:
     """Runs every (key, K) pair in chunks of `batch` (split over the local devices when `shard`) with a progress
-    bar; numpy arrays [runs, ...]. The pallas path runs on one device: a sharded jit cannot split its custom call
-    (a shard_map over trials would)."""
+    bar; numpy arrays [runs, ...]. The pallas path goes through shard_map: a sharded jit cannot split the kernel's
+    custom call."""
     total = len(couplings)
-    split = BatchSplit(shard and static.get("impl", "xla") == "xla")
+    split = BatchSplit(shard)
     batch = split.batch_size(min(batch, total))
     coupling, extras = split.replicate((coupling, extras))
+    call = functools.partial(kuramoto_trials, **static)
+    if static.get("impl", "xla") == "pallas":
+        call = split.per_device(call, n_split=2)
     parts = []
     with _progress(total, desc, progress) as bar:
         for lo, hi, idx in _padded_chunks(total, batch):
-            out = jax.device_get(kuramoto_trials(*split.put(keys[idx], couplings[idx].astype(np.float32)), coupling,
-                                                 extras, **static))
+            out = jax.device_get(call(*split.put(keys[idx], couplings[idx].astype(np.float32)), coupling, extras))
             parts.append({k: np.asarray(v)[: hi - lo] for k, v in out.items()})
             bar.update(hi - lo)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -195,6 +195,20 @@ class BatchSplit:
         """A pytree copied to every device (as given on one device)."""
         return tree if self.n == 1 else jax.device_put(tree, self.replicated)
 
+    def per_device(self, fn, n_split: int):
+        """fn run by shard_map: each device calls it on its own rows of the first n_split arguments (the rest
+        replicated) and the outputs' leading axes are joined. For custom calls (Pallas kernels) that a sharded jit
+        cannot split. On one device, fn itself."""
+        if self.n == 1:
+            return fn
+        mesh = self.split.mesh
+
+        def call(*args):
+            specs = tuple(P("batch") if i < n_split else P() for i in range(len(args)))
+            return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P("batch"), check_vma=False)(*args)
+
+        return jax.jit(call)
+
     def gather(self, tree):
         """A pytree brought back onto the first device (as given on one device)."""
         return tree if self.n == 1 else jax.device_put(tree, self.replicated.mesh.devices.flat[0])
