@@ -71,6 +71,17 @@ def test_sharded_simulations_equal_unsharded():
         assert diffs[name] <= 1e-5, (name, diffs[name])
 
 
+@pytest.mark.slow  # tiny Harmonic GPT with the Pallas attention kernel (interpret mode), 3 runs of 3 steps (~30 s)
+def test_pallas_attention_under_shard_map_gives_the_one_device_losses():
+    """A sharded jit cannot split the kernel's custom call; under a data × fsdp mesh the model runs it per device
+    through shard_map, and the losses are those of one device (and of the XLA path)."""
+    losses = run_with_8_devices("kernel_meshes.py")
+    single = np.asarray(losses["pallas_single"])
+    assert len(single) == 3 and single[-1] < single[0]
+    np.testing.assert_allclose(losses["pallas_dp2_fsdp4"], single, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(losses["xla_single"], single, atol=1e-5, rtol=0)
+
+
 # -- the rules, on an abstract 2×2×2 mesh (no devices needed) ---------------------------------------------------------
 
 def _mesh(data=2, fsdp=2, model=2):

@@ -25,6 +25,7 @@ load-balancing loss E · Σ_e f_e · P_e is added with weight moe_aux_weight. Mo
 
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.linen as nn
@@ -46,6 +47,7 @@ from wavejax.nn.selective import (
     wave_selective_attention,
     wave_selective_attention_reference,
 )
+from wavejax.parallel.sharding import per_device_in_context_mesh
 
 SELECTIONS = ("causal", "topk")
 ATTENTION_IMPLS = ("gather", "masked")
@@ -160,7 +162,8 @@ class WaveSelectiveAttention(nn.Module):
         dtype = init.dtype_of(c.dtype)
         q, k, v = QKVProjection(c.n_head, c.d_model, c.use_bias, dtype, name="proj")(x)
         if h["impl"] == "pallas":
-            y = wave_selective_flash_attention(q, k, v, selection.is_wave, h["window"])
+            kernel = functools.partial(wave_selective_flash_attention, window=h["window"])
+            y = per_device_in_context_mesh(kernel, (q, k, v, selection.is_wave))  # a sharded jit cannot split it
         elif h["attention_impl"] == "gather":
             y = wave_selective_attention(q, k, v, selection.idx, selection.valid, h["window"])
         else:

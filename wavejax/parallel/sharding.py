@@ -82,6 +82,22 @@ def in_mesh(mesh: Mesh, fn):
     return call
 
 
+def per_device_in_context_mesh(fn, batch_args, replicated_args=()):
+    """fn(*batch_args, *replicated_args) run by shard_map over the mesh set by `mesh_context`: batch_args are split
+    on their leading axis over the data-like axes ('data', 'fsdp'), replicated_args are copied, outputs are joined on
+    their leading axis. For custom calls (Pallas kernels) that a sharded jit cannot split; outside a mesh, on one
+    device, or with a batch the data-like axes do not divide, fn is just called."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1:
+        return fn(*batch_args, *replicated_args)
+    axes = tuple(a for a in ("data", "fsdp") if a in mesh.axis_names and mesh.shape[a] > 1)
+    if not axes or batch_args[0].shape[0] % math.prod(mesh.shape[a] for a in axes):
+        return fn(*batch_args, *replicated_args)  # e.g. initialisation on one example: nothing to split
+    batch = P(axes)
+    specs = (batch,) * len(batch_args) + (P(),) * len(replicated_args)
+    return jax.shard_map(fn, in_specs=specs, out_specs=batch, check_vma=False)(*batch_args, *replicated_args)
+
+
 def _path_str(path) -> str:
     parts = []
     for k in path:
