@@ -10,25 +10,16 @@ import tempfile
 import jax
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # tests/: multidevice
 
 import harmonic  # noqa: E402
-from wavejax.train.logging import read_metrics  # noqa: E402
-from wavejax.train.loop import Trainer  # noqa: E402
+from multidevice.train_meshes import run, short_run  # noqa: E402
 
 
 def losses(preset, mesh, workdir):
-    c = harmonic.get_config(preset)
-    c.mesh.data, c.mesh.fsdp, c.mesh.model = mesh
-    t = c.train
-    t.batch_size, t.steps, t.log_every, t.eval_every, t.checkpoint_every, t.eval_batches = 8, 3, 1, 3, 3, 1
-    t.sample_tokens, t.progress = 0, False
-    n = mesh[0] * mesh[1] * mesh[2]
-    tr = Trainer(c, workdir, devices=jax.devices()[:n])
-    try:
-        tr.run()
-    finally:
-        tr.ckpt.close()
-    return [r["loss"] for r in read_metrics(workdir) if r["split"] == "train"]
+    c = short_run(harmonic.get_config(preset), mesh, eval_batches=1)
+    c.train.batch_size = 8  # divisible by the 2 x 4 mesh
+    return run(mesh, workdir, c)[1]
 
 
 def main():

@@ -17,22 +17,27 @@ from wavejax.train.loop import Trainer  # noqa: E402
 MESHES = {"single": (1, 1, 1), "dp8": (8, 1, 1), "fsdp8": (1, 8, 1), "dp4_fsdp2": (4, 2, 1)}
 
 
-def config(mesh, steps=3):
-    c = baseline.get_config("tiny")
+def short_run(c, mesh, steps=3, eval_batches=2):
+    """Config c set to `steps` steps on `mesh`, logging every step, evaluating and checkpointing at the end."""
     c.mesh.data, c.mesh.fsdp, c.mesh.model = mesh
     t = c.train
-    t.steps, t.log_every, t.eval_every, t.checkpoint_every, t.eval_batches = steps, 1, steps, steps, 2
+    t.steps, t.log_every, t.eval_every, t.checkpoint_every, t.eval_batches = steps, 1, steps, steps, eval_batches
     t.sample_tokens, t.progress = 0, False
     return c
 
 
-def trainer(mesh, workdir):
+def config(mesh, steps=3):
+    return short_run(baseline.get_config("tiny"), mesh, steps)
+
+
+def trainer(mesh, workdir, c=None):
     n = int(np.prod(mesh))
-    return Trainer(config(mesh), workdir, devices=jax.devices()[:n])
+    return Trainer(config(mesh) if c is None else c, workdir, devices=jax.devices()[:n])
 
 
-def run(mesh, workdir):
-    tr = trainer(mesh, workdir)
+def run(mesh, workdir, c=None):
+    """Trains (config(mesh), or c) on the first prod(mesh) devices; returns the trainer and its train losses."""
+    tr = trainer(mesh, workdir, c)
     try:
         tr.run()
     finally:

@@ -375,7 +375,7 @@ def run_mode_trials(setup: ModeSetup, f, *, seed: int, timesteps: int, trials: i
     batch = split.batch_size(min(int(f.trial_batch), trials))
     arrays = split.replicate(arrays)
     start = time.perf_counter()
-    idx0 = np.minimum(np.arange(batch), trials - 1)
+    _, _, idx0 = next(_padded_chunks(trials, batch))  # the first call's rows, padded as every call is
     compiled = mode_trials.lower(*split.put(keys[idx0], types[idx0].astype(np.int32)), arrays, **static).compile()
     compile_s = time.perf_counter() - start
     parts = []

@@ -355,20 +355,18 @@ def learn_stream(spec: StoreSpec, memory: Memory, tokens: np.ndarray, use_cache:
         raise ValueError(f"a stream of {len(tokens)} tokens has no window of {spec.context_length} with a next token")
     chunk = stream_chunk(spec, len(tokens))
     starts = range(0, n_pairs, chunk)
-    split = BatchSplit(shard)
-    split = split if chunk % split.n == 0 else BatchSplit(False)
+    split = BatchSplit(shard and chunk % len(jax.local_devices()) == 0)
     memory = split.replicate(memory)
     hashes = []
     for start in tqdm(starts, desc="writing", unit="chunk", disable=not progress, leave=False):
-        seg = segment(tokens, start, chunk, spec)
-        valid = np.arange(start, start + chunk) < n_pairs
-        contexts = _segment_contexts(spec, memory.table, split.replicate(jnp.asarray(seg)))
-        memory = _write(spec, memory, *split.put(contexts, jnp.asarray(seg[spec.context_length :]), jnp.asarray(valid)))
+        seg = jnp.asarray(segment(tokens, start, chunk, spec))
+        valid = jnp.arange(start, start + chunk) < n_pairs
+        contexts = _segment_contexts(spec, memory.table, split.replicate(seg))
+        memory = _write(spec, memory, *split.put(contexts, seg[spec.context_length :], valid))
         if split.n > 1:  # the cross-device sum is a collective: one at a time (fake CPU devices abort otherwise)
             memory = jax.block_until_ready(memory)
         if use_cache:
-            seg = jnp.asarray(seg)
-            hashes.append((*_segment_hashes(spec, seg), seg[spec.context_length :], jnp.asarray(valid)))
+            hashes.append((*_segment_hashes(spec, seg), seg[spec.context_length :], valid))
     memory = split.gather(memory)
     if use_cache:
         cache = memory.cache

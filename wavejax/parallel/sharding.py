@@ -93,9 +93,18 @@ def per_device_in_context_mesh(fn, batch_args, replicated_args=()):
     axes = tuple(a for a in ("data", "fsdp") if a in mesh.axis_names and mesh.shape[a] > 1)
     if not axes or batch_args[0].shape[0] % math.prod(mesh.shape[a] for a in axes):
         return fn(*batch_args, *replicated_args)  # e.g. initialisation on one example: nothing to split
-    batch = P(axes)
-    specs = (batch,) * len(batch_args) + (P(),) * len(replicated_args)
-    return jax.shard_map(fn, in_specs=specs, out_specs=batch, check_vma=False)(*batch_args, *replicated_args)
+    return _shard_leading(fn, None, P(axes), len(batch_args))(*batch_args, *replicated_args)
+
+
+def _shard_leading(fn, mesh, batch: P, n_split: int):
+    """shard_map of fn: its first n_split arguments and its outputs split on their leading axis by `batch`, the other
+    arguments replicated (mesh None: the mesh set by `mesh_context`)."""
+
+    def call(*args):
+        specs = tuple(batch if i < n_split else P() for i in range(len(args)))
+        return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=batch, check_vma=False)(*args)
+
+    return call
 
 
 def _path_str(path) -> str:
@@ -215,15 +224,7 @@ class BatchSplit:
         """fn run by shard_map: each device calls it on its own rows of the first n_split arguments (the rest
         replicated) and the outputs' leading axes are joined. For custom calls (Pallas kernels) that a sharded jit
         cannot split. On one device, fn itself."""
-        if self.n == 1:
-            return fn
-        mesh = self.split.mesh
-
-        def call(*args):
-            specs = tuple(P("batch") if i < n_split else P() for i in range(len(args)))
-            return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P("batch"), check_vma=False)(*args)
-
-        return jax.jit(call)
+        return fn if self.n == 1 else jax.jit(_shard_leading(fn, self.split.mesh, P("batch"), n_split))
 
     def gather(self, tree):
         """A pytree brought back onto the first device (as given on one device)."""
