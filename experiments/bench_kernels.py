@@ -11,8 +11,9 @@ Rows per kernel, all measured in this process:
                xla     wavejax/nn/selective.py's gathered k×T global + banded T×2W local form (the reference the ratio
                        is taken against; the model's default impl)
                dense   jax.nn.dot_product_attention(is_causal=True): implementation="cudnn" on GPU, "xla" on CPU
-  kuramoto   rows from experiments/_bench_kuramoto_kernel.py when that module exists: its `add_arguments(parser,
-             prefix="kuramoto_")` adds its options here and its `rows(args)` returns dicts, either with this table's
+  interference, phase, kuramoto
+             rows from experiments/_bench_<name>_kernel.py when that module exists: its `add_arguments(parser,
+             prefix="<name>_")` adds its options here and its `rows(args)` returns dicts, either with this table's
              keys (one row per impl) or as kernel-vs-reference pairs (ref_ms/kernel_ms, ref_temp/kernel_temp,
              shape, of_peak, max_abs_diff), which become an "xla" and a "pallas" row
 
@@ -53,13 +54,13 @@ COLUMNS = [  # (row key, header); rows from other kernels use the same keys (mis
     ("temp_bytes", "temp (fwd+bwd)"), ("throughput", "throughput"), ("peak_pct", "% of peak"),
     ("speedup", "speed-up vs ref"), ("max_err", "max err"), ("work", "scores / causal"),
 ]
-OPTIONAL_MODULES = ("_bench_kuramoto_kernel",)
+OPTIONAL_MODULES = ("_bench_interference_kernel", "_bench_phase_kernel", "_bench_kuramoto_kernel")
 
 
 def parse_args(argv, extra_modules=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kernels", default="all", help="comma-separated: selective, kuramoto (default: all available)")
+    ap.add_argument("--kernels", default="all", help="comma-separated: selective, interference, phase, kuramoto (default: all available)")
     ap.add_argument("--lengths", default=None, help="sequence lengths (default 64,128 on CPU; 1024..8192 on GPU)")
     ap.add_argument("--batch", type=int, default=None, help="default 1 on CPU, 4 on GPU")
     ap.add_argument("--heads", type=int, default=None, help="default 2 on CPU, 8 on GPU")
