@@ -25,7 +25,9 @@ barrier around the scratch exchange); on CPU it runs with `interpret=True` (chos
 correctness check only. The tests lower it for "cuda" on a CPU, so every operation has a Triton lowering rule; it has
 not yet been compiled by Triton or run on a GPU, and GPU timings are not measured, so the simulator's default stays
 `impl="xla"`.
-No gradient: the simulator never differentiates its trajectories, so there is no custom_vjp (jax.grad fails).
+Gradient: `lattice_kuramoto_steps` is a `jax.custom_vjp` whose backward pass is the VJP of the jnp reference
+(recomputed from the launch's inputs, an XLA scan, not a Pallas adjoint kernel): the simulator never differentiates
+its trajectories, but a fit of ω or K through the kernel gets the reference's exact gradients (θ, ω, K, noise).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def lattice_kuramoto_steps_reference(theta, omega, coupling_k, inv_degree, *, dt
     batch, side, _ = theta.shape
     coupling = D.LatticeCoupling(jnp.asarray(inv_degree).reshape(side * side), side, periodic)
     k = jnp.asarray(coupling_k, theta.dtype)[:, None]
-    n_valid = steps if n_valid is None else n_valid
+    n_valid = jnp.broadcast_to(jnp.asarray(steps if n_valid is None else n_valid), (batch,))[:, None]  # per trial
 
     def body(th, xs):
         l, xi = xs
@@ -191,20 +193,50 @@ def lattice_kuramoto_steps(theta, omega, coupling_k, inv_degree, *, dt: float, s
     if any(w & (w - 1) for w in (p, q)) or min(p, q) <= 2 * halo:
         raise ValueError(f"window {p} x {q} must be powers of two larger than twice the halo {halo} "
                          f"({steps} steps x {STAGES[integrator]} stages)")
+    n_valid = jnp.broadcast_to(jnp.asarray(steps if n_valid is None else n_valid, jnp.int32), (batch,))
+    launch = functools.partial(_launch, side=side, window=(p, q), halo=halo, steps=steps, integrator=integrator,
+                               periodic=periodic, dt=float(dt), noise_scale=float(noise_scale), num_warps=num_warps,
+                               interpret=default_interpret() if interpret is None else interpret)
+    reference = functools.partial(lattice_kuramoto_steps_reference, dt=dt, steps=steps, integrator=integrator,
+                                  periodic=periodic, noise_scale=noise_scale)
+
+    @jax.custom_vjp
+    def fused(theta, omega, coupling_k, inv_degree, n_valid, noise):
+        return launch(theta, omega, coupling_k, inv_degree, n_valid, noise)
+
+    def fused_fwd(*args):
+        return fused(*args), args
+
+    def fused_bwd(residuals, cotangent):  # the reference's VJP, recomputed (see the module docstring)
+        theta, omega, coupling_k, inv_degree, n_valid, noise = residuals
+        _, vjp = jax.vjp(lambda th, om, k, xi: reference(th, om, k, inv_degree, noise=xi, n_valid=n_valid),
+                         theta, omega, coupling_k, noise)
+        d_theta, d_omega, d_k, d_noise = vjp(cotangent)
+        return d_theta, d_omega, d_k, None, None, d_noise  # no gradient for the lattice's degrees or n_valid
+
+    fused.defvjp(fused_fwd, fused_bwd)
+    f32 = jnp.float32
+    return fused(theta, jnp.asarray(omega, f32), jnp.asarray(coupling_k, f32), jnp.asarray(inv_degree, f32), n_valid,
+                 None if noise is None else jnp.asarray(noise, f32))
+
+
+def _launch(theta, omega, coupling_k, inv_degree, n_valid, noise, *, side, window, halo, steps, integrator, periodic,
+            dt, noise_scale, num_warps, interpret):
+    """The pallas_call behind lattice_kuramoto_steps (arguments checked there)."""
+    batch = theta.shape[0]
+    p, q = window
     tile = (p - 2 * halo, q - 2 * halo)
     grid = (batch, -(-side // tile[0]), -(-side // tile[1]))
-    interpret = default_interpret() if interpret is None else interpret
     kernel = functools.partial(_lattice_kernel, side=side, tile=tile, halo=halo, steps=steps, integrator=integrator,
-                               periodic=periodic, dt=float(dt), noise_scale=float(noise_scale),
-                               has_noise=noise is not None, barrier=not interpret)
+                               periodic=periodic, dt=dt, noise_scale=noise_scale, has_noise=noise is not None,
+                               barrier=not interpret)
     f32 = jnp.float32
     out_shape = [jax.ShapeDtypeStruct((batch, grid[1] * tile[0] + 2 * halo, grid[2] * tile[1] + 2 * halo), f32),
                  jax.ShapeDtypeStruct((math.prod(grid), p, q), f32),  # scratch: s of each program's window
                  jax.ShapeDtypeStruct((math.prod(grid), p, q), f32)]  # scratch: c
-    n_valid = jnp.broadcast_to(jnp.asarray(steps if n_valid is None else n_valid, jnp.int32), (batch,))
-    args = [theta, jnp.asarray(omega, f32), jnp.asarray(coupling_k, f32), jnp.asarray(inv_degree, f32), n_valid]
+    args = [theta, omega, coupling_k, inv_degree, n_valid]
     if noise is not None:
-        args.append(jnp.asarray(noise, f32))
+        args.append(noise)
     out, _, _ = pl.pallas_call(kernel, out_shape=out_shape, grid=grid, interpret=interpret,
                                compiler_params=None if interpret else plgpu.CompilerParams(num_warps=num_warps,
                                                                                           num_stages=1),
