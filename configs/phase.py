@@ -12,6 +12,8 @@ layer (causal, attractive, cos/sin features). Arguments, combinable with "+" (e.
   wt2_kpc_mid      Phase B, K0 = 0.75
   wt2_kpc_diverse  Phase B, K0 = 0.75, phase noise 0.03, frequency jitter 0.02, coherence ceiling 0.45 (lambda 0.1)
   tiny             2 layers (phase layer last), width 64, 8 oscillators: trains in well under a minute on a CPU
+  pallas           the phase layer's T Kuramoto steps by the fused Pallas kernel (pallas_kernels/kuramoto_attention.py;
+                   interpret mode on CPU, so slower there); the default stays the XLA scan until a GPU measurement
 
 The original's run lengths differed between its runs (20 to 164 epochs of an undocumented windowing); here
 every preset has a fixed step budget so that runs compare at equal tokens. Phase B's original tokenizer
@@ -48,6 +50,7 @@ PRESETS = {
     "wt2_kpc_diverse": {**_WT2, "model.phase.coupling_init": 0.75, "model.phase.phase_noise": 0.03,
                         "model.phase.freq_jitter": 0.02, "model.phase.reg_lambda": 0.1, "model.phase.reg_mode": "ceiling",
                         "model.phase.reg_target": 0.45},
+    "pallas": {"model.phase.impl": "pallas"},
     "tiny": {**tiny_overrides(), "model.layer_attention": layers(2, 1), "model.phase.oscillators": 8,
              "model.dropout": 0.0, "model.attn_dropout": 0.0, "train.lr": 1e-3, "train.min_lr": 1e-4},
 }

@@ -35,6 +35,7 @@ SIGNS = {"repulsive": 1.0, "attractive": -1.0}
 OUTPUT_FEATURES = ("angle", "cossin")
 REG_MODES = ("ceiling", "center", "band")
 CAUSAL_NORMS = ("count", "length")
+IMPLS = ("xla", "pallas")
 
 
 def wrap(theta):
@@ -153,6 +154,9 @@ def default_phase_config() -> ml_collections.ConfigDict:
     p.reg_target = 0.45
     p.reg_grad = True  # False: the original's detached phases, so the penalty has zero gradient
     p.remat = True  # recompute each Euler step in the backward pass: only theta^t is stored per step
+    # xla: kuramoto_dynamics (lax.scan); pallas: all T steps in one fused kernel (pallas_kernels/kuramoto_attention.py,
+    # interpret mode on CPU). xla stays the default until the kernel has been timed on a GPU.
+    p.impl = "xla"
     return p
 
 
@@ -167,7 +171,8 @@ def check_phase_config(model_config) -> None:
     for key in ("dt", "freq_std", "phase_noise", "freq_jitter", "reg_lambda"):
         if not p[key] >= 0:
             raise ConfigError(f"model.phase.{key} must be >= 0, got {p[key]}.")
-    choices = {"sign": tuple(SIGNS), "output_features": OUTPUT_FEATURES, "reg_mode": REG_MODES, "causal_norm": CAUSAL_NORMS}
+    choices = {"sign": tuple(SIGNS), "output_features": OUTPUT_FEATURES, "reg_mode": REG_MODES, "causal_norm": CAUSAL_NORMS,
+               "impl": IMPLS}
     for key, allowed in choices.items():
         if p[key] not in allowed:
             raise ConfigError(f"model.phase.{key} must be one of {allowed}, got {p[key]!r}.")
@@ -206,9 +211,12 @@ class KuramotoAttention(nn.Module):
             jitter = jax.random.normal(self.make_rng("dropout"), omega.shape, omega.dtype)
             omega_eff = omega * (1.0 + p["freq_jitter"] * jitter)
         noise_key = self.make_rng("dropout") if training and p["phase_noise"] > 0 else None  # noise on every increment
-        theta = kuramoto_dynamics(theta0, omega_eff[:, None, :], coupling, steps=p["steps"], dt=p["dt"],
-                                  sign=SIGNS[p["sign"]], causal=p["causal"], causal_norm=p["causal_norm"],
-                                  noise_key=noise_key, noise_std=p["phase_noise"], remat=p["remat"])
+        dynamics = kuramoto_dynamics
+        if p["impl"] == "pallas":  # imported here: the kernel module imports this one for its reference
+            from pallas_kernels.kuramoto_attention import kuramoto_dynamics_pallas as dynamics
+        theta = dynamics(theta0, omega_eff[:, None, :], coupling, steps=p["steps"], dt=p["dt"],
+                         sign=SIGNS[p["sign"]], causal=p["causal"], causal_norm=p["causal_norm"],
+                         noise_key=noise_key, noise_std=p["phase_noise"], remat=p["remat"])
 
         self._track(theta, p)
         feats = theta.transpose(0, 2, 1, 3).reshape(b, s, h * o)
