@@ -1,0 +1,360 @@
+"""Interference attention (the wave family's §4.2) as a flash-style Pallas kernel: forward and backward, tiled so that
+no [T,T] or [T,T,W] array is ever written to device memory.
+
+With omega, phase, amp [B,H,T,W], v [B,H,T,D], t = position index, S_q = Σ_w A_qw², per (query q, key k <= q):
+
+    C_qk = Σ_w A_qw A_kw cos((ω_qw − ω_kw)(t_q − t_k) + φ_qw − φ_kw)     P_qk = Σ_w A_qw A_kw
+    α_qk = (S_q + S_k + 2 C_qk) / (S_q + S_k + 2 P_qk + 1e-8)  (= I / (E + 1e-8)),  0 for k > q
+    out_q = Σ_k α_qk v_k / L_q,  L_q = Σ_k α_qk  (normalize=True; L_q >= α_qq ≈ 1),  or Σ_k α_qk v_k (False)
+
+`interference_attention_reference` (wavejax/models/wave_attention.py, the original's dense [B,H,T,T,W] form) is the
+reference the kernel must match; `interference_attention` there (a lax.scan over key blocks) is the XLA path the
+benchmark compares against. No softmax, so no running max: the forward just accumulates α v and L over key blocks.
+
+Kernels (Triton-style, as selective_attention.py; grid (tiles, batch, heads); waves stored [B,H,W,T] so that one
+wave's row of a tile is a contiguous [block] vector):
+  forward  per query tile, key blocks 0..last causal one; per block a loop over the W waves accumulates C and P
+           ([bq, bk] each), then α, acc += α v, L += Σ_k α. Writes out and L (the backward's residual).
+  dq       per query tile, the same key blocks; with g_q = dout_q / L_q, Δ_q = dout_q·out_q / L_q (normalize; else
+           g = dout, Δ = 0, both computed outside): dα = g·vᵀ − Δ, r = dα / (E + eps) (= ∂/∂I), s = −r α (= ∂/∂E);
+           a second loop over waves recomputes cos and sin and accumulates the query side:
+             dA_qw += Σ_k 2 A_kw (r cos + s),  dω_qw += Σ_k ψ Δt,  dφ_qw += Σ_k ψ,  ψ = −2 r A_qw A_kw sin,
+             dS_q += Σ_k (r + s)   (S enters I and E alike; dA += 2 A dS is applied outside by autodiff of S)
+  dk, dv   per key block, the query tiles from its diagonal on: dv_k += Σ_q α_qk g_q and the key side of the same
+           terms, with the signs of ∂arg/∂ω_k = −Δt and ∂arg/∂φ_k = −1.
+Per-wave accumulators are [W, block] values updated with a one-hot row select (no dynamic row writes to a ref, which
+Triton cannot order between threads); the trig work (1 cos per pair and wave forward, 3 per pass backward) dominates.
+Everything is wrapped in a jax.custom_vjp (a raw pallas_call has no JVP). Ragged tails: T is padded to a multiple of
+the blocks (padded keys sit after every real query; padded queries get a zero cotangent), W and D to powers of two
+(D at least 16 when compiled) with zero amplitudes / values, which add nothing to C, P or S. Inputs may be bf16: the
+wave arrays are upcast to float32 (float64 stays float64) as the XLA path does; α v uses v's dtype like it.
+Dropout: none (the kernel never holds α in memory to drop it); the model refuses impl="pallas" with attn_dropout > 0.
+
+Status: on CPU the kernels run with interpret=True (selected automatically) and match the reference in the tests; they
+pass Pallas' Triton lowering for CUDA, but GPU timings are NOT measured yet (no GPU in the session that wrote this), so
+model.wave.interference_impl stays "xla" by default until experiments/_bench_interference_kernel.py has run on a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
+
+from pallas_kernels import default_interpret
+from wavejax.models.wave_attention import (  # noqa: F401  (the reference and the XLA path it is measured against)
+    INTERFERENCE_EPS,
+    interference_attention,
+    interference_attention_reference,
+)
+
+DEFAULT_BLOCK_Q = 64
+DEFAULT_BLOCK_K = 64
+MIN_TRITON_DIM = 16  # Triton's tl.dot needs every matmul dimension >= 16
+
+
+# -- per-block pieces shared by the three kernels -------------------------------------------------------------------
+
+class _Side(NamedTuple):
+    """One side (queries or keys) of a block: the omega, phase, amp refs ([W, n] each), the block's first column in
+    them (0 for a tile, the block's offset for a whole-T ref), its first position and its length."""
+
+    refs: tuple
+    start: object
+    first: object
+    size: int
+
+    def rows(self, w):
+        """Wave w's [size] rows of omega, phase and amp."""
+        return tuple(ref[w, pl.ds(self.start, self.size)] for ref in self.refs)
+
+    def positions(self):
+        return self.first + jnp.arange(self.size)
+
+
+def _block_alpha(q: _Side, k: _Side, s_q, s_k, n_waves: int):
+    """(α, E + eps, Δt, visible) of a query block and a key block ([bq, bk] each), C and P summed over waves."""
+    acc_dtype = s_q.dtype
+    pos_q, pos_k = q.positions(), k.positions()
+    visible = pos_k[None, :] <= pos_q[:, None]
+    delta_t = (pos_q[:, None] - pos_k[None, :]).astype(acc_dtype)
+
+    def wave(w, carry):
+        cross, prod = carry
+        om_q, ph_q, a_q = q.rows(w)
+        om_k, ph_k, a_k = k.rows(w)
+        aa = a_q[:, None] * a_k[None, :]
+        arg = (om_q[:, None] - om_k[None, :]) * delta_t + (ph_q[:, None] - ph_k[None, :])
+        return cross + aa * jnp.cos(arg), prod + aa
+
+    zeros = jnp.zeros((q.size, k.size), acc_dtype)
+    cross, prod = lax.fori_loop(0, n_waves, wave, (zeros, zeros))
+    base = s_q[:, None] + s_k[None, :]
+    energy = jnp.where(visible, base + 2 * prod, 1.0) + INTERFERENCE_EPS
+    alpha = jnp.where(visible, base + 2 * cross, 0.0) / energy
+    return alpha, energy, delta_t, visible
+
+
+def _score_cotangents(alpha, energy, visible, g_q, v_k, delta_q):
+    """r = ∂L/∂I and s = ∂L/∂E ([bq, bk]) from dα = g_q·v_kᵀ − Δ_q."""
+    d_alpha = plgpu.dot(g_q, v_k.astype(g_q.dtype), trans_b=True) - delta_q[:, None]
+    r = jnp.where(visible, d_alpha / energy, 0.0)
+    return r, -r * alpha
+
+
+def _wave_grads(q: _Side, k: _Side, delta_t, r, s, carry, n_waves: int, axis: int):
+    """Adds one block's dω, dφ, dA ([W, n] each) to `carry`: the query side (axis=1: summed over keys) or the key side
+    (axis=0: summed over queries, with ∂arg/∂ω_k = −Δt and ∂arg/∂φ_k = −1)."""
+    sign = 1.0 if axis == 1 else -1.0
+    width = carry[0].shape[0]
+
+    def wave(w, acc):
+        om_q, ph_q, a_q = q.rows(w)
+        om_k, ph_k, a_k = k.rows(w)
+        arg = (om_q[:, None] - om_k[None, :]) * delta_t + (ph_q[:, None] - ph_k[None, :])
+        other = a_k[None, :] if axis == 1 else a_q[:, None]  # dI/dA_q = 2 A_k cos, dE/dA_q = 2 A_k (and q <-> k)
+        psi = -2.0 * r * (a_q[:, None] * a_k[None, :]) * jnp.sin(arg)
+        contrib = (sign * (psi * delta_t).sum(axis), sign * psi.sum(axis),
+                   (2.0 * other * (r * jnp.cos(arg) + s)).sum(axis))
+        row = jnp.arange(width)[:, None] == w
+        return tuple(a + jnp.where(row, c[None, :], 0.0) for a, c in zip(acc, contrib))
+
+    return lax.fori_loop(0, n_waves, wave, carry)
+
+
+def _key_blocks_seen(q0, block_q: int, block_k: int):
+    """Key blocks [0, hi) a causal query tile starting at q0 needs."""
+    return (q0 + block_q + block_k - 1) // block_k
+
+
+# -- kernels ------------------------------------------------------------------------------------------------------
+
+def _forward_kernel(omq_ref, phq_ref, aq_ref, sq_ref, omk_ref, phk_ref, ak_ref, sk_ref, v_ref, o_ref, l_ref, *,
+                    normalize: bool, n_waves: int, block_k: int):
+    block_q = sq_ref.shape[0]
+    q0 = pl.program_id(0) * block_q
+    s_q = sq_ref[...]
+    q_side, k_refs = _Side((omq_ref, phq_ref, aq_ref), 0, q0, block_q), (omk_ref, phk_ref, ak_ref)
+    acc_dtype = jnp.promote_types(v_ref.dtype, s_q.dtype)
+
+    def body(j, carry):
+        acc, rowsum = carry
+        k0 = j * block_k
+        keys = pl.ds(k0, block_k)
+        alpha, _, _, _ = _block_alpha(q_side, _Side(k_refs, k0, k0, block_k), s_q, sk_ref[keys], n_waves)
+        vb = v_ref[keys, :]
+        return acc + plgpu.dot(alpha.astype(vb.dtype), vb).astype(acc_dtype), rowsum + alpha.sum(axis=1)
+
+    init = (jnp.zeros((block_q, v_ref.shape[1]), acc_dtype), jnp.zeros((block_q,), s_q.dtype))
+    acc, rowsum = lax.fori_loop(0, _key_blocks_seen(q0, block_q, block_k), body, init)
+    if normalize:  # L >= α_qq for real rows; the guard only keeps all-zero padded rows finite
+        acc = acc / jnp.where(rowsum > 0, rowsum, 1.0)[:, None].astype(acc_dtype)
+    o_ref[...] = acc.astype(o_ref.dtype)
+    l_ref[...] = rowsum
+
+
+def _dq_kernel(omq_ref, phq_ref, aq_ref, sq_ref, g_ref, dl_ref, omk_ref, phk_ref, ak_ref, sk_ref, v_ref,
+               dom_ref, dph_ref, da_ref, ds_ref, *, n_waves: int, block_k: int):
+    block_q = sq_ref.shape[0]
+    q0 = pl.program_id(0) * block_q
+    s_q, g_q, delta_q = sq_ref[...], g_ref[...], dl_ref[...]
+    q_side, k_refs = _Side((omq_ref, phq_ref, aq_ref), 0, q0, block_q), (omk_ref, phk_ref, ak_ref)
+
+    def body(j, carry):
+        waves, ds = carry
+        k0 = j * block_k
+        keys = pl.ds(k0, block_k)
+        k_side = _Side(k_refs, k0, k0, block_k)
+        alpha, energy, delta_t, visible = _block_alpha(q_side, k_side, s_q, sk_ref[keys], n_waves)
+        r, s = _score_cotangents(alpha, energy, visible, g_q, v_ref[keys, :], delta_q)
+        waves = _wave_grads(q_side, k_side, delta_t, r, s, waves, n_waves, axis=1)
+        return waves, ds + (r + s).sum(axis=1)
+
+    zeros = jnp.zeros(dom_ref.shape, s_q.dtype)
+    init = ((zeros, zeros, zeros), jnp.zeros((block_q,), s_q.dtype))
+    (dom, dph, da), ds = lax.fori_loop(0, _key_blocks_seen(q0, block_q, block_k), body, init)
+    dom_ref[...], dph_ref[...], da_ref[...], ds_ref[...] = dom, dph, da, ds
+
+
+def _dkv_kernel(omq_ref, phq_ref, aq_ref, sq_ref, g_ref, dl_ref, omk_ref, phk_ref, ak_ref, sk_ref, v_ref,
+                dom_ref, dph_ref, da_ref, ds_ref, dv_ref, *, n_waves: int, block_q: int):
+    block_k = sk_ref.shape[0]
+    k0 = pl.program_id(0) * block_k
+    s_k, vb = sk_ref[...], v_ref[...]
+    q_refs, k_side = (omq_ref, phq_ref, aq_ref), _Side((omk_ref, phk_ref, ak_ref), 0, k0, block_k)
+    n_q = sq_ref.shape[0] // block_q
+
+    def body(i, carry):
+        waves, ds, dv = carry
+        q0 = i * block_q
+        rows = pl.ds(q0, block_q)
+        g_q = g_ref[rows, :]
+        q_side = _Side(q_refs, q0, q0, block_q)
+        alpha, energy, delta_t, visible = _block_alpha(q_side, k_side, sq_ref[rows], s_k, n_waves)
+        r, s = _score_cotangents(alpha, energy, visible, g_q, vb, dl_ref[rows])
+        waves = _wave_grads(q_side, k_side, delta_t, r, s, waves, n_waves, axis=0)
+        dv = dv + plgpu.dot(alpha.astype(g_q.dtype), g_q, trans_a=True)
+        return waves, ds + (r + s).sum(axis=0), dv
+
+    zeros = jnp.zeros(dom_ref.shape, s_k.dtype)
+    init = ((zeros, zeros, zeros), jnp.zeros((block_k,), s_k.dtype), jnp.zeros(dv_ref.shape, g_ref.dtype))
+    (dom, dph, da), ds, dv = lax.fori_loop(k0 // block_q, n_q, body, init)
+    dom_ref[...], dph_ref[...], da_ref[...], ds_ref[...] = dom, dph, da, ds
+    dv_ref[...] = dv.astype(dv_ref.dtype)
+
+
+# -- pallas_calls ---------------------------------------------------------------------------------------------------
+
+def _wave_tile(width: int, block: int):
+    """One [W, block] tile of a [B, H, W, T] wave array at grid point (tile, b, h)."""
+    return pl.BlockSpec((None, None, width, block), lambda i, b, h: (b, h, 0, i))
+
+
+def _vec_tile(block: int):
+    """One [block] tile of a [B, H, T] array (S, L, Δ, dS)."""
+    return pl.BlockSpec((None, None, block), lambda i, b, h: (b, h, i))
+
+
+def _row_tile(block: int, dim: int):
+    """One [block, D] tile of a [B, H, T, D] array (v, out, g)."""
+    return pl.BlockSpec((None, None, block, dim), lambda i, b, h: (b, h, i, 0))
+
+
+def _side_specs(width, t, dim, block, whole: bool):
+    """Specs of (omega, phase, amp, S) and of a [T, D] row array for one side: a tile of `block` or the whole T."""
+    length = t if whole else block
+    wave = pl.BlockSpec((None, None, width, length), lambda i, b, h: (b, h, 0, 0)) if whole else _wave_tile(width, block)
+    vec = pl.BlockSpec((None, None, length), lambda i, b, h: (b, h, 0)) if whole else _vec_tile(block)
+    rows = pl.BlockSpec((None, None, length, dim), lambda i, b, h: (b, h, 0, 0)) if whole else _row_tile(block, dim)
+    return [wave] * 3 + [vec], vec, rows
+
+
+def _params():
+    return plgpu.CompilerParams(num_warps=4, num_stages=2)
+
+
+def _forward(waves, s, v, normalize, n_waves, block_q, block_k, interpret):
+    b, h, wp, t = waves[0].shape
+    d = v.shape[-1]
+    q_specs, q_vec, q_rows = _side_specs(wp, t, d, block_q, whole=False)
+    k_specs, _, k_rows = _side_specs(wp, t, d, block_k, whole=True)
+    return pl.pallas_call(
+        functools.partial(_forward_kernel, normalize=normalize, n_waves=n_waves, block_k=block_k),
+        grid=(t // block_q, b, h),
+        in_specs=q_specs + k_specs + [k_rows],
+        out_specs=[q_rows, q_vec],
+        out_shape=[jax.ShapeDtypeStruct(v.shape, v.dtype), jax.ShapeDtypeStruct(s.shape, s.dtype)],
+        compiler_params=_params(),
+        interpret=interpret,
+        name="interference_forward",
+    )(*waves, s, *waves, s, v)
+
+
+def _backward(waves, s, v, g, delta, n_waves, block_q, block_k, interpret):
+    b, h, wp, t = waves[0].shape
+    d = v.shape[-1]
+    wave_shape = jax.ShapeDtypeStruct(waves[0].shape, s.dtype)
+    vec_shape = jax.ShapeDtypeStruct(s.shape, s.dtype)
+    args = (*waves, s, g, delta, *waves, s, v)
+
+    q_specs, q_vec, q_rows = _side_specs(wp, t, d, block_q, whole=False)
+    k_specs, _, k_rows = _side_specs(wp, t, d, block_k, whole=True)
+    d_query = pl.pallas_call(
+        functools.partial(_dq_kernel, n_waves=n_waves, block_k=block_k),
+        grid=(t // block_q, b, h),
+        in_specs=q_specs + [q_rows, q_vec] + k_specs + [k_rows],
+        out_specs=q_specs,
+        out_shape=[wave_shape] * 3 + [vec_shape],
+        compiler_params=_params(),
+        interpret=interpret,
+        name="interference_dq",
+    )(*args)
+
+    q_specs, q_vec, q_rows = _side_specs(wp, t, d, block_q, whole=True)
+    k_specs, _, k_rows = _side_specs(wp, t, d, block_k, whole=False)
+    d_key = pl.pallas_call(
+        functools.partial(_dkv_kernel, n_waves=n_waves, block_q=block_q),
+        grid=(t // block_k, b, h),
+        in_specs=q_specs + [q_rows, q_vec] + k_specs + [k_rows],
+        out_specs=k_specs + [k_rows],
+        out_shape=[wave_shape] * 3 + [vec_shape, jax.ShapeDtypeStruct(v.shape, v.dtype)],
+        compiler_params=_params(),
+        interpret=interpret,
+        name="interference_dkv",
+    )(*args)
+    return [a + b for a, b in zip(d_query, d_key)] + [d_key[4]]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8, 9))
+def _interference(omega, phase, amp, s, v, normalize, n_waves, block_q, block_k, interpret):
+    """Padded, wave-major inputs: omega, phase, amp [B,H,Wp,Tp], s = Σ_w amp² [B,H,Tp], v [B,H,Tp,Dp]."""
+    return _forward((omega, phase, amp), s, v, normalize, n_waves, block_q, block_k, interpret)[0]
+
+
+def _interference_fwd(omega, phase, amp, s, v, normalize, n_waves, block_q, block_k, interpret):
+    out, rowsum = _forward((omega, phase, amp), s, v, normalize, n_waves, block_q, block_k, interpret)
+    return out, (omega, phase, amp, s, v, out, rowsum)
+
+
+def _interference_bwd(normalize, n_waves, block_q, block_k, interpret, residuals, d_out):
+    omega, phase, amp, s, v, out, rowsum = residuals
+    acc = jnp.promote_types(v.dtype, s.dtype)
+    d_out = d_out.astype(acc)
+    if normalize:  # dα_qk = (dout_q·v_k − dout_q·out_q) / L_q
+        inv = 1.0 / jnp.where(rowsum > 0, rowsum, 1.0)
+        g = d_out * inv[..., None]
+        delta = jnp.sum(d_out * out.astype(acc), axis=-1) * inv
+    else:
+        g, delta = d_out, jnp.zeros_like(rowsum)
+    d_om, d_ph, d_a, d_s, d_v = _backward((omega, phase, amp), s, v, g, delta.astype(s.dtype), n_waves, block_q,
+                                          block_k, interpret)
+    return d_om, d_ph, d_a, d_s, d_v
+
+
+_interference.defvjp(_interference_fwd, _interference_bwd)
+
+
+# -- public entry point -----------------------------------------------------------------------------------------------
+
+def _is_power_of_two(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
+@functools.partial(jax.jit, static_argnames=("normalize", "block_q", "block_k", "interpret"))
+def interference_flash_attention(omega, phase, amp, v, *, normalize: bool, block_q: int = DEFAULT_BLOCK_Q,
+                                 block_k: int = DEFAULT_BLOCK_K, interpret: bool | None = None):
+    """Interference attention by the Pallas kernels: omega, phase, amp [B,H,T,W], v [B,H,T,D] -> [B,H,T,D] (v's dtype).
+
+    Equals `interference_attention_reference(omega, phase, amp, v, normalize)`; differentiable in all four inputs
+    through a custom_vjp. Block sizes must be powers of two (and >= 16 when compiled for a GPU); interpret=None picks
+    interpret mode on CPU."""
+    if not (_is_power_of_two(block_q) and _is_power_of_two(block_k)):
+        raise ValueError(f"block_q and block_k must be powers of two, got {block_q} and {block_k}.")
+    if not omega.shape == phase.shape == amp.shape or v.ndim != 4 or v.shape[:3] != omega.shape[:3]:
+        raise ValueError(f"omega, phase, amp must share one [B,H,T,W] shape and v be [B,H,T,D]; got {omega.shape}, "
+                         f"{phase.shape}, {amp.shape}, {v.shape}.")
+    interpret = default_interpret() if interpret is None else interpret
+    if not interpret and min(block_q, block_k) < MIN_TRITON_DIM:
+        raise ValueError(f"compiled for a GPU (Triton), block_q and block_k must be >= {MIN_TRITON_DIM}, got "
+                         f"{block_q} and {block_k}.")
+    b, h, t, w = omega.shape
+    d = v.shape[-1]
+    tile = max(block_q, block_k)
+    tp = -(-t // tile) * tile
+    wp = pl.next_power_of_2(w)
+    dp = pl.next_power_of_2(d) if interpret else max(pl.next_power_of_2(d), MIN_TRITON_DIM)
+    score = jnp.promote_types(omega.dtype, jnp.float32)
+
+    def wave_major(a):  # [B,H,T,W] -> [B,H,Wp,Tp], zeros in the padding (zero amplitude: the pad adds nothing)
+        return jnp.pad(a.astype(score), ((0, 0), (0, 0), (0, tp - t), (0, wp - w))).swapaxes(2, 3)
+
+    om, ph, a = wave_major(omega), wave_major(phase), wave_major(amp)
+    s = jnp.sum(a * a, axis=2)  # autodiff of S gives dA += 2 A dS
+    vp = jnp.pad(v, ((0, 0), (0, 0), (0, tp - t), (0, dp - d)))
+    out = _interference(om, ph, a, s, vp, normalize, w, block_q, block_k, interpret)
+    return out[:, :, :t, :d]
