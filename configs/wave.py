@@ -13,6 +13,9 @@ with 1024 output classes instead of the 65 of the char tokenizer. Arguments, com
   physics        the [K] "physics-first" model: Zipf-mass embedding annealed from the lookup table over 3,000 steps,
                  ln_f + collapse head, WaveNativeOptimizer (c 0.3, gamma 0.1), WaveCoherenceLoss (0.05 each)
   interference   the exact interference attention (§4.2) in every block (blockwise over keys)
+  pallas         the interference attention by the Pallas kernel (pallas_kernels/interference_attention.py;
+                 interpret mode on CPU, slow there; GPU speed not measured yet, so "xla" stays the default),
+                 without attention dropout (the kernel has none)
   pure_elu       the pure-wave attention (§4.4), kernel elu+1 (quadratic: kernel(scores) / sqrt(q+1))
   pure_sigmoid   the pure-wave attention, kernel sigmoid
   pure_exp       the pure-wave attention, kernel exp
@@ -67,6 +70,8 @@ PRESETS = {
     "classic": CLASSIC,
     "physics": PHYSICS,
     "interference": {"model.attention": "wave_interference"},
+    "pallas": {"model.attention": "wave_interference", "model.wave.interference_impl": "pallas",
+               "model.attn_dropout": 0.0},
     "pure_elu": _pure("elu_plus_one"),
     "pure_sigmoid": _pure("sigmoid"),
     "pure_exp": _pure("exp"),

@@ -49,6 +49,9 @@ def default_wave_config() -> ml_collections.ConfigDict:
     w.wave_ratio_init = 0.5  # wave_packet: rho, the gate is sigmoid(rho)
     w.standard_ratio_init = 0.0  # wave_physics: r at step 0 ([K]: 1.0, lowered to 0 by train.wave_optim.anneal_steps)
     w.interference_block = 64  # keys per block of the blockwise interference attention
+    # xla: the blockwise lax.scan; pallas: the flash-style kernel (pallas_kernels/interference_attention.py,
+    # interpret mode on CPU). "xla" stays the default until the kernel has been timed on a GPU.
+    w.interference_impl = "xla"
     w.interference_normalize = True  # divide alpha by its row sum (the original: False, rows sum to ~(t+1) mean alpha)
     w.pure_kernel = "elu_plus_one"  # elu_plus_one | sigmoid | exp
     w.pure_mode = "quadratic"  # quadratic | linear (the original ignored this and always ran quadratic)
@@ -86,6 +89,27 @@ def check_wave_config(model_config) -> None:
         raise ConfigError(f"model.wave.pure_kernel must be one of {tuple(KERNELS)}, got {w.pure_kernel!r}.")
     if w.pure_mode not in PURE_MODES:
         raise ConfigError(f"model.wave.pure_mode must be one of {PURE_MODES}, got {w.pure_mode!r}.")
+    check_interference_impl(model_config)
+
+
+INTERFERENCE_IMPLS = ("xla", "pallas")
+
+
+def check_interference_impl(model_config) -> None:
+    """The kernel's limits: power-of-two blocks, and no attention dropout (it never holds alpha in memory to drop)."""
+    w = model_config.wave
+    impl = w.get("interference_impl", "xla")  # absent from run directories written before the kernel existed
+    if impl not in INTERFERENCE_IMPLS:
+        raise ConfigError(f"model.wave.interference_impl must be one of {INTERFERENCE_IMPLS}, got {impl!r}.")
+    if impl != "pallas" or "wave_interference" not in (tuple(model_config.get("layer_attention", ()))
+                                                       or (model_config.attention,)):
+        return
+    if w.interference_block & (w.interference_block - 1):
+        raise ConfigError(f"model.wave.interference_impl='pallas' needs model.wave.interference_block to be a power "
+                          f"of two (the kernel's tile), got {w.interference_block}.")
+    if model_config.attn_dropout > 0:
+        raise ConfigError("model.wave.interference_impl='pallas' has no attention dropout; set model.attn_dropout=0 "
+                          "or model.wave.interference_impl='xla'.")
 
 
 # -- embeddings ------------------------------------------------------------------------------------------------------

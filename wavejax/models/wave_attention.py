@@ -14,7 +14,8 @@ Parts (registered names; q/k/omega/... are [B,H,T,W] with W = model.wave.num_wav
     E_qk = sum_w (A_qw + A_kw)^2,  alpha_qk = I_qk / (E_qk + 1e-8) for k <= q, 0 for k > q  (alpha in [0, 1],
     alpha_qq = 1); sound default: alpha_qk / sum_k alpha_qk. No softmax. Computed blockwise over keys
     (`interference_attention`, lax.scan with a rematerialised body): memory O(B*H*T*block*W) forward and backward;
-    `interference_attention_reference` builds the original's [B,H,T,T,W] tensors.
+    `interference_attention_reference` builds the original's [B,H,T,T,W] tensors. model.wave.interference_impl =
+    "pallas" runs pallas_kernels/interference_attention.py instead (no attention dropout; default "xla").
 "wave_pure" (§4.4): q = W^(1/4) normalise(sin(f_q t + p_q)), k likewise (f, p linear in x).
     quadratic: a_qk = kernel(sigma_h <q,k>) / sqrt(q + 1) for k <= q (no sum-to-1), kernel elu+1 | sigmoid | exp;
     linear: out_q = sum_{k<=q} (phi(q).phi(k)) v_k / (sum_{k<=q} phi(q).phi(k) + 1e-6), phi = the kernel applied to
@@ -25,6 +26,7 @@ None of them has residual dropout (the original has none); model.attn_dropout dr
 
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.linen as nn
@@ -33,6 +35,7 @@ import jax.numpy as jnp
 
 from wavejax.nn import init
 from wavejax.nn.registry import register_attention
+from wavejax.parallel.sharding import per_device_in_context_mesh
 
 INTERFERENCE_EPS = 1e-8  # the original's eps in softplus(.) + eps and in I / (E + eps)
 LINEAR_EPS = 1e-6  # the original linear attention's denominator guard
@@ -311,8 +314,15 @@ class InterferenceAttention(_WaveAttentionBase):
         v = _heads(self.dense(c.d_model, "v")(x), h)
         normalize = p["interference_normalize"]
         self.keep_weights(lambda: _row_normalized(interference_weights_reference(omega, phase, amp), normalize))
-        y = interference_attention(omega, phase, amp, v, normalize=normalize, block_size=p["interference_block"],
-                                   dropout_rng=self.dropout_rng(deterministic), dropout_rate=c.attn_dropout)
+        if p.get("interference_impl", "xla") == "pallas":  # no dropout in the kernel: check_wave_config refuses attn_dropout > 0
+            from pallas_kernels.interference_attention import interference_flash_attention  # late: it imports us
+
+            block = p["interference_block"]
+            kernel = functools.partial(interference_flash_attention, normalize=normalize, block_q=block, block_k=block)
+            y = per_device_in_context_mesh(kernel, (omega, phase, amp, v))  # a sharded jit cannot split a kernel
+        else:
+            y = interference_attention(omega, phase, amp, v, normalize=normalize, block_size=p["interference_block"],
+                                       dropout_rng=self.dropout_rng(deterministic), dropout_rate=c.attn_dropout)
         return self.project_out(y)
 
 
