@@ -258,14 +258,14 @@ def fused_kuramoto_steps(theta0, omega, coupling_k, *, steps: int, dt: float, si
     interpret = default_interpret() if interpret is None else interpret
     s_pad, o_pad = pl.next_power_of_2(s), -(-o // block_o) * block_o
     pad_o = ((0, 0), (0, 0), (0, o_pad - o))
+    acc = jnp.promote_types(theta0.dtype, jnp.float32)  # ω and K cast first, so the broadcasts' sums of dω, dK run in it
     theta_p = jnp.pad(theta0, ((0, 0), (0, 0), (0, s_pad - s), (0, o_pad - o)))
-    omega_p = jnp.pad(jnp.broadcast_to(omega, (b, h, 1, o))[:, :, 0], pad_o)  # the broadcast's transpose sums dω
-    kappa_p = jnp.pad(jnp.broadcast_to(jnp.asarray(coupling_k)[None, :, None], (b, h, o)), pad_o)
+    omega_p = jnp.pad(jnp.broadcast_to(jnp.asarray(omega, acc), (b, h, 1, o))[:, :, 0], pad_o)
+    kappa_p = jnp.pad(jnp.broadcast_to(jnp.asarray(coupling_k, acc)[None, :, None], (b, h, o)), pad_o)
     noise_p = None if noise is None else jnp.pad(noise, ((0, 0),) * 3 + ((0, s_pad - s), (0, o_pad - o)))
     statics = (("steps", int(steps)), ("dt", float(dt)), ("sign", float(sign)), ("seq_len", s), ("causal", bool(causal)),
                ("causal_norm", causal_norm), ("noise_std", float(noise_std)), ("has_noise", noise is not None))
-    out = _fused(theta_p, omega_p.astype(theta0.dtype), kappa_p.astype(theta0.dtype), noise_p, statics, block_o,
-                 interpret, num_warps)
+    out = _fused(theta_p, omega_p, kappa_p, noise_p, statics, block_o, interpret, num_warps)
     return out[:, :, :s, :o]
 
 
