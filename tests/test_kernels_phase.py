@@ -272,3 +272,28 @@ def test_kernels_lower_to_triton_for_cuda(causal, noise):
     for name in ("kuramoto_attention_forward", "kuramoto_attention_backward"):
         assert f'name = "{name}"' in text
     assert "__gpu$xla.gpu.triton" in text
+
+
+@pytest.mark.slow
+def test_phase_bench_prints_both_impls_with_consistent_ratios(capsys):
+    import _bench_phase_kernel
+
+    _bench_phase_kernel.main(["--shapes", "1,2,20,4", "--steps", "3", "--repeats", "1"])
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| phase")]
+    assert [r[2].split()[0] for r in rows] == ["xla", "pallas"]
+    xla_ms = float(rows[0][4])
+    for r in rows:
+        assert float(r[8].rstrip("×")) == pytest.approx(xla_ms / float(r[4]), rel=0.05, abs=0.01)
+    assert float(rows[1][9]) < 1e-4 and float(rows[1][10]) < 1e-4  # angular θ^T error and gradient error
+    assert ("interpret mode" in out) == (jax.default_backend() == "cpu")
+
+
+@pytest.mark.parametrize("text", ["1,2,3", "1,2,x,4", "1,2,0,4"])
+def test_phase_bench_rejects_bad_shapes(text):
+    import argparse
+
+    import _bench_phase_kernel
+
+    with pytest.raises(argparse.ArgumentTypeError, match="B,H,S,O"):
+        _bench_phase_kernel._shapes(text)

@@ -1,0 +1,223 @@
+"""Fused phase-attention kernel (pallas_kernels/kuramoto_attention.py) against the XLA scan, one table.
+
+    python experiments/_bench_phase_kernel.py                         # CPU: tiny shapes, interpret mode (smoke test)
+    python experiments/_bench_phase_kernel.py --shapes 32,12,512,32   # on a GPU: the Phase A shape (issue 9's target)
+    python experiments/_bench_phase_kernel.py --shapes 32,12,512,32 --block_os 4,8,16 --num_warps 4,8   # a sweep
+
+Per shape B,H,S,O (T steps, dt 0.1, attractive sign, θ⁰ = π tanh(N(0,1)), ω ~ N(0, 0.1²), K = 1 per head), both
+implementations of the phase layer's dynamics, each jitted and timed in this process:
+  xla     wavejax.models.phase.kuramoto_dynamics: a lax.scan of T Euler steps with per-step remat, the layer's default
+          (the baseline of the speed-up column)
+  pallas  the fused kernel (all T steps of a (b, h, channel block) tile on chip; backward recomputes on chip)
+Columns: fwd ms and fwd+bwd ms (the gradient of sum(w · θ^T) w.r.t. θ⁰, ω, K), medians of --repeats calls after a
+warm-up; temp = XLA's memory_analysis of the compiled fwd+bwd program (working memory beyond inputs and outputs);
+throughput = oscillator-steps (B·H·S·O·T) per second of fwd+bwd; % of peak = the bytes fwd+bwd must move at least
+(θ⁰ read twice, θ^T written, its cotangent read, dθ⁰ written: 20 bytes per oscillator in float32) per second against
+a float32 copy measured in this run; max err = the largest angular distance |wrap(θ^T_pallas - θ^T_xla)| (a raw
+difference would show 2π where a phase within rounding of ±π wraps one way in one implementation and the other way in
+the other); grad err (this script's table only) = the largest relative error of the three gradients.
+
+On a CPU the kernel runs in interpret mode (a sequential loop over the grid): its timings say nothing about GPU speed.
+The issue's GPU target, at least 3x the XLA reference's speed at the Phase A shape (B=32, H=12, S=512, O=32, T=10),
+has not been measured yet. experiments/bench_kernels.py imports `add_arguments` (prefix "phase_") and `rows(args)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as C  # noqa: E402
+
+KERNEL = "phase attention (fused T steps)"
+PHASE_A = (32, 12, 512, 32)
+TARGET_SPEEDUP = 3.0  # issue 9, fwd+bwd at the Phase A shape on an H100/H200
+BYTES_PER_OSCILLATOR = 20  # float32: θ⁰ read by fwd and bwd, θ^T written, its cotangent read, dθ⁰ written
+
+
+def _shapes(text: str) -> tuple[tuple[int, int, int, int], ...]:
+    try:
+        shapes = tuple(tuple(int(v) for v in part.split(",")) for part in text.split(";") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected B,H,S,O shapes separated by ';', got {text!r}") from None
+    if not shapes or any(len(s) != 4 or min(s) < 1 for s in shapes):
+        raise argparse.ArgumentTypeError(f"expected B,H,S,O shapes of four positive integers separated by ';', "
+                                         f"got {text!r}")
+    return shapes
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The benchmark's options; bench_kernels.py adds them with prefix 'phase_'."""
+    p.add_argument(f"--{prefix}shapes", type=_shapes, default=None,
+                   help="B,H,S,O shapes separated by ';' (default: 2,2,64,8;2,4,128,8 on CPU; "
+                        "8,12,512,32;32,12,512,32;32,12,1024,32 on GPU)")
+    p.add_argument(f"--{prefix}steps", type=int, default=10, help="Euler steps T (default 10, Phase A)")
+    p.add_argument(f"--{prefix}modes", default="causal", help="comma-separated: causal (count norm), noncausal")
+    p.add_argument(f"--{prefix}block_os", type=_ints, default=None,
+                   help="channels per program to try (powers of two; default: the kernel's)")
+    p.add_argument(f"--{prefix}num_warps", type=_ints, default=None, help="Triton warps to try (default: the kernel's)")
+    if not prefix:
+        p.add_argument("--repeats", type=int, default=3)
+
+
+def _options(args) -> dict:
+    """This benchmark's settings from args (its own flags or bench_kernels' prefixed ones), defaults per backend."""
+    import jax
+
+    from pallas_kernels import kuramoto_attention as KA
+
+    def get(name, default=None):
+        for key in (f"phase_{name}", name):
+            value = getattr(args, key, None)
+            if value:
+                return value
+        return default
+
+    on_gpu = jax.default_backend() == "gpu"
+    shapes = get("shapes", ((8, 12, 512, 32), PHASE_A, (32, 12, 1024, 32)) if on_gpu else ((2, 2, 64, 8), (2, 4, 128, 8)))
+    modes = tuple(m.strip() for m in str(get("modes", "causal")).split(",") if m.strip())
+    if not modes or any(m not in ("causal", "noncausal") for m in modes):
+        C.fail(f"modes must be among causal, noncausal; got {','.join(modes) or 'none'}.")
+    block_os = get("block_os", (0,))
+    if any(b & (b - 1) for b in block_os):
+        C.fail(f"block_os must be powers of two, got {block_os}.")
+    steps = int(get("steps", 10))
+    if steps < 1:
+        C.fail(f"steps must be >= 1, got {steps}.")
+    return dict(shapes=shapes, modes=modes, block_os=block_os, num_warps=get("num_warps", (KA.DEFAULT_NUM_WARPS,)),
+                steps=steps, repeats=max(1, int(get("repeats", 3))), on_gpu=on_gpu)
+
+
+def copy_bandwidth(on_gpu: bool, repeats: int) -> float:
+    """Bytes/s of y = 2x over a large float32 array (one read and one write per element): the '% of peak' base."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones((2**26 if on_gpu else 2**22,), jnp.float32)
+    double = jax.jit(lambda v: v * 2)
+    seconds = statistics.median(C.time_calls(lambda: jax.block_until_ready(double(x)), repeats, warmup=1))
+    return 2 * x.size * 4 / seconds
+
+
+def measure(shape, steps: int, causal: bool, repeats: int, block_o: int = 0, num_warps: int | None = None) -> dict:
+    """{impl: fwd_ms, fwd_bwd_ms, temp, theta, grads} for both implementations on one shape (same inputs)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from bench_kernels import compile_and_time
+    from pallas_kernels import kuramoto_attention as KA
+    from wavejax.models.phase import kuramoto_dynamics
+
+    b, h, s, o = shape
+    rng = np.random.default_rng(0)
+    theta0 = jnp.asarray(np.pi * np.tanh(rng.standard_normal(shape)), jnp.float32)
+    omega = jnp.asarray(0.1 * rng.standard_normal((h, 1, o)), jnp.float32)
+    k = jnp.ones((h,), jnp.float32)
+    w = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    settings = dict(steps=steps, dt=0.1, sign=-1.0, causal=causal, causal_norm="count")
+    kernel_options = {"block_o": block_o or None}
+    if num_warps:
+        kernel_options["num_warps"] = num_warps
+    impls = {"xla": lambda th, om, kk: kuramoto_dynamics(th, om, kk, **settings),
+             "pallas": lambda th, om, kk: KA.fused_kuramoto_steps(th, om, kk, **settings, **kernel_options)}
+    out = {}
+    for name, dynamics in impls.items():
+        def loss(th, om, kk, w, dynamics=dynamics):
+            return jnp.sum(w * dynamics(th, om, kk))
+
+        fwd_ms, _, theta = compile_and_time(dynamics, (theta0, omega, k), repeats, 1)
+        bwd_ms, temp, grads = compile_and_time(jax.grad(loss, argnums=(0, 1, 2)), (theta0, omega, k, w), repeats, 1)
+        out[name] = dict(fwd_ms=fwd_ms, fwd_bwd_ms=bwd_ms, temp=temp, theta=np.asarray(theta),
+                         grads=[np.asarray(g) for g in grads])
+    return out
+
+
+def angular_distance(a, b):
+    """max |wrap(a - b)|: the distance on the circle."""
+    import numpy as np
+
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return float(np.abs((d + np.pi) % (2 * np.pi) - np.pi).max())
+
+
+def rows(args) -> list[dict]:
+    """Two rows (xla, pallas) per shape, mode and kernel setting, in bench_kernels.py's column keys."""
+    import jax
+    import numpy as np
+
+    from pallas_kernels import default_interpret
+
+    o = _options(args)
+    peak = copy_bandwidth(o["on_gpu"], o["repeats"])
+    device = f"{jax.devices()[0].device_kind} (jax {jax.__version__}{', interpret' if default_interpret() else ''})"
+    table = []
+    for shape, mode, block_o, warps in itertools.product(o["shapes"], o["modes"], o["block_os"], o["num_warps"]):
+        m = measure(shape, o["steps"], mode == "causal", o["repeats"], block_o, warps)
+        oscillators = math.prod(shape)
+        size = f"{'x'.join(map(str, shape))} T={o['steps']} {mode}"
+        setting = f"block_o {block_o or 'default'}, {warps} warps"
+        ref = m["xla"]
+        for impl, r in m.items():
+            seconds = r["fwd_bwd_ms"] / 1e3
+            row = {"kernel": "phase", "size": size, "impl": impl, "fwd_ms": r["fwd_ms"], "fwd_bwd_ms": r["fwd_bwd_ms"],
+                   "temp_bytes": r["temp"], "throughput": f"{oscillators * o['steps'] / seconds:.3g} osc-steps/s",
+                   "peak_pct": f"{BYTES_PER_OSCILLATOR * oscillators / seconds / peak:.1%} of "
+                               f"{peak / 1e9:.0f} GB/s copy",
+                   "speedup": ref["fwd_bwd_ms"] / r["fwd_bwd_ms"], "device": device}
+            if impl == "pallas":
+                row["impl"] = f"pallas ({setting})"
+                row["max_err"] = angular_distance(r["theta"], ref["theta"])
+                row["grad_err"] = max(float(np.abs(g - rg).max() / np.abs(rg).max())
+                                      for g, rg in zip(r["grads"], ref["grads"]))
+            table.append(row)
+    return table
+
+
+def verdict(table: list[dict]) -> list[str]:
+    """One line per shape: the kernel's fwd+bwd speed-up over the XLA scan (issue 9: >= 3x at the Phase A shape)."""
+    return [f"phase {r['size']}: {r['impl']} fwd+bwd is {r['speedup']:.2f}x as fast as the XLA scan"
+            + (f" (target >= {TARGET_SPEEDUP:.0f}x: {'met' if r['speedup'] >= TARGET_SPEEDUP else 'not met'})"
+               if r["size"].startswith("x".join(map(str, PHASE_A)) + " T=10 causal") else "")
+            for r in table if r["impl"].startswith("pallas")]
+
+
+def main(argv=None) -> None:
+    from bench_kernels import COLUMNS, fmt_cell
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    table = rows(args)
+    print(f"device: {table[0]['device']}; {KERNEL}, median of {_options(args)['repeats']} calls; "
+          f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    columns = [(k, hd) for k, hd in COLUMNS if any(r.get(k) is not None for r in table)] + [("grad_err", "grad err")]
+    cell = lambda k, v: f"{v:.1e}" if k == "grad_err" and v is not None else fmt_cell(k, v)  # noqa: E731
+    print(C.markdown_table([hd for _, hd in columns], [[cell(k, r.get(k)) for k, _ in columns] for r in table],
+                           align="".join("l" if k in ("kernel", "size", "impl") else "r" for k, _ in columns)))
+    for line in verdict(table):
+        print(line)
+    from pallas_kernels import default_interpret
+
+    if default_interpret():
+        print("\nCPU: the kernel ran in interpret mode; these timings say nothing about GPU speed (a smoke test).")
+
+
+if __name__ == "__main__":
+    main()
