@@ -260,3 +260,19 @@ def test_kernels_lower_to_triton_for_cuda(t, w, d, dtype):
     for name in ("interference_forward", "interference_dq", "interference_dkv"):
         assert f'name = "{name}"' in text
     assert "__gpu$xla.gpu.triton" in text
+
+
+@pytest.mark.slow
+def test_benchmark_prints_both_rows_with_consistent_ratios(capsys):
+    import _bench_interference_kernel as bench
+
+    assert bench.main(["--lengths", "24", "--batch", "1", "--heads", "1", "--waves", "3", "--head_dim", "4",
+                       "--block_q", "8", "--block_k", "8", "--repeats", "1", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    rows = {r[1]: r for r in ([c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
+                              if line.startswith("| T=24"))}
+    assert set(rows) == {"xla", "pallas"}
+    assert ("interpret mode" in out) == (jax.default_backend() == "cpu")
+    xla_ms, pallas_ms = float(rows["xla"][3]), float(rows["pallas"][3])
+    assert float(rows["pallas"][4].rstrip("×")) == pytest.approx(xla_ms / pallas_ms, rel=0.05, abs=0.01)
+    assert float(rows["pallas"][8]) < 1e-5  # the timed kernel's output equals the XLA path's
