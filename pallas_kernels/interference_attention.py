@@ -210,28 +210,17 @@ def _dkv_kernel(omq_ref, phq_ref, aq_ref, sq_ref, g_ref, dl_ref, omk_ref, phk_re
 
 # -- pallas_calls ---------------------------------------------------------------------------------------------------
 
-def _wave_tile(width: int, block: int):
-    """One [W, block] tile of a [B, H, W, T] wave array at grid point (tile, b, h)."""
-    return pl.BlockSpec((None, None, width, block), lambda i, b, h: (b, h, 0, i))
-
-
-def _vec_tile(block: int):
-    """One [block] tile of a [B, H, T] array (S, L, Δ, dS)."""
-    return pl.BlockSpec((None, None, block), lambda i, b, h: (b, h, i))
-
-
-def _row_tile(block: int, dim: int):
-    """One [block, D] tile of a [B, H, T, D] array (v, out, g)."""
-    return pl.BlockSpec((None, None, block, dim), lambda i, b, h: (b, h, i, 0))
-
-
-def _side_specs(width, t, dim, block, whole: bool):
-    """Specs of (omega, phase, amp, S) and of a [T, D] row array for one side: a tile of `block` or the whole T."""
-    length = t if whole else block
-    wave = pl.BlockSpec((None, None, width, length), lambda i, b, h: (b, h, 0, 0)) if whole else _wave_tile(width, block)
-    vec = pl.BlockSpec((None, None, length), lambda i, b, h: (b, h, 0)) if whole else _vec_tile(block)
-    rows = pl.BlockSpec((None, None, length, dim), lambda i, b, h: (b, h, 0, 0)) if whole else _row_tile(block, dim)
-    return [wave] * 3 + [vec], vec, rows
+def _side_specs(width: int, t: int, dim: int, block: int, whole: bool):
+    """BlockSpecs at grid point (tile, b, h) for one side (queries or keys): ([omega, phase, amp, S], a [B,H,T] vector
+    array, a [B,H,T,D] row array), each either the tile's `block` positions or (whole) all T of the (b, h) slice."""
+    if whole:
+        return ([pl.BlockSpec((None, None, width, t), lambda i, b, h: (b, h, 0, 0))] * 3
+                + [pl.BlockSpec((None, None, t), lambda i, b, h: (b, h, 0))],
+                pl.BlockSpec((None, None, t), lambda i, b, h: (b, h, 0)),
+                pl.BlockSpec((None, None, t, dim), lambda i, b, h: (b, h, 0, 0)))
+    vec = pl.BlockSpec((None, None, block), lambda i, b, h: (b, h, i))
+    return ([pl.BlockSpec((None, None, width, block), lambda i, b, h: (b, h, 0, i))] * 3 + [vec], vec,
+            pl.BlockSpec((None, None, block, dim), lambda i, b, h: (b, h, i, 0)))
 
 
 def _params():
@@ -287,7 +276,7 @@ def _backward(waves, s, v, g, delta, n_waves, block_q, block_k, interpret):
         interpret=interpret,
         name="interference_dkv",
     )(*args)
-    return [a + b for a, b in zip(d_query, d_key)] + [d_key[4]]
+    return [dq + dk for dq, dk in zip(d_query, d_key)] + [d_key[4]]  # dv comes from the key pass alone
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8, 9))

@@ -8,7 +8,8 @@
 4. (nearly) empty rows: amplitudes at the model's floor 1e-8 match the reference, finite; all-zero amplitudes (rows
    summing to 0, where the reference divides 0 by 0) give zeros and finite gradients;
 5. float64 check_grads (reverse mode: the kernel is a custom_vjp) on a tiny shape;
-6. the wave model with model.wave.interference_impl = "pallas" gives the "xla" model's loss and gradients; config checks;
+6. the wave model with model.wave.interference_impl = "pallas" gives the "xla" model's loss and gradients; config
+   checks;
 7. the kernels pass Pallas' Triton lowering for CUDA (checked here without a GPU); the benchmark script runs.
 """
 

@@ -314,7 +314,7 @@ class InterferenceAttention(_WaveAttentionBase):
         v = _heads(self.dense(c.d_model, "v")(x), h)
         normalize = p["interference_normalize"]
         self.keep_weights(lambda: _row_normalized(interference_weights_reference(omega, phase, amp), normalize))
-        if p.get("interference_impl", "xla") == "pallas":  # no dropout in the kernel: check_wave_config refuses attn_dropout > 0
+        if p.get("interference_impl", "xla") == "pallas":  # no dropout there: check_wave_config refuses it
             from pallas_kernels.interference_attention import interference_flash_attention  # late: it imports us
 
             block = p["interference_block"]
