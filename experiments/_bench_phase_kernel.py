@@ -8,12 +8,14 @@ Per shape B,H,S,O (T steps, dt 0.1, attractive sign, θ⁰ = π tanh(N(0,1)), ω
 implementations of the phase layer's dynamics, each jitted and timed in this process:
   xla     wavejax.models.phase.kuramoto_dynamics: a lax.scan of T Euler steps with per-step remat, the layer's default
           (the baseline of the speed-up column)
-  pallas  the fused kernel (all T steps of a (b, h, channel block) tile on chip; backward recomputes on chip)
+  pallas  the fused kernel (all T steps of a (b, h, channel block) tile on chip), once per --backwards: "stored"
+          (the forward also writes θ^0..θ^{T-1}; the backward reads them) and "recompute" (θ^t recomputed on chip)
 Columns: fwd ms and fwd+bwd ms (the gradient of sum(w · θ^T) w.r.t. θ⁰, ω, K), medians of --repeats calls after a
 warm-up; temp = XLA's memory_analysis of the compiled fwd+bwd program (working memory beyond inputs and outputs);
-throughput = oscillator-steps (B·H·S·O·T) per second of fwd+bwd; % of peak = the bytes fwd+bwd must move at least
-(θ⁰ read twice, θ^T written, its cotangent read, dθ⁰ written: 20 bytes per oscillator in float32) per second against
-a float32 copy measured in this run; max err = the largest angular distance |wrap(θ^T_pallas - θ^T_xla)| (a raw
+throughput = oscillator-steps (B·H·S·O·T) per second of fwd+bwd; % of peak = the bytes the kernel's fwd+bwd must
+move (θ⁰ read twice, θ^T written, its cotangent read, dθ⁰ written: 20 bytes per oscillator in float32, plus 8·T for
+the stored trajectory's write and read) per second against a float32 copy measured in this run (for the xla row the
+same count, a lower bound of what it moves); max err = the largest angular distance |wrap(θ^T_pallas - θ^T_xla)| (a raw
 difference would show 2π where a phase within rounding of ±π wraps one way in one implementation and the other way in
 the other); grad err (this script's table only) = the largest relative error of the three gradients.
 
@@ -25,6 +27,7 @@ has not been measured yet. experiments/bench_kernels.py imports `add_arguments` 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import math
 import os
@@ -39,6 +42,7 @@ KERNEL = "phase attention (fused T steps)"
 PHASE_A = (32, 12, 512, 32)
 TARGET_SPEEDUP = 3.0  # issue 9, fwd+bwd at the Phase A shape on an H100/H200
 BYTES_PER_OSCILLATOR = 20  # float32: θ⁰ read by fwd and bwd, θ^T written, its cotangent read, dθ⁰ written
+TRAJECTORY_BYTES_PER_STEP = 8  # backward="stored": θ^t written by the forward and read by the backward
 
 
 def _shapes(text: str) -> tuple[tuple[int, int, int, int], ...]:
@@ -69,6 +73,8 @@ def add_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
                         "8,12,512,32;32,12,512,32;32,12,1024,32 on GPU)")
     p.add_argument(f"--{prefix}steps", type=int, default=10, help="Euler steps T (default 10, Phase A)")
     p.add_argument(f"--{prefix}modes", default="causal", help="comma-separated: causal (count norm), noncausal")
+    p.add_argument(f"--{prefix}backwards", default="stored,recompute",
+                   help="where the kernel's backward gets θ^t: stored (the forward's trajectory), recompute (on chip)")
     p.add_argument(f"--{prefix}block_os", type=_ints, default=None,
                    help="channels per program to try (powers of two; default: the kernel's)")
     p.add_argument(f"--{prefix}num_warps", type=_ints, default=None, help="Triton warps to try (default: the kernel's)")
@@ -90,17 +96,21 @@ def _options(args) -> dict:
         return default
 
     on_gpu = jax.default_backend() == "gpu"
-    shapes = get("shapes", ((8, 12, 512, 32), PHASE_A, (32, 12, 1024, 32)) if on_gpu else ((2, 2, 64, 8), (2, 4, 128, 8)))
+    gpu_shapes, cpu_shapes = ((8, 12, 512, 32), PHASE_A, (32, 12, 1024, 32)), ((2, 2, 64, 8), (2, 4, 128, 8))
+    shapes = get("shapes", gpu_shapes if on_gpu else cpu_shapes)
     modes = tuple(m.strip() for m in str(get("modes", "causal")).split(",") if m.strip())
     if not modes or any(m not in ("causal", "noncausal") for m in modes):
         C.fail(f"modes must be among causal, noncausal; got {','.join(modes) or 'none'}.")
+    backwards = tuple(m.strip() for m in str(get("backwards", "stored,recompute")).split(",") if m.strip())
+    if not backwards or any(m not in KA.BACKWARDS for m in backwards):
+        C.fail(f"backwards must be among {', '.join(KA.BACKWARDS)}; got {','.join(backwards) or 'none'}.")
     block_os = get("block_os", (0,))
     if any(b & (b - 1) for b in block_os):
         C.fail(f"block_os must be powers of two, got {block_os}.")
     steps = int(get("steps", 10))
     if steps < 1:
         C.fail(f"steps must be >= 1, got {steps}.")
-    return dict(shapes=shapes, modes=modes, block_os=block_os, num_warps=get("num_warps", (KA.DEFAULT_NUM_WARPS,)),
+    return dict(shapes=shapes, modes=modes, backwards=backwards, block_os=block_os, num_warps=get("num_warps", (KA.DEFAULT_NUM_WARPS,)),
                 steps=steps, repeats=max(1, int(get("repeats", 3))), on_gpu=on_gpu)
 
 
@@ -115,8 +125,10 @@ def copy_bandwidth(on_gpu: bool, repeats: int) -> float:
     return 2 * x.size * 4 / seconds
 
 
-def measure(shape, steps: int, causal: bool, repeats: int, block_o: int = 0, num_warps: int | None = None) -> dict:
-    """{impl: fwd_ms, fwd_bwd_ms, temp, theta, grads} for both implementations on one shape (same inputs)."""
+def measure(shape, steps: int, causal: bool, repeats: int, backwards=("stored",), block_o: int = 0,
+            num_warps: int | None = None) -> dict:
+    """{impl: fwd_ms, fwd_bwd_ms, temp, theta, grads} for the XLA scan and the kernel with each backward, on one
+    shape (same inputs)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -135,8 +147,9 @@ def measure(shape, steps: int, causal: bool, repeats: int, block_o: int = 0, num
     kernel_options = {"block_o": block_o or None}
     if num_warps:
         kernel_options["num_warps"] = num_warps
-    impls = {"xla": lambda th, om, kk: kuramoto_dynamics(th, om, kk, **settings),
-             "pallas": lambda th, om, kk: KA.fused_kuramoto_steps(th, om, kk, **settings, **kernel_options)}
+    impls = {"xla": lambda th, om, kk: kuramoto_dynamics(th, om, kk, **settings)}
+    for backward in backwards:
+        impls[backward] = functools.partial(KA.fused_kuramoto_steps, backward=backward, **settings, **kernel_options)
     out = {}
     for name, dynamics in impls.items():
         def loss(th, om, kk, w, dynamics=dynamics):
@@ -169,20 +182,22 @@ def rows(args) -> list[dict]:
     device = f"{jax.devices()[0].device_kind} (jax {jax.__version__}{', interpret' if default_interpret() else ''})"
     table = []
     for shape, mode, block_o, warps in itertools.product(o["shapes"], o["modes"], o["block_os"], o["num_warps"]):
-        m = measure(shape, o["steps"], mode == "causal", o["repeats"], block_o, warps)
+        m = measure(shape, o["steps"], mode == "causal", o["repeats"], o["backwards"], block_o, warps)
         oscillators = math.prod(shape)
         size = f"{'x'.join(map(str, shape))} T={o['steps']} {mode}"
         setting = f"block_o {block_o or 'default'}, {warps} warps"
         ref = m["xla"]
         for impl, r in m.items():
             seconds = r["fwd_bwd_ms"] / 1e3
+            moved = oscillators * (BYTES_PER_OSCILLATOR + (TRAJECTORY_BYTES_PER_STEP * o["steps"] if impl == "stored"
+                                                           else 0))
             row = {"kernel": "phase", "size": size, "impl": impl, "fwd_ms": r["fwd_ms"], "fwd_bwd_ms": r["fwd_bwd_ms"],
                    "temp_bytes": r["temp"], "throughput": f"{oscillators * o['steps'] / seconds:.3g} osc-steps/s",
-                   "peak_pct": f"{BYTES_PER_OSCILLATOR * oscillators / seconds / peak:.1%} of "
+                   "peak_pct": f"{moved / seconds / peak:.1%} of "
                                f"{peak / 1e9:.0f} GB/s copy",
                    "speedup": ref["fwd_bwd_ms"] / r["fwd_bwd_ms"], "device": device}
-            if impl == "pallas":
-                row["impl"] = f"pallas ({setting})"
+            if impl != "xla":
+                row["impl"] = f"pallas ({impl}, {setting})"
                 row["max_err"] = angular_distance(r["theta"], ref["theta"])
                 row["grad_err"] = max(float(np.abs(g - rg).max() / np.abs(rg).max())
                                       for g, rg in zip(r["grads"], ref["grads"]))

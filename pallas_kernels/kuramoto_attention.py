@@ -1,4 +1,4 @@
-"""The phase layer's T Kuramoto steps fused into one Pallas kernel (forward and recompute-based backward).
+"""The phase layer's T Kuramoto steps fused into one Pallas kernel, forward and backward (a custom_vjp).
 
 No faithful/sound split of its own: the kernel integrates whatever the phase layer asks for, causal prefix coupling
 (the sound default, both normalisations) or the original's non-causal all-to-all coupling (seed_faithful), and must
@@ -26,11 +26,13 @@ gives), a = dt s K g,
     ∂L/∂ω += dt Σ_i g_i,   ∂L/∂K += dt s Σ_i g_i f_i,   ∂L/∂ξ^t = σ g
 
 The suffix sums (the adjoint of a prefix mean) are computed as total - inclusive prefix + own term, since Triton's
-scan runs forward only. θ^t is recomputed from θ⁰ inside the kernel for each t (T(T-1)/2 extra steps: 45 at T = 10),
-because the T intermediate [S, block_o] tiles do not fit on chip at S = 512 and storing them in HBM would cost the
-memory of the XLA path (T·B·H·S·O floats); the kernel's temporary memory is therefore only its outputs.
-Noise: drawn outside as [T, B, H, S, O] by the reference's law (noise_std · N(0,1) from fold_in(noise_key, t)) and
-passed in, so both impls add the same numbers (`step_noise`).
+scan runs forward only. Where θ^t comes from (`backward`): "stored" (default) — the forward pass under a VJP also
+writes θ^0..θ^{T-1} to HBM (T·B·H·S·O floats: what the XLA scan with remat stores, so no memory is saved, but the
+backward is T adjoint steps); "recompute" — no trajectory, θ^t is recomputed on chip from θ⁰ for each t (T(T-1)/2 =
+45 extra steps at T = 10; the T [S, block_o] tiles do not fit on chip at S = 512), so the kernel's working memory is
+only its outputs. Which is faster on a GPU is not measured yet (the benchmark times both).
+Noise: drawn outside by the reference's law (N(0,1) from fold_in(noise_key, t) for step t: `step_noise`, [T,B,H,S,O])
+and passed in batch-first ([B,T,H,S,O]), so both impls add the same numbers; the backward returns its gradient too.
 
 Status: on CPU the kernel runs with interpret=True (selected automatically) and matches the reference in the tests;
 it passes Pallas' Triton lowering for CUDA, but it has NOT been compiled by Triton or run on a GPU and GPU timings are
@@ -53,6 +55,7 @@ from wavejax.models.phase import CAUSAL_NORMS, kuramoto_dynamics, wrap  # noqa: 
 
 DEFAULT_BLOCK_O = 8
 DEFAULT_NUM_WARPS = 4
+BACKWARDS = ("stored", "recompute")  # where the backward gets θ^t: the forward's saved trajectory, or recomputed
 
 
 def step_noise(noise_key, steps: int, shape, dtype=jnp.float32):
@@ -112,23 +115,31 @@ def _load(theta_ref, omega_ref, kappa_ref, sign):
 
 
 def _forward_kernel(theta_ref, omega_ref, kappa_ref, *refs, steps, dt, sign, seq_len, causal, causal_norm,
-                    noise_std, has_noise):
+                    noise_std, has_noise, stored, write_trajectory):
+    del stored  # the backward's setting; write_trajectory says whether this call saves θ^t
     noise_ref = refs[0] if has_noise else None
-    out_ref = refs[-1]
+    out_ref, trajectory_ref = (refs[-2], refs[-1]) if write_trajectory else (refs[-1], None)
     theta, omega, _, sk = _load(theta_ref, omega_ref, kappa_ref, sign)
     tile = _Tile(theta.shape[0], seq_len, causal, causal_norm, theta.dtype)
     step = functools.partial(_euler_step, omega=omega, sk=sk, noise_ref=noise_ref, tile=tile, dt=dt,
                              noise_std=noise_std)
-    theta = jax.lax.fori_loop(0, steps, lambda t, th: step(th, t), theta)
+
+    def body(t, th):
+        if write_trajectory:
+            trajectory_ref[t] = th.astype(trajectory_ref.dtype)  # θ^t, for the backward pass
+        return step(th, t)
+
+    theta = jax.lax.fori_loop(0, steps, body, theta)
     out_ref[...] = theta.astype(out_ref.dtype)
 
 
 def _backward_kernel(theta_ref, omega_ref, kappa_ref, *refs, steps, dt, sign, seq_len, causal, causal_norm,
-                     noise_std, has_noise):
-    if has_noise:
-        noise_ref, g_ref, dtheta_ref, domega_ref, dkappa_ref, dnoise_ref = refs
-    else:
-        (g_ref, dtheta_ref, domega_ref, dkappa_ref), noise_ref = refs, None
+                     noise_std, has_noise, stored):
+    refs = list(refs)
+    noise_ref = refs.pop(0) if has_noise else None
+    trajectory_ref = refs.pop(0) if stored else None
+    g_ref, dtheta_ref, domega_ref, dkappa_ref = refs[:4]
+    dnoise_ref = refs[4] if has_noise else None
     theta0, omega, kappa, sk = _load(theta_ref, omega_ref, kappa_ref, sign)
     tile = _Tile(theta0.shape[0], seq_len, causal, causal_norm, theta0.dtype)
     step = functools.partial(_euler_step, omega=omega, sk=sk, noise_ref=noise_ref, tile=tile, dt=dt,
@@ -137,7 +148,10 @@ def _backward_kernel(theta_ref, omega_ref, kappa_ref, *refs, steps, dt, sign, se
     def adjoint_step(r, carry):
         g, domega, dkappa = carry
         t = steps - 1 - r
-        theta = jax.lax.fori_loop(0, t, lambda u, th: step(th, u), theta0)  # θ^t, recomputed on chip
+        if stored:
+            theta = trajectory_ref[t].astype(theta0.dtype)
+        else:  # θ^t recomputed on chip from θ⁰
+            theta = jax.lax.fori_loop(0, t, lambda u, th: step(th, u), theta0)
         g = jnp.where(tile.valid, g, 0.0)  # ∂L/∂θ^{t+1}; padded rows take no part
         if has_noise:
             dnoise_ref[t] = (noise_std * g).astype(dnoise_ref.dtype)
@@ -156,20 +170,15 @@ def _backward_kernel(theta_ref, omega_ref, kappa_ref, *refs, steps, dt, sign, se
     dkappa_ref[...] = dkappa.astype(dkappa_ref.dtype)
 
 
-# -- pallas_calls (padded shapes: theta [B,H,Sp,Op], omega and kappa [B,H,Op], noise [B,T,H,Sp,Op]) ---------------
-
-def _specs(s_pad: int, block_o: int, steps: int):
-    tile = pl.BlockSpec((None, None, s_pad, block_o), lambda b, h, j: (b, h, 0, j))
-    channels = pl.BlockSpec((None, None, block_o), lambda b, h, j: (b, h, j))
-    noise = pl.BlockSpec((None, steps, None, s_pad, block_o), lambda b, h, j: (b, 0, h, 0, j))
-    return tile, channels, noise
-
+# -- pallas_calls (padded shapes: theta [B,H,Sp,Op], omega and kappa [B,H,Op], noise and trajectory [B,T,H,Sp,Op]) --
 
 def _call(kernel, args, in_specs, out_shape, out_specs, block_o, statics, interpret, num_warps, name):
-    """pallas_call over the grid (B, H, Op / block_o); specs named "tile", "channels" or "noise"."""
+    """pallas_call over the grid (B, H, Op / block_o); specs named "tile" ([Sp, block_o] of a [B,H,Sp,Op] array),
+    "channels" ([block_o] of [B,H,Op]) or "steps" ([T, Sp, block_o] of [B,T,H,Sp,Op])."""
     b, h, s_pad, o_pad = args[0].shape
-    tile, channels, noise = _specs(s_pad, block_o, statics["steps"])
-    spec = {"tile": tile, "channels": channels, "noise": noise}
+    spec = {"tile": pl.BlockSpec((None, None, s_pad, block_o), lambda b, h, j: (b, h, 0, j)),
+            "channels": pl.BlockSpec((None, None, block_o), lambda b, h, j: (b, h, j)),
+            "steps": pl.BlockSpec((None, statics["steps"], None, s_pad, block_o), lambda b, h, j: (b, 0, h, 0, j))}
     return pl.pallas_call(
         functools.partial(kernel, **statics),
         grid=(b, h, o_pad // block_o),
@@ -182,41 +191,55 @@ def _call(kernel, args, in_specs, out_shape, out_specs, block_o, statics, interp
     )(*args)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
-def _fused(theta, omega, kappa, noise, statics, block_o, interpret, num_warps):
-    """θ^T for padded theta [B,H,Sp,Op], omega/kappa [B,H,Op] and noise [B,T,H,Sp,Op] (or None); statics a hashable
-    tuple of the kernel's keyword settings."""
-    return _fused_fwd(theta, omega, kappa, noise, statics, block_o, interpret, num_warps)[0]
-
-
 def _inputs(theta, omega, kappa, noise):
     """The kernels' leading arguments and their spec names (noise only when there is some)."""
     if noise is None:
         return (theta, omega, kappa), ["tile", "channels", "channels"]
-    return (theta, omega, kappa, noise), ["tile", "channels", "channels", "noise"]
+    return (theta, omega, kappa, noise), ["tile", "channels", "channels", "steps"]
+
+
+def _forward(theta, omega, kappa, noise, statics, block_o, interpret, num_warps, write_trajectory):
+    """θ^T, and the trajectory θ^0..θ^{T-1} [B,T,H,Sp,Op] when write_trajectory (else None)."""
+    args, specs = _inputs(theta, omega, kappa, noise)
+    out_shape, out_specs = [jax.ShapeDtypeStruct(theta.shape, theta.dtype)], ["tile"]
+    if write_trajectory:
+        b, h, s_pad, o_pad = theta.shape
+        acc = jnp.promote_types(theta.dtype, jnp.float32)
+        out_shape.append(jax.ShapeDtypeStruct((b, statics["steps"], h, s_pad, o_pad), acc))
+        out_specs.append("steps")
+    outs = _call(_forward_kernel, args, specs, out_shape, out_specs, block_o,
+                 dict(statics, write_trajectory=write_trajectory), interpret, num_warps, "kuramoto_attention_forward")
+    return outs[0], (outs[1] if write_trajectory else None)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
+def _fused(theta, omega, kappa, noise, statics, block_o, interpret, num_warps):
+    """θ^T for padded theta [B,H,Sp,Op], omega/kappa [B,H,Op] and noise [B,T,H,Sp,Op] (or None); statics a hashable
+    tuple of the kernels' keyword settings."""
+    return _forward(theta, omega, kappa, noise, dict(statics), block_o, interpret, num_warps, False)[0]
 
 
 def _fused_fwd(theta, omega, kappa, noise, statics, block_o, interpret, num_warps):
     statics = dict(statics)
-    args, specs = _inputs(theta, omega, kappa, noise)
-    (out,) = _call(_forward_kernel, args, specs, [jax.ShapeDtypeStruct(theta.shape, theta.dtype)], ["tile"], block_o,
-                   statics, interpret, num_warps, "kuramoto_attention_forward")
-    return out, (theta, omega, kappa, noise)
+    out, trajectory = _forward(theta, omega, kappa, noise, statics, block_o, interpret, num_warps, statics["stored"])
+    return out, (theta, omega, kappa, noise, trajectory)
 
 
 def _fused_bwd(statics, block_o, interpret, num_warps, residuals, g):
-    theta, omega, kappa, noise = residuals
+    theta, omega, kappa, noise, trajectory = residuals
     statics = dict(statics)
     args, specs = _inputs(theta, omega, kappa, noise)
+    if trajectory is not None:
+        args, specs = args + (trajectory,), specs + ["steps"]
     acc = jnp.promote_types(theta.dtype, jnp.float32)
     out_shape = [jax.ShapeDtypeStruct(theta.shape, theta.dtype), jax.ShapeDtypeStruct(omega.shape, acc),
                  jax.ShapeDtypeStruct(kappa.shape, acc)]
     out_specs = ["tile", "channels", "channels"]
     if noise is not None:
         out_shape.append(jax.ShapeDtypeStruct(noise.shape, noise.dtype))
-        out_specs.append("noise")
-    grads = _call(_backward_kernel, args + (g,), specs + ["tile"], out_shape, out_specs, block_o, statics, interpret, num_warps,
-                  "kuramoto_attention_backward")
+        out_specs.append("steps")
+    grads = _call(_backward_kernel, args + (g,), specs + ["tile"], out_shape, out_specs, block_o, statics, interpret,
+                  num_warps, "kuramoto_attention_backward")
     dtheta, domega, dkappa = grads[:3]
     dnoise = grads[3] if noise is not None else None
     return dtheta, domega.astype(omega.dtype), dkappa.astype(kappa.dtype), dnoise
@@ -232,15 +255,18 @@ def _is_power_of_two(n: int) -> bool:
 
 
 def fused_kuramoto_steps(theta0, omega, coupling_k, *, steps: int, dt: float, sign: float, causal: bool,
-                         causal_norm: str = "count", noise=None, noise_std: float = 0.0, block_o: int | None = None,
-                         num_warps: int = DEFAULT_NUM_WARPS, interpret: bool | None = None):
+                         causal_norm: str = "count", noise=None, noise_std: float = 0.0, backward: str = "stored",
+                         block_o: int | None = None, num_warps: int = DEFAULT_NUM_WARPS,
+                         interpret: bool | None = None):
     """θ^T of `steps` Euler steps by the fused kernel: theta0 [B,H,S,O]; omega broadcastable to [B,H,1,O] ([H,1,O]
     or [B,H,1,O]); coupling_k [H]; noise None or [B,T,H,S,O] standard normals (step t's added as noise_std · ξ^t).
 
     Equals kuramoto_dynamics with the same settings (and noise drawn by `step_noise`, batch axis first);
     differentiable in theta0, omega, coupling_k (and noise) through a custom_vjp. Computes in float32 (float64
-    under x64) whatever the input dtype and returns theta0's dtype. block_o: channels per program, a power of two
-    (default min(8, next power of two of O)); interpret=None picks interpret mode on CPU."""
+    under x64) whatever the input dtype and returns theta0's dtype. backward: "stored" (the forward pass under a VJP
+    also writes θ^0..θ^{T-1}, T·B·H·S·O floats, as the XLA scan stores its carries) or "recompute" (no trajectory:
+    θ^t is recomputed on chip, T(T-1)/2 extra steps). block_o: channels per program, a power of two (default
+    min(8, next power of two of O)); interpret=None picks interpret mode on CPU."""
     if theta0.ndim != 4:
         raise ValueError(f"theta0 must be [B,H,S,O], got shape {theta0.shape}.")
     b, h, s, o = theta0.shape
@@ -252,19 +278,22 @@ def fused_kuramoto_steps(theta0, omega, coupling_k, *, steps: int, dt: float, si
         raise ValueError(f"coupling_k must be [H] = ({h},), got shape {jnp.shape(coupling_k)}.")
     if noise is not None and noise.shape != (b, steps, h, s, o):
         raise ValueError(f"noise must be [B,T,H,S,O] = {(b, steps, h, s, o)}, got {noise.shape}.")
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}.")
     block_o = block_o or min(DEFAULT_BLOCK_O, pl.next_power_of_2(o))
     if not _is_power_of_two(block_o):
         raise ValueError(f"block_o must be a power of two, got {block_o}.")
     interpret = default_interpret() if interpret is None else interpret
     s_pad, o_pad = pl.next_power_of_2(s), -(-o // block_o) * block_o
     pad_o = ((0, 0), (0, 0), (0, o_pad - o))
-    acc = jnp.promote_types(theta0.dtype, jnp.float32)  # ω and K cast first, so the broadcasts' sums of dω, dK run in it
+    acc = jnp.promote_types(theta0.dtype, jnp.float32)  # ω, K cast first: the broadcasts' sums of dω, dK run in it
     theta_p = jnp.pad(theta0, ((0, 0), (0, 0), (0, s_pad - s), (0, o_pad - o)))
     omega_p = jnp.pad(jnp.broadcast_to(jnp.asarray(omega, acc), (b, h, 1, o))[:, :, 0], pad_o)
     kappa_p = jnp.pad(jnp.broadcast_to(jnp.asarray(coupling_k, acc)[None, :, None], (b, h, o)), pad_o)
     noise_p = None if noise is None else jnp.pad(noise, ((0, 0),) * 3 + ((0, s_pad - s), (0, o_pad - o)))
-    statics = (("steps", int(steps)), ("dt", float(dt)), ("sign", float(sign)), ("seq_len", s), ("causal", bool(causal)),
-               ("causal_norm", causal_norm), ("noise_std", float(noise_std)), ("has_noise", noise is not None))
+    statics = (("steps", int(steps)), ("dt", float(dt)), ("sign", float(sign)), ("seq_len", s),
+               ("causal", bool(causal)), ("causal_norm", causal_norm), ("noise_std", float(noise_std)),
+               ("has_noise", noise is not None), ("stored", backward == "stored"))
     out = _fused(theta_p, omega_p, kappa_p, noise_p, statics, block_o, interpret, num_warps)
     return out[:, :, :s, :o]
 
@@ -273,7 +302,8 @@ def kuramoto_dynamics_pallas(theta0, omega, coupling_k, *, steps: int, dt: float
                              causal_norm: str = "count", noise_key=None, noise_std: float = 0.0, remat: bool = True):
     """kuramoto_dynamics' signature and result, by the fused kernel (the phase layer's impl="pallas"): the noise is
     drawn by the reference's law and the kernel runs through shard_map over the batch under a multi-device mesh (a
-    sharded jit cannot split its custom call). remat is ignored: the kernel's backward always recomputes on chip."""
+    sharded jit cannot split its custom call). remat is ignored: the backward reads the trajectory the forward saved
+    (backward="stored"), which holds what the scan with remat holds, θ^t per step."""
     from wavejax.parallel.sharding import per_device_in_context_mesh
 
     del remat

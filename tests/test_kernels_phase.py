@@ -63,23 +63,25 @@ def inputs(b, h, s, o, omega_batched=False, seed=0):
             np.random.default_rng(seed + 2).uniform(0.5, 2.0, h).astype(np.float32))
 
 
-# == 1. against the reference ===========================================================================================
+# == 1. against the reference ==========================================================================================
 
-CASES = [  # b, h, s, o, causal, causal_norm, sign, block_o, omega per batch
-    (2, 3, 13, 5, True, "count", -1.0, 4, False),  # ragged S (13 -> 16) and O (5 -> 8)
-    (1, 2, 32, 8, True, "count", 1.0, 8, True),  # S a power of two; repulsive; ω per batch (frequency jitter)
-    (2, 2, 37, 6, True, "length", -1.0, 2, False),  # the original's 1/S scale, causal
-    (2, 2, 21, 4, False, "count", 1.0, 4, True),  # the faithful mode: non-causal, repulsive
+CASES = [  # b, h, s, o, causal, causal_norm, sign, block_o, omega per batch, where the backward gets θ^t
+    (2, 3, 13, 5, True, "count", -1.0, 4, False, "stored"),  # ragged S (13 -> 16) and O (5 -> 8)
+    (2, 3, 13, 5, True, "count", -1.0, 4, False, "recompute"),
+    (1, 2, 32, 8, True, "count", 1.0, 8, True, "stored"),  # S a power of two; repulsive; ω per batch (jitter)
+    (2, 2, 37, 6, True, "length", -1.0, 2, False, "recompute"),  # the original's 1/S scale, causal
+    (2, 2, 21, 4, False, "count", 1.0, 4, True, "stored"),  # the faithful mode: non-causal, repulsive
 ]
 
 
-@pytest.mark.parametrize("b,h,s,o,causal,norm,sign,block_o,omega_batched", CASES)
-def test_forward_and_gradients_match_the_scan_reference(b, h, s, o, causal, norm, sign, block_o, omega_batched):
+@pytest.mark.parametrize("b,h,s,o,causal,norm,sign,block_o,omega_batched,backward", CASES)
+def test_forward_and_gradients_match_the_scan_reference(b, h, s, o, causal, norm, sign, block_o, omega_batched,
+                                                        backward):
     theta0, omega, k = inputs(b, h, s, o, omega_batched)
     cot = normal(9, theta0.shape)
     settings = dict(steps=5, dt=0.1, sign=sign, causal=causal, causal_norm=norm)
     kernel = jax.jit(lambda *a: value_and_grads(
-        lambda *x: fused_kuramoto_steps(*x, block_o=block_o, **settings), a[:3], a[3]))
+        lambda *x: fused_kuramoto_steps(*x, block_o=block_o, backward=backward, **settings), a[:3], a[3]))
     reference = jax.jit(lambda *a: value_and_grads(lambda *x: kuramoto_dynamics(*x, **settings), a[:3], a[3]))
     (out, grads), (ref_out, ref_grads) = kernel(theta0, omega, k, cot), reference(theta0, omega, k, cot)
     assert out.shape == theta0.shape and grads[1].shape == omega.shape and grads[2].shape == k.shape
@@ -112,7 +114,7 @@ def test_bfloat16_inputs_match_the_reference_within_1e_2():
         assert rel_err(g, rg) < 1e-2, name
 
 
-# == 2. noise ===========================================================================================================
+# == 2. noise ==========================================================================================================
 
 @pytest.mark.slow
 def test_noise_drawn_by_the_reference_law_gives_the_reference_result():
@@ -139,13 +141,13 @@ def test_noise_gradient_is_noise_std_times_the_state_cotangent():
     xi = normal(13, (1, 3, 1, 6, 2))
     cot = normal(14, theta0.shape)
     f = lambda xi: fused_kuramoto_steps(theta0, omega, k, steps=3, dt=0.1, sign=-1.0, causal=True,  # noqa: E731
-                                        noise=xi, noise_std=0.3)
+                                        noise=xi, noise_std=0.3, backward="recompute")
     (dxi,) = jax.vjp(f, xi)[1](cot)
     np.testing.assert_allclose(np.asarray(dxi)[:, 2], 0.3 * cot, rtol=1e-6)
     assert np.abs(np.asarray(dxi)[:, 0]).max() > 0
 
 
-# == 3. causality =======================================================================================================
+# == 3. causality ======================================================================================================
 
 @pytest.mark.parametrize("causal", [True, False])
 def test_outputs_do_not_depend_on_later_tokens_when_causal(causal):
@@ -162,7 +164,7 @@ def test_outputs_do_not_depend_on_later_tokens_when_causal(causal):
     assert np.abs(out[:, :, i + 1:] - out2[:, :, i + 1:]).max() > 1e-2
 
 
-# == 4. (nearly) empty rows =============================================================================================
+# == 4. (nearly) empty rows ============================================================================================
 
 @pytest.mark.parametrize("s,norm", [(1, "count"), (1, "length"), (3, "length")])
 def test_rows_with_little_or_nothing_to_average_stay_finite(s, norm):
@@ -176,19 +178,19 @@ def test_rows_with_little_or_nothing_to_average_stay_finite(s, norm):
         np.testing.assert_allclose(a, ref, rtol=1e-4, atol=1e-6)
 
 
-# == 5. float64 gradient check ==========================================================================================
+# == 5. float64 gradient check =========================================================================================
 
-@pytest.mark.parametrize("causal", [True, False])
-def test_check_grads_float64(causal):
+@pytest.mark.parametrize("causal,backward", [(True, "stored"), (False, "recompute")])
+def test_check_grads_float64(causal, backward):
     with jax.enable_x64(True):
         theta0, omega, k = (np.asarray(a, np.float64) for a in inputs(1, 2, 5, 2, seed=19))
         run = jax.jit(lambda th, om, kk: fused_kuramoto_steps(th, om, kk, steps=3, dt=0.1, sign=-1.0, causal=causal,
-                                                              block_o=2))
+                                                              block_o=2, backward=backward))
         assert run(theta0, omega, k).dtype == jnp.float64
         check_grads(run, (theta0, omega, k), order=1, modes=("rev",))
 
 
-# == 6. the model switch ================================================================================================
+# == 6. the model switch ===============================================================================================
 
 @pytest.mark.slow
 def test_tiny_phase_model_loss_and_grads_equal_between_impls():
@@ -237,6 +239,8 @@ def test_bad_kernel_arguments_are_one_sentence():
     theta0, omega, k = inputs(1, 2, 4, 4)
     with pytest.raises(ValueError, match="power of two"):
         fused_kuramoto_steps(theta0, omega, k, steps=2, dt=0.1, sign=-1.0, causal=True, block_o=3)
+    with pytest.raises(ValueError, match="backward must be one of"):
+        fused_kuramoto_steps(theta0, omega, k, steps=2, dt=0.1, sign=-1.0, causal=True, backward="remat")
     with pytest.raises(ValueError, match=r"coupling_k must be \[H\]"):
         fused_kuramoto_steps(theta0, omega, k[:1], steps=2, dt=0.1, sign=-1.0, causal=True)
 
@@ -251,10 +255,10 @@ def test_importing_the_models_and_kernel_leaves_the_backend_unstarted():
     assert proc.stdout.strip() == "False"
 
 
-# == 7. Triton lowering and the benchmark ===============================================================================
+# == 7. Triton lowering and the benchmark ==============================================================================
 
-@pytest.mark.parametrize("causal,noise", [(True, False), (False, True)])
-def test_kernels_lower_to_triton_for_cuda(causal, noise):
+@pytest.mark.parametrize("causal,noise,backward", [(True, False, "recompute"), (False, True, "stored")])
+def test_kernels_lower_to_triton_for_cuda(causal, noise, backward):
     """Forward and backward pass Pallas' Triton lowering for CUDA on this CPU machine, at a ragged S = 200 (padded to
     256) and the Phase A channel count O = 32."""
     theta = jax.ShapeDtypeStruct((2, 3, 200, 32), jnp.float32)
@@ -265,7 +269,7 @@ def test_kernels_lower_to_triton_for_cuda(causal, noise):
     def loss(theta, omega, k, xi):
         return kuramoto_attention.fused_kuramoto_steps(theta, omega, k, steps=10, dt=0.1, sign=-1.0, causal=causal,
                                                        noise=xi, noise_std=0.1 if noise else 0.0,
-                                                       interpret=False).sum()
+                                                       backward=backward, interpret=False).sum()
 
     text = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).trace(theta, omega, k, xi).lower(
         lowering_platforms=("cuda",)).as_text()
@@ -281,11 +285,12 @@ def test_phase_bench_prints_both_impls_with_consistent_ratios(capsys):
     _bench_phase_kernel.main(["--shapes", "1,2,20,4", "--steps", "3", "--repeats", "1"])
     out = capsys.readouterr().out
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| phase")]
-    assert [r[2].split()[0] for r in rows] == ["xla", "pallas"]
+    assert [r[2].split(",")[0] for r in rows] == ["xla", "pallas (stored", "pallas (recompute"]
     xla_ms = float(rows[0][4])
     for r in rows:
         assert float(r[8].rstrip("×")) == pytest.approx(xla_ms / float(r[4]), rel=0.05, abs=0.01)
-    assert float(rows[1][9]) < 1e-4 and float(rows[1][10]) < 1e-4  # angular θ^T error and gradient error
+    for r in rows[1:]:
+        assert float(r[9]) < 1e-4 and float(r[10]) < 1e-4  # angular θ^T error and gradient error
     assert ("interpret mode" in out) == (jax.default_backend() == "cpu")
 
 

@@ -171,8 +171,8 @@ def check_phase_config(model_config) -> None:
     for key in ("dt", "freq_std", "phase_noise", "freq_jitter", "reg_lambda"):
         if not p[key] >= 0:
             raise ConfigError(f"model.phase.{key} must be >= 0, got {p[key]}.")
-    choices = {"sign": tuple(SIGNS), "output_features": OUTPUT_FEATURES, "reg_mode": REG_MODES, "causal_norm": CAUSAL_NORMS,
-               "impl": IMPLS}
+    choices = {"sign": tuple(SIGNS), "output_features": OUTPUT_FEATURES, "reg_mode": REG_MODES,
+               "causal_norm": CAUSAL_NORMS, "impl": IMPLS}
     for key, allowed in choices.items():
         if p[key] not in allowed:
             raise ConfigError(f"model.phase.{key} must be one of {allowed}, got {p[key]!r}.")
