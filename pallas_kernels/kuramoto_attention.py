@@ -259,7 +259,7 @@ def fused_kuramoto_steps(theta0, omega, coupling_k, *, steps: int, dt: float, si
                          block_o: int | None = None, num_warps: int = DEFAULT_NUM_WARPS,
                          interpret: bool | None = None):
     """θ^T of `steps` Euler steps by the fused kernel: theta0 [B,H,S,O]; omega broadcastable to [B,H,1,O] ([H,1,O]
-    or [B,H,1,O]); coupling_k [H]; noise None or [B,T,H,S,O] standard normals (step t's added as noise_std · ξ^t).
+    or [B,H,1,O]); coupling_k [H] (or [B,H]); noise None or [B,T,H,S,O] standard normals (step t's added as noise_std · ξ^t).
 
     Equals kuramoto_dynamics with the same settings (and noise drawn by `step_noise`, batch axis first);
     differentiable in theta0, omega, coupling_k (and noise) through a custom_vjp. Computes in float32 (float64
@@ -274,8 +274,8 @@ def fused_kuramoto_steps(theta0, omega, coupling_k, *, steps: int, dt: float, si
         raise ValueError(f"steps must be >= 1, got {steps}.")
     if causal_norm not in CAUSAL_NORMS:
         raise ValueError(f"causal_norm must be one of {CAUSAL_NORMS}, got {causal_norm!r}.")
-    if jnp.shape(coupling_k) != (h,):
-        raise ValueError(f"coupling_k must be [H] = ({h},), got shape {jnp.shape(coupling_k)}.")
+    if jnp.shape(coupling_k) not in ((h,), (b, h)):
+        raise ValueError(f"coupling_k must be [H] = ({h},) or [B,H], got shape {jnp.shape(coupling_k)}.")
     if noise is not None and noise.shape != (b, steps, h, s, o):
         raise ValueError(f"noise must be [B,T,H,S,O] = {(b, steps, h, s, o)}, got {noise.shape}.")
     if backward not in BACKWARDS:
@@ -289,7 +289,7 @@ def fused_kuramoto_steps(theta0, omega, coupling_k, *, steps: int, dt: float, si
     acc = jnp.promote_types(theta0.dtype, jnp.float32)  # ω, K cast first: the broadcasts' sums of dω, dK run in it
     theta_p = jnp.pad(theta0, ((0, 0), (0, 0), (0, s_pad - s), (0, o_pad - o)))
     omega_p = jnp.pad(jnp.broadcast_to(jnp.asarray(omega, acc), (b, h, 1, o))[:, :, 0], pad_o)
-    kappa_p = jnp.pad(jnp.broadcast_to(jnp.asarray(coupling_k, acc)[None, :, None], (b, h, o)), pad_o)
+    kappa_p = jnp.pad(jnp.broadcast_to(jnp.asarray(coupling_k, acc)[..., None], (b, h, o)), pad_o)
     noise_p = None if noise is None else jnp.pad(noise, ((0, 0),) * 3 + ((0, s_pad - s), (0, o_pad - o)))
     statics = (("steps", int(steps)), ("dt", float(dt)), ("sign", float(sign)), ("seq_len", s),
                ("causal", bool(causal)), ("causal_norm", causal_norm), ("noise_std", float(noise_std)),
@@ -308,11 +308,13 @@ def kuramoto_dynamics_pallas(theta0, omega, coupling_k, *, steps: int, dt: float
 
     del remat
     b, h = theta0.shape[:2]
-    omega_b = jnp.broadcast_to(omega, (b, h, 1, theta0.shape[-1]))  # batch-leading, so the batch split applies
+    # every argument batch-leading, so the batch split applies to all and dω, dK are summed outside the shard_map
+    omega_b = jnp.broadcast_to(omega, (b, h, 1, theta0.shape[-1]))
+    k_b = jnp.broadcast_to(coupling_k, (b, h))
     static = dict(steps=steps, dt=dt, sign=sign, causal=causal, causal_norm=causal_norm, noise_std=noise_std)
     if noise_key is None:
         return per_device_in_context_mesh(lambda th, om, k: fused_kuramoto_steps(th, om, k, **static),
-                                          (theta0, omega_b), (coupling_k,))
+                                          (theta0, omega_b, k_b))
     noise = jnp.moveaxis(step_noise(noise_key, steps, theta0.shape, theta0.dtype), 0, 1)  # [B,T,H,S,O]
-    return per_device_in_context_mesh(lambda th, om, xi, k: fused_kuramoto_steps(th, om, k, noise=xi, **static),
-                                      (theta0, omega_b, noise), (coupling_k,))
+    return per_device_in_context_mesh(lambda th, om, k, xi: fused_kuramoto_steps(th, om, k, noise=xi, **static),
+                                      (theta0, omega_b, k_b, noise))

@@ -9,7 +9,8 @@
 4. rows with (nearly) nothing to average over (S = 1, the "length" norm's first tokens, padded rows) stay finite;
 5. float64 check_grads (reverse mode: the kernel is a custom_vjp) on a tiny shape;
 6. the tiny phase model with model.phase.impl = "pallas" gives the "xla" model's loss and gradients (training mode,
-   with phase noise and frequency jitter); config checks; importing leaves the backend unstarted;
+   with phase noise and frequency jitter); config checks; importing leaves the backend unstarted; under an 8-device
+   data x fsdp mesh the dynamics run per device (shard_map) and equal one device's;
 7. the kernels pass Pallas' Triton lowering for CUDA (no GPU needed); experiments/_bench_phase_kernel.py runs.
 """
 
@@ -253,6 +254,47 @@ def test_importing_the_models_and_kernel_leaves_the_backend_unstarted():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+MESH_SCRIPT = """
+import json, numpy as np, jax, jax.numpy as jnp
+from pallas_kernels.kuramoto_attention import kuramoto_dynamics_pallas
+from wavejax.parallel.sharding import mesh_context
+assert jax.device_count() == 8
+rng = np.random.default_rng(0)
+theta0 = (np.pi * np.tanh(rng.standard_normal((8, 2, 12, 4)))).astype(np.float32)
+omega, k = (0.3 * rng.standard_normal((2, 1, 4))).astype(np.float32), np.array([1.0, 1.5], np.float32)
+w = rng.standard_normal(theta0.shape).astype(np.float32)
+settings = dict(steps=3, dt=0.1, sign=-1.0, causal=True, noise_key=jax.random.PRNGKey(2), noise_std=0.1)
+loss = lambda th, om, kk: jnp.sum(w * jnp.cos(kuramoto_dynamics_pallas(th, om, kk, **settings)))
+step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+flat = lambda r: [np.asarray(r[0])] + [np.asarray(g) for g in r[1]]
+single = flat(step(theta0, omega, k))
+mesh = jax.make_mesh((2, 4, 1), ("data", "fsdp", "model"), axis_types=(jax.sharding.AxisType.Auto,) * 3)
+with mesh_context(mesh):
+    text = step.lower(theta0, omega, k).as_text()
+    sharded = flat(step(theta0, omega, k))
+print(json.dumps({"shard_map": "sdy.manual_computation" in text or "shard_map" in text,
+                  "rel": [float(np.abs(a - b).max() / np.abs(a).max()) for a, b in zip(single, sharded)]}))
+"""
+
+
+@pytest.mark.slow  # a subprocess with 8 CPU devices (~7 s)
+def test_under_a_data_fsdp_mesh_the_kernel_runs_per_device_and_matches_one_device():
+    """A sharded jit cannot split the kernel's custom call, so under a 2 x 4 mesh the layer's dynamics run through
+    shard_map over the batch; loss and the gradients w.r.t. θ⁰, ω and K (the latter two summed over the shards)
+    equal one device's."""
+    import json
+    import os
+    import subprocess
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", MESH_SCRIPT], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["shard_map"]
+    assert max(result["rel"]) < 1e-5, result["rel"]
 
 
 # == 7. Triton lowering and the benchmark ==============================================================================
