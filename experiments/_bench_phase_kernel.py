@@ -31,12 +31,12 @@ import functools
 import itertools
 import math
 import os
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common as C  # noqa: E402
+from _bench_kuramoto_kernel import _ints, copy_bandwidth  # noqa: E402
 
 KERNEL = "phase attention (fused T steps)"
 PHASE_A = (32, 12, 512, 32)
@@ -54,16 +54,6 @@ def _shapes(text: str) -> tuple[tuple[int, int, int, int], ...]:
         raise argparse.ArgumentTypeError(f"expected B,H,S,O shapes of four positive integers separated by ';', "
                                          f"got {text!r}")
     return shapes
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def add_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
@@ -98,31 +88,23 @@ def _options(args) -> dict:
     on_gpu = jax.default_backend() == "gpu"
     gpu_shapes, cpu_shapes = ((8, 12, 512, 32), PHASE_A, (32, 12, 1024, 32)), ((2, 2, 64, 8), (2, 4, 128, 8))
     shapes = get("shapes", gpu_shapes if on_gpu else cpu_shapes)
-    modes = tuple(m.strip() for m in str(get("modes", "causal")).split(",") if m.strip())
-    if not modes or any(m not in ("causal", "noncausal") for m in modes):
-        C.fail(f"modes must be among causal, noncausal; got {','.join(modes) or 'none'}.")
-    backwards = tuple(m.strip() for m in str(get("backwards", "stored,recompute")).split(",") if m.strip())
-    if not backwards or any(m not in KA.BACKWARDS for m in backwards):
-        C.fail(f"backwards must be among {', '.join(KA.BACKWARDS)}; got {','.join(backwards) or 'none'}.")
+    def choices(name, default, allowed):
+        picked = tuple(m.strip() for m in str(get(name, default)).split(",") if m.strip())
+        if not picked or any(m not in allowed for m in picked):
+            C.fail(f"{name} must be among {', '.join(allowed)}; got {','.join(picked) or 'none'}.")
+        return picked
+
+    modes = choices("modes", "causal", ("causal", "noncausal"))
+    backwards = choices("backwards", ",".join(KA.BACKWARDS), KA.BACKWARDS)
     block_os = get("block_os", (0,))
     if any(b & (b - 1) for b in block_os):
         C.fail(f"block_os must be powers of two, got {block_os}.")
     steps = int(get("steps", 10))
     if steps < 1:
         C.fail(f"steps must be >= 1, got {steps}.")
-    return dict(shapes=shapes, modes=modes, backwards=backwards, block_os=block_os, num_warps=get("num_warps", (KA.DEFAULT_NUM_WARPS,)),
-                steps=steps, repeats=max(1, int(get("repeats", 3))), on_gpu=on_gpu)
-
-
-def copy_bandwidth(on_gpu: bool, repeats: int) -> float:
-    """Bytes/s of y = 2x over a large float32 array (one read and one write per element): the '% of peak' base."""
-    import jax
-    import jax.numpy as jnp
-
-    x = jnp.ones((2**26 if on_gpu else 2**22,), jnp.float32)
-    double = jax.jit(lambda v: v * 2)
-    seconds = statistics.median(C.time_calls(lambda: jax.block_until_ready(double(x)), repeats, warmup=1))
-    return 2 * x.size * 4 / seconds
+    return dict(shapes=shapes, modes=modes, backwards=backwards, block_os=block_os, steps=steps,
+                num_warps=get("num_warps", (KA.DEFAULT_NUM_WARPS,)), repeats=max(1, int(get("repeats", 3))),
+                on_gpu=on_gpu)
 
 
 def measure(shape, steps: int, causal: bool, repeats: int, backwards=("stored",), block_o: int = 0,
