@@ -73,7 +73,7 @@ CASES = [  # b, h, s, o, causal, causal_norm, sign, block_o, omega per batch, wh
     (2, 3, 13, 5, True, "count", -1.0, 4, False, "stored"),  # ragged S (13 -> 16) and O (5 -> 8)
     (2, 3, 13, 5, True, "count", -1.0, 4, False, "recompute"),
     (1, 2, 32, 8, True, "count", 1.0, 8, True, "stored"),  # S a power of two; repulsive; ω per batch (jitter)
-    (2, 2, 37, 6, True, "length", -1.0, 2, False, "recompute"),  # the original's 1/S scale, causal
+    (2, 2, 37, 6, True, "length", -1.0, 4, False, "recompute"),  # the original's 1/S scale, causal; O 6 -> 8
     (2, 2, 21, 4, False, "count", 1.0, 4, True, "stored"),  # the faithful mode: non-causal, repulsive
 ]
 
