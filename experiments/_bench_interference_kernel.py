@@ -13,7 +13,10 @@ default) on the same random inputs (omega, phase ~ N(0,1), amp = softplus(N(0,1)
 Columns: fwd ms and fwd+bwd ms (the gradient of sum(w · out) with respect to omega, phase, amp and v), medians of
 --repeats calls after --warmup; XLA's memory_analysis of the compiled fwd+bwd program (temp: working memory beyond
 inputs and outputs) and that temp divided by T (constant when memory is linear in T); throughput in causal
-(query, key, wave) triples per second of fwd+bwd; the speed-up (xla fwd+bwd / this row's); the largest |out - xla out|.
+(query, key, wave) triples per second of fwd+bwd; the speed-up (xla fwd+bwd / this row's); the sin/cos evaluations per
+causal triple that fwd+bwd asks for (exact from the shapes, `trig_per_causal_pair`; the trig work dominates both);
+the largest |out - xla out|. --work_only prints T and that column alone without running anything (exact on a CPU at
+GPU sizes).
 
 On a CPU the kernel runs in interpret mode (a sequential loop over the grid in XLA): its timings say nothing about GPU
 speed; the run only checks that the benchmark works and that both paths agree. The issue's GPU target: the kernel at
@@ -59,6 +62,7 @@ def add_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument(f"--{prefix}unnormalized", action="store_true", help="the original's unnormalised rows")
     if prefix:
         return
+    p.add_argument("--work_only", action="store_true", help="only the sin/cos count per causal pair (no timing)")
     p.add_argument("--lengths", type=_ints, default=None, help="sequence lengths (default 32,64 CPU; 1024..8192 GPU)")
     for name, help_text in (("batch", "B"), ("heads", "H"), ("head_dim", "D (the wave model: 384 / 8 = 48)"),
                             ("block_q", "kernel query tile"), ("block_k", "kernel key block and the XLA path's")):
@@ -95,6 +99,23 @@ def _options(args) -> dict:
         if o[key] & (o[key] - 1) or (on_gpu and o[key] < 16):
             C.fail(f"--{key} must be a power of two (>= 16 on a GPU), got {o[key]}.")
     return o
+
+
+def trig_per_causal_pair(impl: str, t: int, block_q: int, block_k: int) -> float:
+    """Sin/cos evaluations per causal (query, key, wave) triple that one fwd+bwd of `impl` asks for, exact from the
+    shapes: xla evaluates every (query, key) pair of its padded key blocks, 3 times (forward cos, the rematerialised
+    cos, the backward's sin); pallas evaluates the pairs of the causal blocks once forward (key blocks up to each query
+    tile's last row) and 3 times in its one backward pass (query tiles from each key block's first row: α's cos, then
+    cos and sin for the gradients)."""
+    causal = t * (t + 1) / 2
+    if impl == "xla":
+        block = min(block_k, t)
+        return 3 * t * (-(-t // block) * block) / causal
+    tile = max(block_q, block_k)
+    tp = -(-t // tile) * tile
+    query_side = sum(-(-(i + 1) * block_q // block_k) for i in range(tp // block_q)) * block_q * block_k
+    key_side = sum(tp // block_q - j * block_k // block_q for j in range(tp // block_k)) * block_q * block_k
+    return (query_side + 3 * key_side) / causal
 
 
 def _inputs(rng, b, h, t, w, d, dtype):
@@ -165,6 +186,7 @@ def rows(args) -> list[dict]:
             results[impl] = {"kernel": KERNEL, "size": f"T={t}", "impl": impl, "fwd_ms": fwd_ms, "fwd_bwd_ms": bwd_ms,
                              "temp_bytes": temp, "temp_per_t": None if temp is None else temp / t,
                              "throughput": f"{triples / (bwd_ms / 1e3):.3g} pair-waves/s",
+                             "trig": trig_per_causal_pair(impl, t, o["block_q"], o["block_k"]),
                              "out": np.asarray(out, np.float32)}
         ref = results.get("xla")
         ref_out = None if ref is None else ref["out"]
@@ -180,7 +202,7 @@ def rows(args) -> list[dict]:
 
 COLUMNS = (("size", "T"), ("impl", "impl"), ("fwd_ms", "fwd ms"), ("fwd_bwd_ms", "fwd+bwd ms"),
            ("speedup", "fwd+bwd speed-up vs xla"), ("temp_bytes", "temp (fwd+bwd)"), ("temp_per_t", "temp / T"),
-           ("throughput", "throughput"), ("max_err", "max |out - xla|"))
+           ("throughput", "throughput"), ("trig", "sin/cos per causal pair-wave"), ("max_err", "max err vs xla"))
 
 
 def markdown(table: list[dict]) -> str:
@@ -195,6 +217,8 @@ def markdown(table: list[dict]) -> str:
             return f"{value:.2f}×"
         if key == "max_err":
             return f"{value:.1e}"
+        if key == "trig":
+            return f"{value:.2f}"
         return str(value)
 
     return C.markdown_table([hd for _, hd in COLUMNS], [[cell(k, r.get(k)) for k, _ in COLUMNS] for r in table],
@@ -213,6 +237,12 @@ def main(argv=None) -> int:
     interpret = default_interpret()
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}"
           f"{', kernel in interpret mode' if interpret else ''}; load average {load}")
+    if args.work_only:
+        o = _options(args)
+        print(C.markdown_table(["T", "blocks q/k", "xla sin/cos per causal pair-wave", "pallas"], [
+            [t, f"{o['block_q']}/{o['block_k']}", *(f"{trig_per_causal_pair(i, t, o['block_q'], o['block_k']):.2f}"
+                                                    for i in ("xla", "pallas"))] for t in o["lengths"]]))
+        return 0
     table = rows(args)
     print()
     print(markdown(table))

@@ -13,17 +13,21 @@ benchmark compares against. No softmax, so no running max: the forward just accu
 
 Kernels (Triton-style, as selective_attention.py; grid (tiles, batch, heads); waves stored [B,H,W,T] so that one
 wave's row of a tile is a contiguous [block] vector):
-  forward  per query tile, key blocks 0..last causal one; per block a loop over the W waves accumulates C and P
-           ([bq, bk] each), then α, acc += α v, L += Σ_k α. Writes out and L (the backward's residual).
-  dq       per query tile, the same key blocks; with g_q = dout_q / L_q, Δ_q = dout_q·out_q / L_q (normalize; else
-           g = dout, Δ = 0, both computed outside): dα = g·vᵀ − Δ, r = dα / (E + eps) (= ∂/∂I), s = −r α (= ∂/∂E);
-           a second loop over waves recomputes cos and sin and accumulates the query side:
-             dA_qw += Σ_k 2 A_kw (r cos + s),  dω_qw += Σ_k ψ Δt,  dφ_qw += Σ_k ψ,  ψ = −2 r A_qw A_kw sin,
-             dS_q += Σ_k (r + s)   (S enters I and E alike; dA += 2 A dS is applied outside by autodiff of S)
-  dk, dv   per key block, the query tiles from its diagonal on: dv_k += Σ_q α_qk g_q and the key side of the same
-           terms, with the signs of ∂arg/∂ω_k = −Δt and ∂arg/∂φ_k = −1.
-Per-wave accumulators are [W, block] values updated with a one-hot row select (no dynamic row writes to a ref, which
-Triton cannot order between threads); the trig work (1 cos per pair and wave forward, 3 per pass backward) dominates.
+  forward   per query tile, key blocks 0..last causal one; per block a loop over the W waves accumulates C and P
+            ([bq, bk] each), then α, acc += α v, L += Σ_k α. Writes out and L (the backward's residual).
+  backward  one pass, per key block, over the query tiles from its diagonal on. With g_q = dout_q / L_q and
+            Δ_q = dout_q·out_q / L_q (normalize; else g = dout, Δ = 0; both computed outside), it recomputes α, then
+            dα = g·vᵀ − Δ, r = dα / (E + eps) (= ∂/∂I), s = −r α (= ∂/∂E), dv_k += Σ_q α_qk g_q, and a second loop
+            over waves (one cos and one sin per pair and wave) gives both sides at once, ψ = −2 r A_qw A_kw sin:
+              dA_qw += Σ_k 2 A_kw (r cos + s),   dω_qw += Σ_k ψ Δt,   dφ_qw += Σ_k ψ,   dS_q += Σ_k (r + s)
+              dA_kw += Σ_q 2 A_qw (r cos + s),   dω_kw −= Σ_q ψ Δt,   dφ_kw −= Σ_q ψ,   dS_k += Σ_q (r + s)
+            (S enters I and E alike; dA += 2 A dS comes from autodiff of S outside). The key side stays in registers;
+            the query side is added with atomic adds into zero-initialised whole-T outputs (so float sums may differ
+            between GPU runs in the last bits). One pass instead of flash attention's two (dq, then dk/dv) halves the
+            recomputation: fwd+bwd asks for about 4 sin/cos per causal (query, key, wave) against the blockwise XLA
+            path's 6 (forward, rematerialised forward, backward over all T² pairs); see the benchmark's column.
+Per-wave accumulators are [W, block] values updated with a one-hot row select (no per-wave read-modify-write of an
+output ref, whose ordering Triton does not promise between threads); the trig work dominates everything else.
 Everything is wrapped in a jax.custom_vjp (a raw pallas_call has no JVP). Ragged tails: T is padded to a multiple of
 the blocks (padded keys sit after every real query; padded queries get a zero cotangent), W and D to powers of two
 (D at least 16 when compiled) with zero amplitudes / values, which add nothing to C, P or S. Inputs may be bf16: the
@@ -107,24 +111,31 @@ def _score_cotangents(alpha, energy, visible, g_q, v_k, delta_q):
     return r, -r * alpha
 
 
-def _wave_grads(q: _Side, k: _Side, delta_t, r, s, carry, n_waves: int, axis: int):
-    """Adds one block's dω, dφ, dA ([W, n] each) to `carry`: the query side (axis=1: summed over keys) or the key side
-    (axis=0: summed over queries, with ∂arg/∂ω_k = −Δt and ∂arg/∂φ_k = −1)."""
-    sign = 1.0 if axis == 1 else -1.0
-    width = carry[0].shape[0]
+def _wave_grads(q: _Side, k: _Side, delta_t, r, s, n_waves: int, key_carry):
+    """One block's dω, dφ, dA ([W, n] each) for both sides, from a loop over waves (one cos and one sin per pair and
+    wave): the query side ([W, bq], summed over keys, returned) and the key side (summed over queries, with
+    ∂arg/∂ω_k = −Δt and ∂arg/∂φ_k = −1, added to key_carry)."""
+    width = key_carry[0].shape[0]
 
-    def wave(w, acc):
+    def wave(w, carry):
+        query_acc, key_acc = carry
         om_q, ph_q, a_q = q.rows(w)
         om_k, ph_k, a_k = k.rows(w)
         arg = (om_q[:, None] - om_k[None, :]) * delta_t + (ph_q[:, None] - ph_k[None, :])
-        other = a_k[None, :] if axis == 1 else a_q[:, None]  # dI/dA_q = 2 A_k cos, dE/dA_q = 2 A_k (and q <-> k)
-        psi = -2.0 * r * (a_q[:, None] * a_k[None, :]) * jnp.sin(arg)
-        contrib = (sign * (psi * delta_t).sum(axis), sign * psi.sum(axis),
-                   (2.0 * other * (r * jnp.cos(arg) + s)).sum(axis))
+        psi = -2.0 * r * (a_q[:, None] * a_k[None, :]) * jnp.sin(arg)  # ∂L/∂arg
+        amp_term = 2.0 * (r * jnp.cos(arg) + s)  # dI/dA_q = 2 A_k cos, dE/dA_q = 2 A_k (and q <-> k)
+        psi_t = psi * delta_t
+        query = (psi_t.sum(axis=1), psi.sum(axis=1), (amp_term * a_k[None, :]).sum(axis=1))
+        key = (-psi_t.sum(axis=0), -psi.sum(axis=0), (amp_term * a_q[:, None]).sum(axis=0))
         row = jnp.arange(width)[:, None] == w
-        return tuple(a + jnp.where(row, c[None, :], 0.0) for a, c in zip(acc, contrib))
 
-    return lax.fori_loop(0, n_waves, wave, carry)
+        def add_row(accs, values):
+            return tuple(a + jnp.where(row, c[None, :], 0.0) for a, c in zip(accs, values))
+
+        return add_row(query_acc, query), add_row(key_acc, key)
+
+    zeros = jnp.zeros((width, q.size), r.dtype)
+    return lax.fori_loop(0, n_waves, wave, ((zeros, zeros, zeros), key_carry))
 
 
 def _key_blocks_seen(q0, block_q: int, block_k: int):
@@ -158,31 +169,11 @@ def _forward_kernel(omq_ref, phq_ref, aq_ref, sq_ref, omk_ref, phk_ref, ak_ref, 
     l_ref[...] = rowsum
 
 
-def _dq_kernel(omq_ref, phq_ref, aq_ref, sq_ref, g_ref, dl_ref, omk_ref, phk_ref, ak_ref, sk_ref, v_ref,
-               dom_ref, dph_ref, da_ref, ds_ref, *, n_waves: int, block_k: int):
-    block_q = sq_ref.shape[0]
-    q0 = pl.program_id(0) * block_q
-    s_q, g_q, delta_q = sq_ref[...], g_ref[...], dl_ref[...]
-    q_side, k_refs = _Side((omq_ref, phq_ref, aq_ref), 0, q0, block_q), (omk_ref, phk_ref, ak_ref)
-
-    def body(j, carry):
-        waves, ds = carry
-        k0 = j * block_k
-        keys = pl.ds(k0, block_k)
-        k_side = _Side(k_refs, k0, k0, block_k)
-        alpha, energy, delta_t, visible = _block_alpha(q_side, k_side, s_q, sk_ref[keys], n_waves)
-        r, s = _score_cotangents(alpha, energy, visible, g_q, v_ref[keys, :], delta_q)
-        waves = _wave_grads(q_side, k_side, delta_t, r, s, waves, n_waves, axis=1)
-        return waves, ds + (r + s).sum(axis=1)
-
-    zeros = jnp.zeros(dom_ref.shape, s_q.dtype)
-    init = ((zeros, zeros, zeros), jnp.zeros((block_q,), s_q.dtype))
-    (dom, dph, da), ds = lax.fori_loop(0, _key_blocks_seen(q0, block_q, block_k), body, init)
-    dom_ref[...], dph_ref[...], da_ref[...], ds_ref[...] = dom, dph, da, ds
-
-
-def _dkv_kernel(omq_ref, phq_ref, aq_ref, sq_ref, g_ref, dl_ref, omk_ref, phk_ref, ak_ref, sk_ref, v_ref,
-                dom_ref, dph_ref, da_ref, ds_ref, dv_ref, *, n_waves: int, block_q: int):
+def _backward_kernel(omq_ref, phq_ref, aq_ref, sq_ref, g_ref, dl_ref, omk_ref, phk_ref, ak_ref, sk_ref, v_ref,
+                     _dom_q_in, _dph_q_in, _da_q_in, _ds_q_in, dom_q_ref, dph_q_ref, da_q_ref, ds_q_ref,
+                     dom_k_ref, dph_k_ref, da_k_ref, ds_k_ref, dv_ref, *, n_waves: int, block_q: int):
+    """One key block against the query tiles from its diagonal on: the key side and dv in registers, the query side
+    added atomically to the zero-initialised (aliased) whole-T query-side outputs."""
     block_k = sk_ref.shape[0]
     k0 = pl.program_id(0) * block_k
     s_k, vb = sk_ref[...], v_ref[...]
@@ -190,21 +181,25 @@ def _dkv_kernel(omq_ref, phq_ref, aq_ref, sq_ref, g_ref, dl_ref, omk_ref, phk_re
     n_q = sq_ref.shape[0] // block_q
 
     def body(i, carry):
-        waves, ds, dv = carry
+        key_waves, ds_k, dv = carry
         q0 = i * block_q
         rows = pl.ds(q0, block_q)
         g_q = g_ref[rows, :]
         q_side = _Side(q_refs, q0, q0, block_q)
         alpha, energy, delta_t, visible = _block_alpha(q_side, k_side, sq_ref[rows], s_k, n_waves)
         r, s = _score_cotangents(alpha, energy, visible, g_q, vb, dl_ref[rows])
-        waves = _wave_grads(q_side, k_side, delta_t, r, s, waves, n_waves, axis=0)
+        query_waves, key_waves = _wave_grads(q_side, k_side, delta_t, r, s, n_waves, key_waves)
+        all_waves = pl.ds(jnp.zeros((), q0.dtype), dom_q_ref.shape[0])  # q0's int type: x64 would make 0 an int64
+        for ref, value in zip((dom_q_ref, dph_q_ref, da_q_ref), query_waves):
+            plgpu.atomic_add(ref, (all_waves, rows), value)
+        plgpu.atomic_add(ds_q_ref, rows, (r + s).sum(axis=1))
         dv = dv + plgpu.dot(alpha.astype(g_q.dtype), g_q, trans_a=True)
-        return waves, ds + (r + s).sum(axis=0), dv
+        return key_waves, ds_k + (r + s).sum(axis=0), dv
 
-    zeros = jnp.zeros(dom_ref.shape, s_k.dtype)
+    zeros = jnp.zeros(dom_k_ref.shape, s_k.dtype)
     init = ((zeros, zeros, zeros), jnp.zeros((block_k,), s_k.dtype), jnp.zeros(dv_ref.shape, g_ref.dtype))
     (dom, dph, da), ds, dv = lax.fori_loop(k0 // block_q, n_q, body, init)
-    dom_ref[...], dph_ref[...], da_ref[...], ds_ref[...] = dom, dph, da, ds
+    dom_k_ref[...], dph_k_ref[...], da_k_ref[...], ds_k_ref[...] = dom, dph, da, ds
     dv_ref[...] = dv.astype(dv_ref.dtype)
 
 
@@ -249,34 +244,23 @@ def _backward(waves, s, v, g, delta, n_waves, block_q, block_k, interpret):
     d = v.shape[-1]
     wave_shape = jax.ShapeDtypeStruct(waves[0].shape, s.dtype)
     vec_shape = jax.ShapeDtypeStruct(s.shape, s.dtype)
-    args = (*waves, s, g, delta, *waves, s, v)
-
-    q_specs, q_vec, q_rows = _side_specs(wp, t, d, block_q, whole=False)
-    k_specs, _, k_rows = _side_specs(wp, t, d, block_k, whole=True)
-    d_query = pl.pallas_call(
-        functools.partial(_dq_kernel, n_waves=n_waves, block_k=block_k),
-        grid=(t // block_q, b, h),
-        in_specs=q_specs + [q_rows, q_vec] + k_specs + [k_rows],
-        out_specs=q_specs,
-        out_shape=[wave_shape] * 3 + [vec_shape],
-        compiler_params=_params(),
-        interpret=interpret,
-        name="interference_dq",
-    )(*args)
-
     q_specs, q_vec, q_rows = _side_specs(wp, t, d, block_q, whole=True)
     k_specs, _, k_rows = _side_specs(wp, t, d, block_k, whole=False)
-    d_key = pl.pallas_call(
-        functools.partial(_dkv_kernel, n_waves=n_waves, block_q=block_q),
+    n_in = 15  # 11 inputs, then the 4 zero-initialised query-side accumulators
+    zeros = [jnp.zeros(waves[0].shape, s.dtype)] * 3 + [jnp.zeros(s.shape, s.dtype)]
+    grads = pl.pallas_call(
+        functools.partial(_backward_kernel, n_waves=n_waves, block_q=block_q),
         grid=(t // block_k, b, h),
-        in_specs=q_specs + [q_rows, q_vec] + k_specs + [k_rows],
-        out_specs=k_specs + [k_rows],
-        out_shape=[wave_shape] * 3 + [vec_shape, jax.ShapeDtypeStruct(v.shape, v.dtype)],
+        in_specs=q_specs + [q_rows, q_vec] + k_specs + [k_rows] + q_specs,
+        out_specs=q_specs + k_specs + [k_rows],
+        out_shape=[wave_shape] * 3 + [vec_shape] + [wave_shape] * 3 + [vec_shape, jax.ShapeDtypeStruct(v.shape,
+                                                                                                         v.dtype)],
+        input_output_aliases={n_in - 4 + i: i for i in range(4)},
         compiler_params=_params(),
         interpret=interpret,
-        name="interference_dkv",
-    )(*args)
-    return [dq + dk for dq, dk in zip(d_query, d_key)] + [d_key[4]]  # dv comes from the key pass alone
+        name="interference_backward",
+    )(*waves, s, g, delta, *waves, s, v, *zeros)
+    return [dq + dk for dq, dk in zip(grads[:4], grads[4:8])] + [grads[8]]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8, 9))
