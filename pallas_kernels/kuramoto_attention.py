@@ -43,7 +43,6 @@ num_warps = 4 are unmeasured guesses (register pressure: ~8 live [S, block_o] f3
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +51,7 @@ from jax.experimental.pallas import triton as plgpu
 
 from pallas_kernels import default_interpret
 from wavejax.models.phase import CAUSAL_NORMS, kuramoto_dynamics, wrap  # noqa: F401  (kuramoto_dynamics: the reference)
+from wavejax.parallel.sharding import per_device_in_context_mesh
 
 DEFAULT_BLOCK_O = 8
 DEFAULT_NUM_WARPS = 4
@@ -259,7 +259,8 @@ def fused_kuramoto_steps(theta0, omega, coupling_k, *, steps: int, dt: float, si
                          block_o: int | None = None, num_warps: int = DEFAULT_NUM_WARPS,
                          interpret: bool | None = None):
     """θ^T of `steps` Euler steps by the fused kernel: theta0 [B,H,S,O]; omega broadcastable to [B,H,1,O] ([H,1,O]
-    or [B,H,1,O]); coupling_k [H] (or [B,H]); noise None or [B,T,H,S,O] standard normals (step t's added as noise_std · ξ^t).
+    or [B,H,1,O]); coupling_k [H] (or [B,H]); noise None or [B,T,H,S,O] standard normals (step t's added as
+    noise_std · ξ^t).
 
     Equals kuramoto_dynamics with the same settings (and noise drawn by `step_noise`, batch axis first);
     differentiable in theta0, omega, coupling_k (and noise) through a custom_vjp. Computes in float32 (float64
@@ -304,8 +305,6 @@ def kuramoto_dynamics_pallas(theta0, omega, coupling_k, *, steps: int, dt: float
     drawn by the reference's law and the kernel runs through shard_map over the batch under a multi-device mesh (a
     sharded jit cannot split its custom call). remat is ignored: the backward reads the trajectory the forward saved
     (backward="stored"), which holds what the scan with remat holds, θ^t per step."""
-    from wavejax.parallel.sharding import per_device_in_context_mesh
-
     del remat
     b, h = theta0.shape[:2]
     # every argument batch-leading, so the batch split applies to all and dω, dK are summed outside the shard_map
