@@ -13,7 +13,7 @@ layer (causal, attractive, cos/sin features). Arguments, combinable with "+" (e.
   wt2_kpc_diverse  Phase B, K0 = 0.75, phase noise 0.03, frequency jitter 0.02, coherence ceiling 0.45 (lambda 0.1)
   tiny             2 layers (phase layer last), width 64, 8 oscillators: trains in well under a minute on a CPU
   pallas           the phase layer's T Kuramoto steps by the fused Pallas kernel (pallas_kernels/kuramoto_attention.py;
-                   interpret mode on CPU, so slower there); the default stays the XLA scan until a GPU measurement
+                   interpret mode on CPU); the default stays the XLA scan until the kernel is timed on a GPU
 
 The original's run lengths differed between its runs (20 to 164 epochs of an undocumented windowing); here
 every preset has a fixed step budget so that runs compare at equal tokens. Phase B's original tokenizer
