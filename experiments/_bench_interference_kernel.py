@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common as C  # noqa: E402
+from _bench_kuramoto_kernel import _ints  # noqa: E402  (comma-separated positive integers for argparse)
 
 KERNEL = "interference"
 TARGET_SPEEDUP = 5.0  # issue 9, fwd+bwd on an H100/H200
@@ -43,16 +42,6 @@ TARGET_SPEEDUP = 5.0  # issue 9, fwd+bwd on an H100/H200
 DEFAULTS = {"lengths": ((32, 64), (1024, 2048, 4096, 8192)), "batch": (1, 4), "heads": (2, 8), "head_dim": (8, 48),
             "waves": (8, 48), "block_q": (16, 64), "block_k": (16, 64), "repeats": (3, 20), "dtype": ("float32",
                                                                                                       "bfloat16")}
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def add_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
@@ -128,22 +117,6 @@ def _inputs(rng, b, h, t, w, d, dtype):
     return tuple(jnp.asarray(a, dtype) for a in (omega, phase, amp, v, weights))
 
 
-def _compile_and_time(fn, inputs, repeats: int, warmup: int):
-    """(median ms, temp bytes or None, output, compile s) of jit(fn)(*inputs)."""
-    import jax
-
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*inputs).compile()
-    compile_s = time.perf_counter() - start
-    try:
-        temp = float(compiled.memory_analysis().temp_size_in_bytes)
-    except Exception:  # noqa: BLE001 - not every backend reports it
-        temp = None
-    out = compiled(*inputs)
-    ms = 1e3 * statistics.median(C.time_calls(lambda: jax.block_until_ready(compiled(*inputs)), repeats, warmup))
-    return ms, temp, out, compile_s
-
-
 def rows(args) -> list[dict]:
     """Per length, an "xla" and a "pallas" row in bench_kernels' keys (plus temp_per_t and meets_target)."""
     import functools
@@ -152,6 +125,7 @@ def rows(args) -> list[dict]:
     import jax.numpy as jnp
     import numpy as np
 
+    from bench_kernels import compile_and_time
     from pallas_kernels.interference_attention import interference_attention, interference_flash_attention
 
     o = _options(args)
@@ -174,15 +148,13 @@ def rows(args) -> list[dict]:
                 return jnp.sum(weights.astype(jnp.float32) * out)
 
             try:
-                fwd_ms, _, out, _ = _compile_and_time(attend, (omega, phase, amp, v), o["repeats"], o["warmup"])
-                bwd_ms, temp, _, compile_s = _compile_and_time(jax.grad(loss, argnums=(0, 1, 2, 3)),
-                                                               (omega, phase, amp, v, weights), o["repeats"],
-                                                               o["warmup"])
+                fwd_ms, _, out = compile_and_time(attend, (omega, phase, amp, v), o["repeats"], o["warmup"])
+                bwd_ms, temp, _ = compile_and_time(jax.grad(loss, argnums=(0, 1, 2, 3)),
+                                                   (omega, phase, amp, v, weights), o["repeats"], o["warmup"])
             except Exception as e:  # e.g. out of memory at a long length: one line says why, the run goes on
                 print(f"  T={t} {impl}: failed ({type(e).__name__}: {str(e).splitlines()[0][:120]})", flush=True)
                 continue
-            print(f"  T={t} {impl}: fwd {fwd_ms:.2f} ms, fwd+bwd {bwd_ms:.2f} ms (compile {compile_s:.1f} s)",
-                  flush=True)
+            print(f"  T={t} {impl}: fwd {fwd_ms:.2f} ms, fwd+bwd {bwd_ms:.2f} ms", flush=True)
             results[impl] = {"kernel": KERNEL, "size": f"T={t}", "impl": impl, "fwd_ms": fwd_ms, "fwd_bwd_ms": bwd_ms,
                              "temp_bytes": temp, "temp_per_t": None if temp is None else temp / t,
                              "throughput": f"{triples / (bwd_ms / 1e3):.3g} pair-waves/s",
@@ -206,20 +178,14 @@ COLUMNS = (("size", "T"), ("impl", "impl"), ("fwd_ms", "fwd ms"), ("fwd_bwd_ms",
 
 
 def markdown(table: list[dict]) -> str:
+    from bench_kernels import fmt_cell
+
     def cell(key, value):
-        if value is None:
-            return "—"
-        if key in ("temp_bytes", "temp_per_t"):
+        if key == "temp_per_t" and value is not None:
             return C.fmt_bytes(value)
-        if key in ("fwd_ms", "fwd_bwd_ms"):
-            return f"{value:.3f}" if value < 10 else f"{value:.1f}"
-        if key == "speedup":
-            return f"{value:.2f}×"
-        if key == "max_err":
-            return f"{value:.1e}"
         if key == "trig":
             return f"{value:.2f}"
-        return str(value)
+        return fmt_cell(key, value)
 
     return C.markdown_table([hd for _, hd in COLUMNS], [[cell(k, r.get(k)) for k, _ in COLUMNS] for r in table],
                             align="ll" + "r" * (len(COLUMNS) - 2))
