@@ -51,6 +51,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
 from pallas_kernels import default_interpret
+from pallas_kernels.selective_attention import MIN_TRITON_DIM, _is_power_of_two  # the same Triton block rules
 from wavejax.models.wave_attention import (  # noqa: F401  (the reference and the XLA path it is measured against)
     INTERFERENCE_EPS,
     interference_attention,
@@ -59,7 +60,6 @@ from wavejax.models.wave_attention import (  # noqa: F401  (the reference and th
 
 DEFAULT_BLOCK_Q = 64
 DEFAULT_BLOCK_K = 64
-MIN_TRITON_DIM = 16  # Triton's tl.dot needs every matmul dimension >= 16
 
 
 # -- per-block pieces shared by the three kernels -------------------------------------------------------------------
@@ -293,10 +293,6 @@ _interference.defvjp(_interference_fwd, _interference_bwd)
 
 
 # -- public entry point -----------------------------------------------------------------------------------------------
-
-def _is_power_of_two(n: int) -> bool:
-    return n >= 1 and n & (n - 1) == 0
-
 
 @functools.partial(jax.jit, static_argnames=("normalize", "block_q", "block_k", "interpret"))
 def interference_flash_attention(omega, phase, amp, v, *, normalize: bool, block_q: int = DEFAULT_BLOCK_Q,
