@@ -21,13 +21,14 @@ wave's row of a tile is a contiguous [block] vector):
             over waves (one cos and one sin per pair and wave) gives both sides at once, ψ = −2 r A_qw A_kw sin:
               dA_qw += Σ_k 2 A_kw (r cos + s),   dω_qw += Σ_k ψ Δt,   dφ_qw += Σ_k ψ,   dS_q += Σ_k (r + s)
               dA_kw += Σ_q 2 A_qw (r cos + s),   dω_kw −= Σ_q ψ Δt,   dφ_kw −= Σ_q ψ,   dS_k += Σ_q (r + s)
-            (S enters I and E alike; dA += 2 A dS comes from autodiff of S outside). The key side stays in registers;
-            the query side is added with atomic adds into zero-initialised whole-T outputs (so float sums may differ
-            between GPU runs in the last bits). One pass instead of flash attention's two (dq, then dk/dv) halves the
-            recomputation: fwd+bwd asks for about 4 sin/cos per causal (query, key, wave) against the blockwise XLA
-            path's 6 (forward, rematerialised forward, backward over all T² pairs); see the benchmark's column.
-Per-wave accumulators are [W, block] values updated with a one-hot row select (no per-wave read-modify-write of an
-output ref, whose ordering Triton does not promise between threads); the trig work dominates everything else.
+            (S enters I and E alike; dA += 2 A dS comes from autodiff of S outside). The key side stays in registers
+            ([W, bk] values updated with a one-hot row select, as flash attention keeps dK, dV); the query side is
+            added wave by wave with atomic adds into zero-initialised whole-T outputs (a plain read-modify-write of
+            an output ref is not ordered between Triton threads; float sums may differ between GPU runs in the last
+            bits). One pass instead of flash attention's two (dq, then dk/dv) halves the recomputation: fwd+bwd asks
+            for about 4 sin/cos per causal (query, key, wave) against the blockwise XLA path's 6 (forward,
+            rematerialised forward, backward, over all T² pairs); see the benchmark's column.
+The trig work dominates everything else. Block sizes and warps are untuned (no GPU has run the kernels yet).
 Everything is wrapped in a jax.custom_vjp (a raw pallas_call has no JVP). Ragged tails: T is padded to a multiple of
 the blocks (padded keys sit after every real query; padded queries get a zero cotangent), W and D to powers of two
 (D at least 16 when compiled) with zero amplitudes / values, which add nothing to C, P or S. Inputs may be bf16: the
@@ -111,14 +112,14 @@ def _score_cotangents(alpha, energy, visible, g_q, v_k, delta_q):
     return r, -r * alpha
 
 
-def _wave_grads(q: _Side, k: _Side, delta_t, r, s, n_waves: int, key_carry):
-    """One block's dω, dφ, dA ([W, n] each) for both sides, from a loop over waves (one cos and one sin per pair and
-    wave): the query side ([W, bq], summed over keys, returned) and the key side (summed over queries, with
-    ∂arg/∂ω_k = −Δt and ∂arg/∂φ_k = −1, added to key_carry)."""
+def _wave_grads(q: _Side, k: _Side, delta_t, r, s, n_waves: int, query_refs, key_carry):
+    """One block's dω, dφ, dA for both sides, from a loop over waves (one cos and one sin per pair and wave): the
+    query side (summed over keys) atomically added to wave w's [bq] row of each whole-T ref in query_refs, the key
+    side (summed over queries, with ∂arg/∂ω_k = −Δt and ∂arg/∂φ_k = −1) added to key_carry ([W, bk] each, returned).
+    Only the key side is held in registers (as flash attention's dK, dV): two [W, block] sets would spill."""
     width = key_carry[0].shape[0]
 
-    def wave(w, carry):
-        query_acc, key_acc = carry
+    def wave(w, key_acc):
         om_q, ph_q, a_q = q.rows(w)
         om_k, ph_k, a_k = k.rows(w)
         arg = (om_q[:, None] - om_k[None, :]) * delta_t + (ph_q[:, None] - ph_k[None, :])
@@ -126,16 +127,13 @@ def _wave_grads(q: _Side, k: _Side, delta_t, r, s, n_waves: int, key_carry):
         amp_term = 2.0 * (r * jnp.cos(arg) + s)  # dI/dA_q = 2 A_k cos, dE/dA_q = 2 A_k (and q <-> k)
         psi_t = psi * delta_t
         query = (psi_t.sum(axis=1), psi.sum(axis=1), (amp_term * a_k[None, :]).sum(axis=1))
+        for ref, value in zip(query_refs, query):
+            plgpu.atomic_add(ref, (w.astype(jnp.int32), pl.ds(q.start, q.size)), value)
         key = (-psi_t.sum(axis=0), -psi.sum(axis=0), (amp_term * a_q[:, None]).sum(axis=0))
         row = jnp.arange(width)[:, None] == w
+        return tuple(a + jnp.where(row, c[None, :], 0.0) for a, c in zip(key_acc, key))
 
-        def add_row(accs, values):
-            return tuple(a + jnp.where(row, c[None, :], 0.0) for a, c in zip(accs, values))
-
-        return add_row(query_acc, query), add_row(key_acc, key)
-
-    zeros = jnp.zeros((width, q.size), r.dtype)
-    return lax.fori_loop(0, n_waves, wave, ((zeros, zeros, zeros), key_carry))
+    return lax.fori_loop(0, n_waves, wave, key_carry)
 
 
 def _key_blocks_seen(q0, block_q: int, block_k: int):
@@ -173,7 +171,7 @@ def _backward_kernel(omq_ref, phq_ref, aq_ref, sq_ref, g_ref, dl_ref, omk_ref, p
                      _dom_q_in, _dph_q_in, _da_q_in, _ds_q_in, dom_q_ref, dph_q_ref, da_q_ref, ds_q_ref,
                      dom_k_ref, dph_k_ref, da_k_ref, ds_k_ref, dv_ref, *, n_waves: int, block_q: int):
     """One key block against the query tiles from its diagonal on: the key side and dv in registers, the query side
-    added atomically to the zero-initialised (aliased) whole-T query-side outputs."""
+    added atomically, wave by wave, to the zero-initialised (aliased) whole-T query-side outputs."""
     block_k = sk_ref.shape[0]
     k0 = pl.program_id(0) * block_k
     s_k, vb = sk_ref[...], v_ref[...]
@@ -188,10 +186,7 @@ def _backward_kernel(omq_ref, phq_ref, aq_ref, sq_ref, g_ref, dl_ref, omk_ref, p
         q_side = _Side(q_refs, q0, q0, block_q)
         alpha, energy, delta_t, visible = _block_alpha(q_side, k_side, sq_ref[rows], s_k, n_waves)
         r, s = _score_cotangents(alpha, energy, visible, g_q, vb, dl_ref[rows])
-        query_waves, key_waves = _wave_grads(q_side, k_side, delta_t, r, s, n_waves, key_waves)
-        all_waves = pl.ds(jnp.zeros((), q0.dtype), dom_q_ref.shape[0])  # q0's int type: x64 would make 0 an int64
-        for ref, value in zip((dom_q_ref, dph_q_ref, da_q_ref), query_waves):
-            plgpu.atomic_add(ref, (all_waves, rows), value)
+        key_waves = _wave_grads(q_side, k_side, delta_t, r, s, n_waves, (dom_q_ref, dph_q_ref, da_q_ref), key_waves)
         plgpu.atomic_add(ds_q_ref, rows, (r + s).sum(axis=1))
         dv = dv + plgpu.dot(alpha.astype(g_q.dtype), g_q, trans_a=True)
         return key_waves, ds_k + (r + s).sum(axis=0), dv
@@ -218,8 +213,9 @@ def _side_specs(width: int, t: int, dim: int, block: int, whole: bool):
             pl.BlockSpec((None, None, block, dim), lambda i, b, h: (b, h, i, 0)))
 
 
-def _params():
-    return plgpu.CompilerParams(num_warps=4, num_stages=2)
+def _params(num_warps: int = 4):
+    """Triton settings (untuned: no GPU has run these kernels yet); the backward holds more per program."""
+    return plgpu.CompilerParams(num_warps=num_warps, num_stages=2)
 
 
 def _forward(waves, s, v, normalize, n_waves, block_q, block_k, interpret):
@@ -256,7 +252,7 @@ def _backward(waves, s, v, g, delta, n_waves, block_q, block_k, interpret):
         out_shape=[wave_shape] * 3 + [vec_shape] + [wave_shape] * 3 + [vec_shape, jax.ShapeDtypeStruct(v.shape,
                                                                                                          v.dtype)],
         input_output_aliases={n_in - 4 + i: i for i in range(4)},
-        compiler_params=_params(),
+        compiler_params=_params(num_warps=8),
         interpret=interpret,
         name="interference_backward",
     )(*waves, s, g, delta, *waves, s, v, *zeros)
