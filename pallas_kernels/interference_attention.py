@@ -116,7 +116,7 @@ def _wave_grads(q: _Side, k: _Side, delta_t, r, s, n_waves: int, query_refs, key
     """One block's dω, dφ, dA for both sides, from a loop over waves (one cos and one sin per pair and wave): the
     query side (summed over keys) atomically added to wave w's [bq] row of each whole-T ref in query_refs, the key
     side (summed over queries, with ∂arg/∂ω_k = −Δt and ∂arg/∂φ_k = −1) added to key_carry ([W, bk] each, returned).
-    Only the key side is held in registers (as flash attention's dK, dV): two [W, block] sets would spill."""
+    Only the key side is held in registers (as flash attention's dK, dV); both sides would double that footprint."""
     width = key_carry[0].shape[0]
 
     def wave(w, key_acc):
