@@ -75,7 +75,7 @@ def kernel_and_reference(inputs, cotangent, normalize, block_q, block_k):
 CASES = [  # b, h, t, w, d, normalize, block_q, block_k
     (1, 2, 37, 5, 6, True, 8, 16),    # ragged tail 37 = 2·16 + 5; W = 5 padded to 8, D = 6 padded to 8
     (2, 1, 32, 8, 8, False, 16, 8),   # T a multiple of the blocks, unnormalised (the original)
-    (1, 1, 20, 3, 4, True, 16, 16),   # one tile holding every query, padded to 32
+    (1, 1, 20, 3, 4, True, 32, 32),   # one tile and one key block holding every position, padded to 32
 ]
 
 
