@@ -63,7 +63,7 @@ DEFAULT_BLOCK_Q = 64
 DEFAULT_BLOCK_K = 64
 
 
-# -- per-block pieces shared by the three kernels -------------------------------------------------------------------
+# -- per-block pieces shared by the two kernels ---------------------------------------------------------------------
 
 class _Side(NamedTuple):
     """One side (queries or keys) of a block: the omega, phase, amp refs ([W, n] each), the block's first column in
@@ -243,7 +243,7 @@ def _backward(waves, s, v, g, delta, n_waves, block_q, block_k, interpret):
     q_specs, q_vec, q_rows = _side_specs(wp, t, d, block_q, whole=True)
     k_specs, _, k_rows = _side_specs(wp, t, d, block_k, whole=False)
     n_in = 15  # 11 inputs, then the 4 zero-initialised query-side accumulators
-    zeros = [jnp.zeros(waves[0].shape, s.dtype)] * 3 + [jnp.zeros(s.shape, s.dtype)]
+    zeros = [jnp.zeros(waves[0].shape, s.dtype) for _ in range(3)] + [jnp.zeros(s.shape, s.dtype)]
     grads = pl.pallas_call(
         functools.partial(_backward_kernel, n_waves=n_waves, block_q=block_q),
         grid=(t // block_k, b, h),
