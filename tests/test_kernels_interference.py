@@ -214,7 +214,8 @@ def test_wave_model_with_the_pallas_kernel_gives_the_xla_loss_and_gradients():
 @pytest.mark.parametrize("overrides,message", [
     ({"model.wave.interference_impl": "triton"}, "interference_impl must be one of"),
     ({"model.attn_dropout": 0.1}, "has no attention dropout"),
-    ({"model.wave.interference_block": 24}, "power of two"),
+    ({"model.wave.interference_block": 24}, "power of two >= 16"),
+    ({"model.wave.interference_block": 8}, "power of two >= 16"),
 ])
 def test_bad_impl_settings_are_one_sentence(overrides, message):
     config = wave_configs.get_config("tiny+pallas")

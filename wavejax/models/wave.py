@@ -48,7 +48,7 @@ def default_wave_config() -> ml_collections.ConfigDict:
     w.simple_embed_std = 0.02  # init std of the lookup table E ([B] kept PyTorch's N(0,1); [K]/[M] used 0.02)
     w.wave_ratio_init = 0.5  # wave_packet: rho, the gate is sigmoid(rho)
     w.standard_ratio_init = 0.0  # wave_physics: r at step 0 ([K]: 1.0, lowered to 0 by train.wave_optim.anneal_steps)
-    w.interference_block = 64  # keys per block of the blockwise interference attention
+    w.interference_block = 64  # keys per block of the blockwise interference attention (and the kernel's tiles)
     # xla: the blockwise lax.scan; pallas: the flash-style kernel (pallas_kernels/interference_attention.py,
     # interpret mode on CPU). "xla" stays the default until the kernel has been timed on a GPU.
     w.interference_impl = "xla"
@@ -96,7 +96,7 @@ INTERFERENCE_IMPLS = ("xla", "pallas")
 
 
 def check_interference_impl(model_config) -> None:
-    """The kernel's limits: power-of-two blocks, and no attention dropout (it never holds alpha in memory to drop)."""
+    """The kernel's limits: power-of-two blocks >= 16, and no attention dropout (it never holds alpha to drop)."""
     w = model_config.wave
     impl = w.get("interference_impl", "xla")  # absent from run directories written before the kernel existed
     if impl not in INTERFERENCE_IMPLS:
@@ -104,9 +104,9 @@ def check_interference_impl(model_config) -> None:
     if impl != "pallas" or "wave_interference" not in (tuple(model_config.get("layer_attention", ()))
                                                        or (model_config.attention,)):
         return
-    if w.interference_block & (w.interference_block - 1):
+    if w.interference_block & (w.interference_block - 1) or w.interference_block < 16:
         raise ConfigError(f"model.wave.interference_impl='pallas' needs model.wave.interference_block to be a power "
-                          f"of two (the kernel's tile), got {w.interference_block}.")
+                          f"of two >= 16 (the kernel's tile, as Triton needs), got {w.interference_block}.")
     if model_config.attn_dropout > 0:
         raise ConfigError("model.wave.interference_impl='pallas' has no attention dropout; set model.attn_dropout=0 "
                           "or model.wave.interference_impl='xla'.")
