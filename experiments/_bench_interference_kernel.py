@@ -34,7 +34,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common as C  # noqa: E402
-from _bench_kuramoto_kernel import _ints  # noqa: E402  (comma-separated positive integers for argparse)
 
 KERNEL = "interference"
 TARGET_SPEEDUP = 5.0  # issue 9, fwd+bwd on an H100/H200
@@ -52,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
     if prefix:
         return
     p.add_argument("--work_only", action="store_true", help="only the sin/cos count per causal pair (no timing)")
-    p.add_argument("--lengths", type=_ints, default=None, help="sequence lengths (default 32,64 CPU; 1024..8192 GPU)")
+    p.add_argument("--lengths", type=C.int_list, default=None, help="sequence lengths (default 32,64 CPU; 1024..8192 GPU)")
     for name, help_text in (("batch", "B"), ("heads", "H"), ("head_dim", "D (the wave model: 384 / 8 = 48)"),
                             ("block_q", "kernel query tile"), ("block_k", "kernel key block and the XLA path's")):
         p.add_argument(f"--{name}", type=int, default=None, help=f"{help_text} (default: CPU / GPU values)")

@@ -37,25 +37,15 @@ KERNEL = "lattice Kuramoto (fused steps)"
 TARGET_OSC_STEPS = 1e11  # issue 9, on an H100/H200
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
 def add_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
     """The benchmark's options; bench_kernels.py adds them with prefix 'kuramoto_'."""
-    p.add_argument(f"--{prefix}sides", type=_ints, default=None,
+    p.add_argument(f"--{prefix}sides", type=C.int_list, default=None,
                    help="lattice sides, paired with --batches (default: 16,32 on CPU; 1000,100 on GPU)")
-    p.add_argument(f"--{prefix}batches", type=_ints, default=None,
+    p.add_argument(f"--{prefix}batches", type=C.int_list, default=None,
                    help="trials per call, one per side (default: 2,2 on CPU; 1,100 on GPU)")
     p.add_argument(f"--{prefix}steps", type=int, default=0, help="steps per timed call (default 48 CPU, 400 GPU)")
     p.add_argument(f"--{prefix}integrators", default="euler,rk4")
-    p.add_argument(f"--{prefix}windows", type=_ints, default=None,
+    p.add_argument(f"--{prefix}windows", type=C.int_list, default=None,
                    help="kernel windows P = Q to try (powers of two; default: the kernel's choice per lattice)")
     if not prefix:
         p.add_argument("--repeats", type=int, default=3)

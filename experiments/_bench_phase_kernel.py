@@ -36,7 +36,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common as C  # noqa: E402
-from _bench_kuramoto_kernel import _ints, copy_bandwidth  # noqa: E402
+from _bench_kuramoto_kernel import copy_bandwidth  # noqa: E402
 
 KERNEL = "phase attention (fused T steps)"
 PHASE_A = (32, 12, 512, 32)
@@ -65,9 +65,9 @@ def add_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument(f"--{prefix}modes", default="causal", help="comma-separated: causal (count norm), noncausal")
     p.add_argument(f"--{prefix}backwards", default="stored,recompute",
                    help="where the kernel's backward gets θ^t: stored (the forward's trajectory), recompute (on chip)")
-    p.add_argument(f"--{prefix}block_os", type=_ints, default=None,
+    p.add_argument(f"--{prefix}block_os", type=C.int_list, default=None,
                    help="channels per program to try (powers of two; default: the kernel's)")
-    p.add_argument(f"--{prefix}num_warps", type=_ints, default=None, help="Triton warps to try (default: the kernel's)")
+    p.add_argument(f"--{prefix}num_warps", type=C.int_list, default=None, help="Triton warps to try (default: the kernel's)")
     if not prefix:
         p.add_argument("--repeats", type=int, default=3)
 

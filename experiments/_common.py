@@ -32,6 +32,19 @@ def fail(message: str, code: int = 2) -> None:
 
 # -- config specs ------------------------------------------------------------------------------
 
+def int_list(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated positive integers ("1,2,4")."""
+    import argparse
+
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
 def available_configs() -> list[str]:
     return sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py") and not f.startswith("_"))
 

@@ -51,8 +51,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from pallas_kernels import default_interpret
-from pallas_kernels.selective_attention import MIN_TRITON_DIM, _is_power_of_two  # the same Triton block rules
+from pallas_kernels import MIN_TRITON_DIM, default_interpret, is_power_of_two
 from wavejax.models.wave_attention import (  # noqa: F401  (the reference and the XLA path it is measured against)
     INTERFERENCE_EPS,
     interference_attention,
@@ -298,7 +297,7 @@ def interference_flash_attention(omega, phase, amp, v, *, normalize: bool, block
     Equals `interference_attention_reference(omega, phase, amp, v, normalize)`; differentiable in all four inputs
     through a custom_vjp. Block sizes must be powers of two (and >= 16 when compiled for a GPU); interpret=None picks
     interpret mode on CPU."""
-    if not (_is_power_of_two(block_q) and _is_power_of_two(block_k)):
+    if not (is_power_of_two(block_q) and is_power_of_two(block_k)):
         raise ValueError(f"block_q and block_k must be powers of two, got {block_q} and {block_k}.")
     if not omega.shape == phase.shape == amp.shape or v.ndim != 4 or v.shape[:3] != omega.shape[:3]:
         raise ValueError(f"omega, phase, amp must share one [B,H,T,W] shape and v be [B,H,T,D]; got {omega.shape}, "

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from pallas_kernels import default_interpret
+from pallas_kernels import default_interpret, is_power_of_two
 from wavejax.models.phase import CAUSAL_NORMS, kuramoto_dynamics, wrap  # noqa: F401  (kuramoto_dynamics: the reference)
 from wavejax.parallel.sharding import per_device_in_context_mesh
 
@@ -250,10 +250,6 @@ _fused.defvjp(_fused_fwd, _fused_bwd)
 
 # -- public entry points -----------------------------------------------------------------------------------------------
 
-def _is_power_of_two(n: int) -> bool:
-    return n >= 1 and n & (n - 1) == 0
-
-
 def fused_kuramoto_steps(theta0, omega, coupling_k, *, steps: int, dt: float, sign: float, causal: bool,
                          causal_norm: str = "count", noise=None, noise_std: float = 0.0, backward: str = "stored",
                          block_o: int | None = None, num_warps: int = DEFAULT_NUM_WARPS,
@@ -282,7 +278,7 @@ def fused_kuramoto_steps(theta0, omega, coupling_k, *, steps: int, dt: float, si
     if backward not in BACKWARDS:
         raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}.")
     block_o = block_o or min(DEFAULT_BLOCK_O, pl.next_power_of_2(o))
-    if not _is_power_of_two(block_o):
+    if not is_power_of_two(block_o):
         raise ValueError(f"block_o must be a power of two, got {block_o}.")
     interpret = default_interpret() if interpret is None else interpret
     s_pad, o_pad = pl.next_power_of_2(s), -(-o // block_o) * block_o

@@ -45,14 +45,13 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from pallas_kernels import default_interpret
+from pallas_kernels import MIN_TRITON_DIM, default_interpret, is_power_of_two
 from wavejax.nn.selective import wave_selective_attention_reference, wave_selective_mask  # noqa: F401  (the reference)
 
 MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: a fully masked block never makes inf - inf = NaN
 LOG2E = math.log2(math.e)
 DEFAULT_BLOCK_Q = 64
 DEFAULT_BLOCK_K = 64
-MIN_TRITON_DIM = 16  # Triton's tl.dot needs every matmul dimension >= 16
 
 
 def _visible(pos, wave, kpos, window: int):
@@ -304,10 +303,6 @@ def scheduled_score_blocks(schedule) -> jax.Array:
 
 # -- public entry point -----------------------------------------------------------------------------------------------
 
-def _is_power_of_two(n: int) -> bool:
-    return n >= 1 and n & (n - 1) == 0
-
-
 @functools.partial(jax.jit, static_argnames=("window", "block_q", "block_k", "interpret"))
 def wave_selective_flash_attention(q, k, v, is_wave, window: int, block_q: int = DEFAULT_BLOCK_Q,
                                    block_k: int = DEFAULT_BLOCK_K, interpret: bool | None = None):
@@ -316,7 +311,7 @@ def wave_selective_flash_attention(q, k, v, is_wave, window: int, block_q: int =
     Equals `wave_selective_attention_reference(q, k, v, is_wave, window)`; differentiable in q, k, v through a
     custom_vjp. Block sizes must be powers of two (and >= 16 when compiled for a GPU); interpret=None picks interpret
     mode on CPU."""
-    if not (_is_power_of_two(block_q) and _is_power_of_two(block_k)):
+    if not (is_power_of_two(block_q) and is_power_of_two(block_k)):
         raise ValueError(f"block_q and block_k must be powers of two, got {block_q} and {block_k}.")
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}.")

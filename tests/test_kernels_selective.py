@@ -262,11 +262,13 @@ def test_bad_impl_settings_are_one_sentence(impl, attention_impl, message):
     assert "\n" not in str(err.value) and str(err.value).endswith(".")
 
 
-def test_importing_the_models_and_kernel_leaves_the_backend_unstarted():
-    """jax.distributed.initialize must run before any backend starts, and multi-host runs import the models first."""
+def test_importing_the_models_and_kernels_leaves_the_backend_unstarted():
+    """jax.distributed.initialize must run before any backend starts, and multi-host runs import the models first
+    (every kernel module, not only this one)."""
     import subprocess
 
-    code = ("import wavejax.models, pallas_kernels.selective_attention; from jax._src import xla_bridge; "
+    code = ("import wavejax.models, pallas_kernels.selective_attention, pallas_kernels.interference_attention, "
+            "pallas_kernels.kuramoto_attention, pallas_kernels.kuramoto_lattice; from jax._src import xla_bridge; "
             "print(xla_bridge.backends_are_initialized())")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
