@@ -768,3 +768,19 @@ def test_cosine_clamp_schedule():
     assert float(optim.schedule(t)(2550)) == pytest.approx(t.min_lr + (peak - t.min_lr) * 0.5, rel=1e-4)
     t.schedule, t.decay_steps = "cosine_clamp", 2100  # decay_steps, when set, is the horizon
     assert float(optim.schedule(t)(1100)) == pytest.approx(peak * 0.5, rel=1e-5)
+
+
+def test_configs_written_before_the_kernel_switches_still_validate_and_resolve_to_xla():
+    """Run directories saved before model.phase.impl / model.wave.interference_impl existed still load."""
+    import wave as wave_configs  # configs/wave.py
+
+    from wavejax.models.phase import resolved
+
+    for config, section, key in ((phase_configs.get_config("tiny"), "phase", "impl"),
+                                 (wave_configs.get_config("tiny+interference"), "wave", "interference_impl")):
+        old = config.to_dict()
+        del old["model"][section][key]
+        validate(ml_collections.ConfigDict(old))
+    phase_old = phase_configs.get_config("tiny").model.phase.to_dict()
+    del phase_old["impl"]
+    assert resolved(ml_collections.ConfigDict(phase_old))["impl"] == "xla"

@@ -174,13 +174,14 @@ def check_phase_config(model_config) -> None:
     choices = {"sign": tuple(SIGNS), "output_features": OUTPUT_FEATURES, "reg_mode": REG_MODES,
                "causal_norm": CAUSAL_NORMS, "impl": IMPLS}
     for key, allowed in choices.items():
-        if p[key] not in allowed:
+        if p.get(key, allowed[0]) not in allowed:  # impl may be absent (an older run's config): its default
             raise ConfigError(f"model.phase.{key} must be one of {allowed}, got {p[key]!r}.")
 
 
 def resolved(phase_config) -> dict:
     """Effective settings: `seed_faithful` forces the original's behaviour whatever the individual flags say."""
     p = dict(phase_config)
+    p.setdefault("impl", "xla")  # absent from run directories written before the kernel existed
     if p["seed_faithful"]:
         p.update(causal=False, sign="repulsive", output_features="angle", reg_grad=False, phase_noise=0.0, freq_jitter=0.0)
     return p
