@@ -14,6 +14,7 @@ come from experiments/bench_kernels.py; until one is measured every switch defau
 """
 
 import jax
+from jax.experimental import pallas as pl
 
 MIN_TRITON_DIM = 16  # Triton's tl.dot needs every matmul dimension >= 16
 
@@ -27,3 +28,20 @@ def default_interpret() -> bool:
     """True on CPU, where Pallas runs only in interpret mode. A function, not a constant: asking for the backend at
     import time would start it before jax.distributed.initialize (multi-host runs import the models first)."""
     return jax.default_backend() == "cpu"
+
+
+def attention_interpret(block_q: int, block_k: int, interpret: bool | None) -> bool:
+    """The attention kernels' block checks (powers of two; >= MIN_TRITON_DIM when compiled for a GPU), returning
+    interpret resolved (None: default_interpret())."""
+    if not (is_power_of_two(block_q) and is_power_of_two(block_k)):
+        raise ValueError(f"block_q and block_k must be powers of two, got {block_q} and {block_k}.")
+    interpret = default_interpret() if interpret is None else interpret
+    if not interpret and min(block_q, block_k) < MIN_TRITON_DIM:
+        raise ValueError(f"compiled for a GPU (Triton), block_q and block_k must be >= {MIN_TRITON_DIM}, got "
+                         f"{block_q} and {block_k}.")
+    return interpret
+
+
+def padded_dim(d: int, interpret: bool) -> int:
+    """A head (or value) dimension padded for the kernels: the next power of two, at least MIN_TRITON_DIM compiled."""
+    return pl.next_power_of_2(d) if interpret else max(pl.next_power_of_2(d), MIN_TRITON_DIM)

@@ -51,7 +51,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from pallas_kernels import MIN_TRITON_DIM, default_interpret, is_power_of_two
+from pallas_kernels import attention_interpret, padded_dim
 from wavejax.models.wave_attention import (  # noqa: F401  (the reference and the XLA path it is measured against)
     INTERFERENCE_EPS,
     interference_attention,
@@ -297,21 +297,16 @@ def interference_flash_attention(omega, phase, amp, v, *, normalize: bool, block
     Equals `interference_attention_reference(omega, phase, amp, v, normalize)`; differentiable in all four inputs
     through a custom_vjp. Block sizes must be powers of two (and >= 16 when compiled for a GPU); interpret=None picks
     interpret mode on CPU."""
-    if not (is_power_of_two(block_q) and is_power_of_two(block_k)):
-        raise ValueError(f"block_q and block_k must be powers of two, got {block_q} and {block_k}.")
+    interpret = attention_interpret(block_q, block_k, interpret)
     if not omega.shape == phase.shape == amp.shape or v.ndim != 4 or v.shape[:3] != omega.shape[:3]:
         raise ValueError(f"omega, phase, amp must share one [B,H,T,W] shape and v be [B,H,T,D]; got {omega.shape}, "
                          f"{phase.shape}, {amp.shape}, {v.shape}.")
-    interpret = default_interpret() if interpret is None else interpret
-    if not interpret and min(block_q, block_k) < MIN_TRITON_DIM:
-        raise ValueError(f"compiled for a GPU (Triton), block_q and block_k must be >= {MIN_TRITON_DIM}, got "
-                         f"{block_q} and {block_k}.")
     b, h, t, w = omega.shape
     d = v.shape[-1]
     tile = max(block_q, block_k)
     tp = -(-t // tile) * tile
     wp = pl.next_power_of_2(w)
-    dp = pl.next_power_of_2(d) if interpret else max(pl.next_power_of_2(d), MIN_TRITON_DIM)
+    dp = padded_dim(d, interpret)
     score = jnp.promote_types(omega.dtype, jnp.float32)
 
     def wave_major(a):  # [B,H,T,W] -> [B,H,Wp,Tp], zeros in the padding (zero amplitude: the pad adds nothing)

@@ -45,7 +45,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from pallas_kernels import MIN_TRITON_DIM, default_interpret, is_power_of_two
+from pallas_kernels import attention_interpret, padded_dim
 from wavejax.nn.selective import wave_selective_attention_reference, wave_selective_mask  # noqa: F401  (the reference)
 
 MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: a fully masked block never makes inf - inf = NaN
@@ -311,20 +311,15 @@ def wave_selective_flash_attention(q, k, v, is_wave, window: int, block_q: int =
     Equals `wave_selective_attention_reference(q, k, v, is_wave, window)`; differentiable in q, k, v through a
     custom_vjp. Block sizes must be powers of two (and >= 16 when compiled for a GPU); interpret=None picks interpret
     mode on CPU."""
-    if not (is_power_of_two(block_q) and is_power_of_two(block_k)):
-        raise ValueError(f"block_q and block_k must be powers of two, got {block_q} and {block_k}.")
+    interpret = attention_interpret(block_q, block_k, interpret)
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}.")
     if not q.shape == k.shape == v.shape or is_wave.shape != q.shape[:2]:
         raise ValueError(f"q, k, v must share one [B,T,H,D] shape and is_wave be [B,T]; got {q.shape}, {k.shape}, "
                          f"{v.shape}, {is_wave.shape}.")
-    interpret = default_interpret() if interpret is None else interpret
-    if not interpret and min(block_q, block_k) < MIN_TRITON_DIM:
-        raise ValueError(f"compiled for a GPU (Triton), block_q and block_k must be >= {MIN_TRITON_DIM}, got "
-                         f"{block_q} and {block_k}.")
     b, t, h, d = q.shape
     tp = -(-t // max(block_q, block_k)) * max(block_q, block_k)
-    dp = pl.next_power_of_2(d) if interpret else max(pl.next_power_of_2(d), MIN_TRITON_DIM)
+    dp = padded_dim(d, interpret)
     pad = lambda a: jnp.pad(a, ((0, 0), (0, tp - t), (0, 0), (0, dp - d)))  # noqa: E731
     schedule = tile_schedule(jnp.pad(is_wave.astype(bool), ((0, 0), (0, tp - t))), window, block_q, block_k)
     order = schedule.pop("order")
