@@ -50,7 +50,8 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
 from pallas_kernels import default_interpret, is_power_of_two
-from wavejax.models.phase import CAUSAL_NORMS, kuramoto_dynamics, wrap  # noqa: F401  (kuramoto_dynamics: the reference)
+from wavejax.models.phase import kuramoto_dynamics  # noqa: F401  (the reference)
+from wavejax.models.phase import CAUSAL_NORMS, step_noise_draw, wrap
 from wavejax.parallel.sharding import per_device_in_context_mesh
 
 DEFAULT_BLOCK_O = 8
@@ -59,8 +60,8 @@ BACKWARDS = ("stored", "recompute")  # where the backward gets θ^t: the forward
 
 
 def step_noise(noise_key, steps: int, shape, dtype=jnp.float32):
-    """[T, *shape] standard normals, step t's from fold_in(noise_key, t): the draws kuramoto_dynamics adds."""
-    return jax.vmap(lambda t: jax.random.normal(jax.random.fold_in(noise_key, t), shape, dtype))(jnp.arange(steps))
+    """[T, *shape] standard normals, step t's by step_noise_draw: the draws kuramoto_dynamics adds."""
+    return jax.vmap(lambda t: step_noise_draw(noise_key, t, shape, dtype))(jnp.arange(steps))
 
 
 # -- the kernels ----------------------------------------------------------------------------------------------------

@@ -73,6 +73,12 @@ def kuramoto_coupling(theta, causal: bool, causal_norm: str = "count"):
     return s * mc - c * ms
 
 
+def step_noise_draw(noise_key, t, shape, dtype):
+    """Step t's standard normals, from fold_in(noise_key, t): what kuramoto_dynamics adds (times noise_std) and the
+    fused Pallas kernel is handed, so both paths add the same numbers."""
+    return jax.random.normal(jax.random.fold_in(noise_key, t), shape, dtype)
+
+
 def kuramoto_dynamics(theta0, omega, coupling_k, *, steps: int, dt: float, sign: float, causal: bool,
                       causal_norm: str = "count", noise_key=None, noise_std: float = 0.0,
                       coupling_fn=kuramoto_coupling, remat: bool = True):
@@ -89,7 +95,7 @@ def kuramoto_dynamics(theta0, omega, coupling_k, *, steps: int, dt: float, sign:
         d = omega + sign * k * coupling_fn(theta, causal, causal_norm)
         theta = theta + dt * d
         if noise_key is not None:
-            theta = theta + noise_std * jax.random.normal(jax.random.fold_in(noise_key, t), theta.shape, theta.dtype)
+            theta = theta + noise_std * step_noise_draw(noise_key, t, theta.shape, theta.dtype)
         return wrap(theta), None
 
     if remat:
