@@ -80,6 +80,21 @@ def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.Comp
                           timeout=timeout, env=dict(os.environ))
 
 
+EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_cpu_collective_call_terminate_timeout_seconds=60",
+         "JAX_PLATFORMS": "cpu"}  # 8 fake CPU devices for the scripts in tests/multidevice
+
+
+def run_with_8_devices(script: str, timeout: float = 600) -> dict:
+    """Runs tests/multidevice/<script> in a process with 8 CPU devices; returns its last stdout line as JSON."""
+    import json
+
+    env = dict(os.environ, **EIGHT)
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "multidevice" / script)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def assert_one_error_line(proc: subprocess.CompletedProcess, code: int) -> str:
     """The CLI contract for user errors: exit `code`, stderr is one `error: ...` line, no traceback."""
     lines = proc.stderr.strip().splitlines()

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import functools
-import subprocess
 import sys
 
 import jax
@@ -32,7 +31,7 @@ from pallas_kernels.interference_attention import interference_attention_referen
 from wavejax.config import set_value, validate
 from wavejax.errors import ConfigError
 
-from conftest import REPO
+from conftest import REPO, run_with_8_devices
 
 sys.path.insert(0, str(REPO / "experiments"))  # _bench_interference_kernel
 
@@ -238,49 +237,11 @@ def test_pallas_preset_validates_and_xla_is_the_default():
     validate(config)
 
 
-MESH_SCRIPT = """
-import json, sys, numpy as np, jax, jax.numpy as jnp
-sys.path.insert(0, "configs")
-import wave as wave_configs
-from wavejax.config import set_value, validate
-from wavejax.models.gpt import build_model
-from wavejax.parallel.sharding import mesh_context
-assert jax.device_count() == 8
-config = wave_configs.get_config("tiny+pallas")
-set_value(config, "model.n_layer", 1)
-validate(config)
-model = build_model(config.model, 65)
-tokens = np.random.default_rng(0).integers(0, 65, (8, 21)).astype(np.int32)
-params = jax.jit(model.init, static_argnums=2)(jax.random.PRNGKey(0), tokens, True)["params"]
-def loss(p):
-    logits = model.apply({"params": p}, tokens, True)
-    return jnp.mean(jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, tokens[..., None], -1)[..., 0])
-step = jax.jit(jax.value_and_grad(loss))
-flat = lambda r: [np.asarray(r[0])] + [np.asarray(g) for g in jax.tree.leaves(r[1])]
-single = flat(step(params))
-mesh = jax.make_mesh((2, 4, 1), ("data", "fsdp", "model"), axis_types=(jax.sharding.AxisType.Auto,) * 3)
-with mesh_context(mesh):
-    text = step.lower(params).as_text()
-    sharded = flat(step(params))
-scale = max(float(np.abs(a).max()) for a in single[1:])
-print(json.dumps({"shard_map": "sdy.manual_computation" in text or "shard_map" in text,
-                  "loss": float(np.abs(single[0] - sharded[0])),
-                  "grad": max(float(np.abs(a - b).max()) / scale for a, b in zip(single[1:], sharded[1:]))}))
-"""
-
-
 @pytest.mark.slow  # a subprocess with 8 CPU devices
 def test_under_a_data_fsdp_mesh_the_model_runs_the_kernel_per_device_and_matches_one_device():
     """A sharded jit cannot split the kernel's custom call, so under a 2 x 4 mesh the interference attention runs
     through shard_map over the batch; the tiny wave model's loss and gradients equal one device's."""
-    import json
-    import os
-
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", MESH_SCRIPT], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_with_8_devices("interference_mesh.py", timeout=300)
     assert result["shard_map"]
     assert result["loss"] < 1e-5 and result["grad"] < 1e-5, result
 

@@ -32,7 +32,7 @@ from wavejax.config import set_value, validate
 from wavejax.errors import ConfigError
 from wavejax.models.phase import kuramoto_coupling_reference, kuramoto_dynamics
 
-from conftest import REPO
+from conftest import REPO, run_with_8_devices
 
 sys.path.insert(0, str(REPO / "experiments"))  # _bench_phase_kernel
 
@@ -249,43 +249,12 @@ def test_bad_kernel_arguments_are_one_sentence():
         fused_kuramoto_steps(theta0, omega, k[:1], steps=2, dt=0.1, sign=-1.0, causal=True)
 
 
-MESH_SCRIPT = """
-import json, numpy as np, jax, jax.numpy as jnp
-from pallas_kernels.kuramoto_attention import kuramoto_dynamics_pallas
-from wavejax.parallel.sharding import mesh_context
-assert jax.device_count() == 8
-rng = np.random.default_rng(0)
-theta0 = (np.pi * np.tanh(rng.standard_normal((8, 2, 12, 4)))).astype(np.float32)
-omega, k = (0.3 * rng.standard_normal((2, 1, 4))).astype(np.float32), np.array([1.0, 1.5], np.float32)
-w = rng.standard_normal(theta0.shape).astype(np.float32)
-settings = dict(steps=3, dt=0.1, sign=-1.0, causal=True, noise_key=jax.random.PRNGKey(2), noise_std=0.1)
-loss = lambda th, om, kk: jnp.sum(w * jnp.cos(kuramoto_dynamics_pallas(th, om, kk, **settings)))
-step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
-flat = lambda r: [np.asarray(r[0])] + [np.asarray(g) for g in r[1]]
-single = flat(step(theta0, omega, k))
-mesh = jax.make_mesh((2, 4, 1), ("data", "fsdp", "model"), axis_types=(jax.sharding.AxisType.Auto,) * 3)
-with mesh_context(mesh):
-    text = step.lower(theta0, omega, k).as_text()
-    sharded = flat(step(theta0, omega, k))
-print(json.dumps({"shard_map": "sdy.manual_computation" in text or "shard_map" in text,
-                  "rel": [float(np.abs(a - b).max() / np.abs(a).max()) for a, b in zip(single, sharded)]}))
-"""
-
-
 @pytest.mark.slow  # a subprocess with 8 CPU devices (~7 s)
 def test_under_a_data_fsdp_mesh_the_kernel_runs_per_device_and_matches_one_device():
     """A sharded jit cannot split the kernel's custom call, so under a 2 x 4 mesh the layer's dynamics run through
     shard_map over the batch; loss and the gradients w.r.t. θ⁰, ω and K (the latter two summed over the shards)
     equal one device's."""
-    import json
-    import os
-    import subprocess
-
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", MESH_SCRIPT], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_with_8_devices("phase_mesh.py", timeout=300)
     assert result["shard_map"]
     assert max(result["rel"]) < 1e-5, result["rel"]
 

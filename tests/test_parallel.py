@@ -11,22 +11,10 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, run_with_8_devices
 
 sys.path.insert(0, str(REPO / "tests"))  # tests/multidevice
 from jax.sharding import PartitionSpec as P
-
-EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_cpu_collective_call_terminate_timeout_seconds=60",
-         "JAX_PLATFORMS": "cpu"}
-
-
-def run_with_8_devices(script: str, timeout: float = 600) -> dict:
-    env = dict(os.environ, **EIGHT)
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "multidevice" / script)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
 
 @pytest.fixture(scope="module")
 def meshes():
