@@ -1,7 +1,12 @@
 """wavejax/field/graphs.py: lattice spectra against their closed forms, the original's node numbering, the three
-eigensolver paths, random-graph generators, node removal and the neighbour tables the dynamics read."""
+eigensolver paths and the basis they pin (independent of the solver, the input basis and the BLAS thread count),
+random-graph generators, node removal and the neighbour tables the dynamics read."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,7 +23,7 @@ def test_periodic_lattice_spectrum_matches_closed_form(side):
     closed = np.sort((4 - 2 * np.cos(2 * np.pi * a / side) - 2 * np.cos(2 * np.pi * b / side)).ravel())
     np.testing.assert_allclose(lam, closed, atol=1e-12)
     np.testing.assert_allclose(G.lattice_spectrum(side, True), closed, atol=1e-12)
-    # the float32 jnp.linalg.eigh path the experiments use
+    # the dense solver path (float64 eigh on the host, returned in float32)
     w, _ = G.laplacian_eigenmodes(G.square_lattice(side), side * side, "dense")
     np.testing.assert_allclose(w, closed, atol=2e-5)
 
@@ -81,6 +86,110 @@ def test_sparse_and_lattice_eigensolvers_match_dense():
         G.laplacian_eigenmodes(ws, 5, "lattice")
     with pytest.raises(ValueError, match="1 <= modes <= nodes"):
         G.laplacian_eigenmodes(ws, 81)
+
+
+def _documented_lattice_basis(side: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The periodic lattice's modes restated from lattice_eigenmodes' docstring: products (row mode r) x (column mode c)
+    of the 1-D modes 1, cos 1, sin 1, cos 2, sin 2, ..., ordered by eigenvalue, then r, then c (side odd here)."""
+    x = np.arange(side)
+    one_d = [(0, np.ones(side))]
+    for p in range(1, (side + 1) // 2):
+        one_d += [(p, np.cos(2 * np.pi * p * x / side)), (p, np.sin(2 * np.pi * p * x / side))]
+    rows = []
+    for r, (fr, ur) in enumerate(one_d):
+        for c, (fc, uc) in enumerate(one_d):
+            lam = 4 - 2 * np.cos(2 * np.pi * fr / side) - 2 * np.cos(2 * np.pi * fc / side)
+            rows.append((round(lam, 9), r, c, lam, np.outer(ur, uc).ravel()))  # node i*side + j: row i, column j
+    rows.sort(key=lambda t: t[:3])
+    vecs = np.stack([t[4] / np.linalg.norm(t[4]) for t in rows[:k]], axis=1)
+    return np.array([t[3] for t in rows[:k]]), vecs
+
+
+def test_auto_modes_of_the_small_lattice_are_the_pinned_closed_form():
+    """The small config's 31 x 31 periodic lattice: auto runs no solver and returns exactly the closed form, whose
+    order and basis inside each degenerate eigenspace are the documented ones."""
+    graph = G.square_lattice(31)
+    assert G.eigen_method(graph) == "lattice" and G.eigen_method(G.square_lattice(5, periodic=False)) == "lattice"
+    lam, psi = G.laplacian_eigenmodes(graph, 200)
+    closed_lam, closed_psi = G.lattice_eigenmodes(31, 200)
+    assert lam.dtype == psi.dtype == np.float32
+    np.testing.assert_array_equal(lam, closed_lam.astype(np.float32))
+    np.testing.assert_array_equal(psi, closed_psi.astype(np.float32))
+    doc_lam, doc_psi = _documented_lattice_basis(31, 200)
+    np.testing.assert_allclose(closed_lam, doc_lam, atol=1e-12)
+    np.testing.assert_allclose(closed_psi, doc_psi, atol=1e-12)
+    # modes 1-4 (eigenvalue 2 - 2cos(2π/31)): 1 x cos 1, 1 x sin 1, cos 1 x 1, sin 1 x 1 (row mode x column mode)
+    i, j = np.divmod(np.arange(961), 31)
+    unit = np.sqrt(2 / 961)
+    for mode, expected in zip(psi.T[1:5], (np.cos(2 * np.pi * j / 31), np.sin(2 * np.pi * j / 31),
+                                           np.cos(2 * np.pi * i / 31), np.sin(2 * np.pi * i / 31))):
+        np.testing.assert_allclose(mode, unit * expected, atol=1e-7)
+    first_nonzero = psi[np.argmax(np.abs(psi) > 1e-6, axis=0), np.arange(200)]
+    assert (first_nonzero > 0).all()
+
+
+def _rotate_within_eigenspaces(w, v, seed):
+    """The same eigenspaces in another basis: a random orthogonal matrix (signs included) inside each one."""
+    rng = np.random.default_rng(seed)
+    out = v.copy()
+    bounds = np.flatnonzero(np.concatenate([[True], np.diff(w) > 1e-9, [True]]))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        q, _ = np.linalg.qr(rng.standard_normal((hi - lo, hi - lo)))
+        out[:, lo:hi] = v[:, lo:hi] @ q
+    return out
+
+
+def test_solver_bases_are_pinned_whatever_basis_the_solver_returns():
+    """dense and sparse return every eigenspace in canonical_basis: a function of the space, so a rotated input
+    basis, the dense solver and the sparse one all give the same vectors (k = 30 cuts an 8-fold eigenspace of the
+    10 x 10 lattice: the whole space is pinned before the cut)."""
+    lattice = G.square_lattice(10)
+    w, v = np.linalg.eigh(G.laplacian_dense(lattice, np.float64))
+    w_pin, v_pin = G.pin_eigenbasis(w, v, 1e-9)
+    for seed in range(3):
+        w_rot, v_rot = G.pin_eigenbasis(w, _rotate_within_eigenspaces(w, v, seed), 1e-9)
+        np.testing.assert_allclose(v_rot, v_pin, atol=1e-12)
+        np.testing.assert_allclose(w_rot, w_pin, atol=1e-12)
+    lap = G.laplacian_dense(lattice, np.float64)
+    np.testing.assert_allclose(lap @ v_pin, v_pin * w_pin, atol=1e-12)
+    np.testing.assert_allclose(v_pin.T @ v_pin, np.eye(100), atol=1e-12)
+    for method in ("dense", "sparse"):
+        w_k, v_k = G.laplacian_eigenmodes(lattice, 30, method, np.float64)
+        np.testing.assert_allclose(v_k, v_pin[:, :30], atol=1e-10, err_msg=method)
+        np.testing.assert_allclose(w_k, w_pin[:30], atol=1e-10, err_msg=method)
+    # a graph without symmetry: only signs are free; the entry of largest magnitude is positive
+    ba = G.barabasi_albert(200, 3, seed=0)
+    assert G.eigen_method(ba) == "dense"
+    w_d, v_d = G.laplacian_eigenmodes(ba, 20, "auto", np.float64)
+    w_s, v_s = G.laplacian_eigenmodes(ba, 20, "sparse", np.float64)
+    np.testing.assert_allclose(v_s, v_d, atol=1e-9)
+    assert (v_d[np.argmax(np.abs(v_d), axis=0), np.arange(20)] > 0).all()
+
+
+THREADS_SCRIPT = """
+import sys, numpy as np
+from wavejax.field import graphs as G
+lattice, ba = G.square_lattice(31), G.barabasi_albert(400, 3, seed=0)
+np.savez(sys.argv[1], auto=G.laplacian_eigenmodes(lattice, 200)[1],
+         dense=G.laplacian_eigenmodes(lattice, 200, "dense", np.float64)[1],
+         ba=G.laplacian_eigenmodes(ba, 50, "auto", np.float64)[1])
+"""
+
+
+def test_eigenmodes_do_not_depend_on_blas_threads(tmp_path):
+    """The same modes with OPENBLAS_NUM_THREADS=1 and =2 (float32 eigh's basis inside the 31 x 31 lattice's degenerate
+    eigenspaces changed with it): the lattice's auto modes bit for bit, the solver paths (float64, run on the lattice
+    and on a scale-free graph) to rounding."""
+    procs = {t: subprocess.Popen([sys.executable, "-c", THREADS_SCRIPT, str(tmp_path / f"t{t}.npz")],
+                                 env=dict(os.environ, OPENBLAS_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t)),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for t in (1, 2)}
+    for proc in procs.values():
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    one, two = np.load(tmp_path / "t1.npz"), np.load(tmp_path / "t2.npz")
+    np.testing.assert_array_equal(one["auto"], two["auto"])
+    np.testing.assert_allclose(one["dense"], two["dense"], atol=1e-12)
+    np.testing.assert_allclose(one["ba"], two["ba"], atol=1e-12)
 
 
 def test_watts_strogatz_ring_rewiring_and_seeds():
