@@ -153,7 +153,7 @@ def test_grace_scales_basis_elements():
 def test_grace_with_stability_hand_case():
     g, stability, (c0, c15) = cl.grace_with_stability(jnp.asarray(np.eye(4) + E1, jnp.float32))
     np.testing.assert_allclose(np.asarray(g), np.eye(4) + E1 / PHI, atol=1e-7)
-    assert float(stability) == pytest.approx(1 / (1 + PHI**-2 + cl.EPS), rel=1e-6)  # eps = phi^-20 = 6.6e-5
+    assert float(stability) == pytest.approx(1 / (1 + PHI**-2), rel=1e-6)  # the original: / max(total, eps)
     assert (float(c0), float(c15)) == pytest.approx((1.0, 0.0), abs=1e-7)
 
 
@@ -200,9 +200,33 @@ def test_coherence_closed_form_matches_the_coefficient_definition():
     pairwise = np.asarray(cl.coherence(r[:, None], e[None]))
     np.testing.assert_allclose(np.asarray(cl.coherence_scores(r, e)), pairwise, atol=1e-5)
     np.testing.assert_allclose(np.asarray(cl.coherence_scores(r, -e)), pairwise, atol=1e-5)  # sign-blind
-    np.testing.assert_allclose(np.asarray(cl.coherence_scores(e, e)).diagonal(), 1 / (1 + cl.EPS), rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(cl.cosine_scores(e, e)).diagonal(), 4 / (4 + cl.EPS), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(cl.coherence_scores(e, e)).diagonal(), 1.0, rtol=1e-6)  # / max(x, eps)
+    np.testing.assert_allclose(np.asarray(cl.cosine_scores(e, e)).diagonal(), 4 / (4 + cl.EPS), rtol=1e-6)  # / (x + eps)
     np.testing.assert_array_equal(np.asarray(cl.cosine_scores(jnp.zeros((1, 4, 4)), e)), 0.0)
+
+
+def _coherence_parts(r: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(c_0(X)^2 + c_15(X)^2, sum_k c_k(X)^2) of X = R_b E_v^T, float64: [B, 4, 4], [V, 4, 4] -> two [B, V]."""
+    x = np.einsum("kij,bvij->bvk", B, np.einsum("bij,vkj->bvik", r, e)) / 4
+    return x[..., 0] ** 2 + x[..., 15] ** 2, np.sum(x**2, axis=-1)
+
+
+def test_coherence_and_stability_divide_by_max_of_energy_and_eps():
+    """The original divides coherence and stability by max(x, eps) (algebra.py l.1247, unified l.1746), not x + eps
+    (which its cosines use). With x = 1e-6 < eps = 6.6e-5 the two differ by 1.5%; for x >> eps max is exact."""
+    e = haar_table(5, seed=2)
+    tiny = 1e-3 * rand(30, (3, 4, 4))
+    witness, energy = _coherence_parts(tiny.astype(np.float64), e.astype(np.float64))
+    assert energy.max() < cl.EPS
+    for got in (cl.coherence_scores(jnp.asarray(tiny), jnp.asarray(e)), cl.coherence(tiny[:, None], e[None])):
+        np.testing.assert_allclose(np.asarray(got), witness / cl.EPS, rtol=1e-4)
+        assert np.abs(np.asarray(got) - witness / (energy + cl.EPS)).max() > 1e-4
+    np.testing.assert_allclose(np.asarray(cl.coherence(jnp.asarray(e), jnp.asarray(e))), 1.0, rtol=1e-6)
+    m = jnp.asarray(1e-3 * (np.eye(4) + E1), jnp.float32)  # c' = (1e-3, 1e-3 / phi): sum c'^2 = 1.38e-6 < eps
+    _, stability, _ = cl.grace_with_stability(m)
+    assert float(stability) == pytest.approx(1e-6 / cl.EPS, rel=1e-4)
+    assert float(cl.grace_stability(m)) == 1.0  # the original: 1 where ||M||^2 / 4 < eps, not only for M = 0
+    assert float(cl.grace_stability(jnp.asarray(0.1 * (np.eye(4) + E1), jnp.float32))) == pytest.approx(0.5, rel=1e-6)
 
 
 def _vorticity_weighted_reference(a: np.ndarray, e: np.ndarray) -> np.ndarray:

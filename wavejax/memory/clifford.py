@@ -19,6 +19,7 @@ import numpy as np
 PHI = (1.0 + 5.0**0.5) / 2.0
 PHI_INV = 1.0 / PHI
 EPS = PHI**-20  # the original's PHI_EPSILON = PHI_INV**20 = 6.6e-5 (its comment says 6.6e-9), the eps of every division
+# The original adds it to cosine denominators (x + eps) but floors coherence and stability ones (max(x, eps)); so do we.
 
 # -- the basis ------------------------------------------------------------------------------------------------------
 
@@ -156,10 +157,11 @@ def grace_inverse(m, power: int | float = 1):
 
 
 def grace_with_stability(m):
-    """(Grace(M), stability, (c'_0, c'_15)) with c' = s * c and stability = (c'_0^2 + c'_15^2) / sum c'^2."""
+    """(Grace(M), stability, (c'_0, c'_15)) with c' = s * c and stability = (c'_0^2 + c'_15^2) / max(sum c'^2, eps)
+    (the original's denominator: max, not + eps)."""
     c = decompose(m) * grace_scales(1, m)
     total = jnp.sum(c**2, axis=-1)
-    stability = (c[..., 0] ** 2 + c[..., 15] ** 2) / (total + EPS)
+    stability = (c[..., 0] ** 2 + c[..., 15] ** 2) / jnp.maximum(total, EPS)
     return reconstruct(c), stability, (c[..., 0], c[..., 15])
 
 
@@ -177,11 +179,13 @@ def witness_matrix(m):
 
 
 def grace_stability(m):
-    """(sigma^2 + p^2) / (||M||_F^2 / 4), clipped to <= 1; 1 for a zero matrix (the witness-energy fraction)."""
+    """(sigma^2 + p^2) / (||M||_F^2 / 4), clipped to <= 1; 1 where ||M||_F^2 / 4 < eps, as in the original (the
+    witness-energy fraction)."""
     sigma, p = witness(m)
     energy = frobenius(m, m) / 4.0
-    value = jnp.minimum((sigma**2 + p**2) / jnp.where(energy > 0, energy, 1.0), 1.0)
-    return jnp.where(energy > 0, value, 1.0)
+    small = energy < EPS
+    value = jnp.minimum((sigma**2 + p**2) / jnp.where(small, 1.0, energy), 1.0)
+    return jnp.where(small, 1.0, value)
 
 
 def enstrophy(m):
@@ -219,9 +223,10 @@ def vorticity(sequence):
 # -- scores (decoders, spec 3.7-3.8) ------------------------------------------------------------------------------------
 
 def coherence(r, e):
-    """The original's coherence of X = R E^T: (c_0(X)^2 + c_15(X)^2) / sum_k c_k(X)^2, for any pair of matrices."""
+    """The original's coherence of X = R E^T: (c_0(X)^2 + c_15(X)^2) / max(sum_k c_k(X)^2, eps), for any pair of
+    matrices."""
     c = decompose(mm(r, transpose(e)))
-    return (c[..., 0] ** 2 + c[..., 15] ** 2) / (jnp.sum(c**2, axis=-1) + EPS)
+    return (c[..., 0] ** 2 + c[..., 15] ** 2) / jnp.maximum(jnp.sum(c**2, axis=-1), EPS)
 
 
 def coherence_scores(r, embeddings):
@@ -231,7 +236,7 @@ def coherence_scores(r, embeddings):
     rf = r.reshape(r.shape[:-2] + (16,))
     dots = rf @ embeddings.reshape(-1, 16).T, rf @ g5e.reshape(-1, 16).T
     norm2 = jnp.sum(rf**2, axis=-1, keepdims=True)  # sum_k c_k(X)^2 = ||R E^T||^2 / 4 = ||R||^2 / 4 for orthogonal E
-    return (dots[0] ** 2 + dots[1] ** 2) / 16.0 / (norm2 / 4.0 + EPS)
+    return (dots[0] ** 2 + dots[1] ** 2) / 16.0 / jnp.maximum(norm2 / 4.0, EPS)
 
 
 def cosine_scores(r, embeddings):
