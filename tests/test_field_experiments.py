@@ -74,6 +74,24 @@ def test_jitted_experiment_equals_the_numpy_transcription(cubic):
         assert overflowed == 0
 
 
+def test_small_config_pins_the_closed_form_basis_and_the_spiral_stays_below_the_orbit():
+    """The small config's modes are the lattice's closed form (no solver, so no dependence on BLAS threads). In that
+    basis the spiral puts 13.56 into mode 19 (eigenvalue 0.2030, 8-fold degenerate, modes 13-20: its energy there has
+    norm 16.84, which another basis of the space could put into one mode), below the cubic map's period-2 orbit
+    sqrt((1 + d) / 0.01) = 14.11 (d = exp(-0.05 λ)); it survives. The Gaussian puts 15.70 into mode 5, above 14.13."""
+    f = field_configs.get_config("small").field
+    setup = E.mode_setup(E._mode_graph(f), f.modes, f.eigen)
+    np.testing.assert_array_equal(setup.eigenvectors, G.lattice_eigenmodes(31, 200)[1].astype(np.float32))
+    orbit = np.sqrt((1 + np.exp(-f.diffusion_rate * setup.eigenvalues.astype(np.float64))) / f.cubic)
+    pos = setup.positions.astype(np.float32)
+    for ic, mode, top, below in ((2, 19, 13.556, True), (0, 5, 15.703, False)):
+        a0 = np.asarray(D.initial_pattern(ic, jax.random.PRNGKey(0), pos)) @ setup.eigenvectors
+        assert np.argmax(np.abs(a0)) == mode and abs(a0[mode]) == pytest.approx(top, abs=2e-3), (ic, a0[mode])
+        assert (np.abs(a0) < orbit).all() == below, ic
+    space = np.flatnonzero(np.isclose(setup.eigenvalues, setup.eigenvalues[19]))
+    assert space.tolist() == list(range(13, 21))
+
+
 def test_trials_do_not_depend_on_batching_and_mod4_types():
     f = _tiny().field
     _, whole = _run_jax(f, trials=8, batch=8)

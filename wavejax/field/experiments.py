@@ -74,7 +74,7 @@ def default_field_config() -> ml_collections.ConfigDict:
     f.cubic = 0.01
     f.noise_std = 0.02
     f.max_lag = 20  # lags 1 .. min(max_lag, T // 10) - 1
-    f.eigen = "auto"  # auto | dense (jnp.linalg.eigh) | sparse (scipy eigsh) | lattice (closed form)
+    f.eigen = "auto"  # auto | lattice (closed form) | dense (float64 eigh) | sparse (eigsh): G.laplacian_eigenmodes
     f.block = 50  # steps per scan block: statistics are streamed, memory does not grow with timesteps
     f.trial_batch = 50  # trials per jitted call (one progress-bar step)
     f.shard_trials = True  # split each call's trials over the local devices (rounded up to a multiple of them)
@@ -271,6 +271,9 @@ class ModeSetup:
 
 
 def mode_setup(graph: G.Graph, modes: int, eigen: str = "auto") -> ModeSetup:
+    """The graph's `modes` lowest Laplacian eigenmodes in the pinned basis of `G.laplacian_eigenmodes` (auto: the
+    closed form for lattices), node coordinates (a lattice's own, else a spectral layout from those modes) and their
+    mean pairwise distance."""
     start = time.perf_counter()
     lam, psi = G.laplacian_eigenmodes(graph, modes, eigen)
     positions = G.layout_positions(graph, None if graph.positions is not None else psi)
