@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -398,6 +399,67 @@ def test_jax_store_equals_the_numpy_reference(routing):
     assert pairs == 300 - length and counts.sum() == pairs
     np.testing.assert_array_equal(counts, ref.counts)
     np.testing.assert_allclose(slots, ref.slots, atol=1e-12)
+
+
+def test_closing_rotation_is_formed_in_float64():
+    """R(L)^T is computed in float64 on the host and rounded once, as the original builds R(p) (numpy angles). With
+    the angle alpha L = 1229 rad formed in float32 (half an ulp: 6e-5 rad at L = 512), R(512) is off by > 1e-5."""
+    spec = store.StoreSpec(vocab_size=1, context_length=512)
+    want = so4.position_rotation_factors(512, 2).T
+    got = np.asarray(store.closing_rotation(spec, 512))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=6e-8)  # float32 rounding only
+    traced = jax.jit(lambda n: store.closing_rotation(spec, n))  # generation passes a traced length
+    for n in (0, 7, 512):
+        np.testing.assert_array_equal(np.asarray(traced(jnp.int32(n))), np.asarray(store.closing_rotation(spec, n)))
+    assert np.abs(np.asarray(so4.position_rotation(512.0, 2)).T - want).max() > 1e-5  # the float32 angle
+
+
+@functools.lru_cache(maxsize=None)
+def _faithful_512():
+    """200 windows of 512 tokens of one stream, the original's table (V = 1,000), the faithful store's spec, and the
+    windows' contexts prod_i R(i) E R(i)^T in float64 by the numpy reference."""
+    v, length, n = 1000, 512, 200
+    spec = store.StoreSpec(vocab_size=v, context_length=length, levels=6, routing="digits")
+    table = so4.original_embeddings(v)
+    tokens = np.random.default_rng(31).integers(0, v, n + length).astype(np.int32)
+    windows = np.stack([tokens[s : s + length] for s in range(n)])
+    return spec, table, tokens, windows, NumpyStore(spec, table, dtype=np.float64).contexts(windows)
+
+
+def test_faithful_contexts_of_512_tokens_match_float64_slot_for_slot():
+    """Both context paths in float32 against the original's product in float64: equal to float32 rounding
+    (2e-6 here; 8e-5 with the float32 closing rotation), so no context changes slot under either routing."""
+    spec, table, tokens, windows, reference = _faithful_512()
+    factors = jnp.asarray(store.context_table(spec, table))
+    independent = np.asarray(window_contexts(spec, factors, jnp.asarray(windows)))
+    stream = np.asarray(stream_contexts(spec, factors, jnp.asarray(tokens[:-1])))
+    assert stream.shape == independent.shape == (200, 4, 4)
+    for contexts in (independent, stream):
+        assert np.abs(contexts - reference).max() < 1e-5
+        for routing in store.ROUTINGS:
+            s = dataclasses.replace(spec, routing=routing)
+            np.testing.assert_array_equal(np.asarray(store.route(s, jnp.asarray(contexts))),
+                                          NumpyStore(s, table, dtype=np.float64).route(reference))
+
+
+def test_faithful_confidences_match_the_original_in_float64():
+    """The faithful read (Grace(C^T M) + coherence) of the float32 store against the original's retrieve_parallel
+    in float64 (NumpyStore.retrieve_parallel, token by token, / max(x, eps)): the same token for all 200 windows of
+    512 tokens and the same confidence (the top coherence) to 1e-5. With x + eps they differ by up to 3e-3."""
+    spec, table, tokens, windows, _ = _faithful_512()
+    spec = dataclasses.replace(spec, levels=4)  # 65,536 slots rather than 16.8M (1 GB of float32)
+    targets = tokens[spec.context_length :]
+    ref = NumpyStore(spec, table, dtype=np.float64)
+    ref.write(windows, targets)
+    token, confidence = ref.retrieve_parallel(windows)
+    memory = store.init_memory(spec, jnp.asarray(table))
+    contexts = window_contexts(spec, memory.table, jnp.asarray(windows))
+    memory = write(spec, memory, contexts, jnp.asarray(targets))
+    np.testing.assert_array_equal(np.asarray(memory.counts), ref.counts)
+    got = np.asarray(scores(spec, memory, contexts, "coherence"))
+    np.testing.assert_array_equal(got.argmax(1), token)
+    assert np.abs(got.max(1) - confidence).max() < 1e-5
 
 
 def test_float32_store_matches_the_reference_and_reads_back():

@@ -5,7 +5,8 @@ Each window's context is computed from scratch: every token is conjugated by its
 R(i) E R(i)^T, and the window is multiplied out by a pairwise tree with np.matmul (the original's
 geometric_product_batch_multi). Keys, routing and the scatter-add (np.add.at) follow wavejax.memory.store, and the
 routing hash is the same uint32 arithmetic, so both stores put every pair in the same slot. The episodic cache is a
-Python dict keyed by the window's bytes, as in the original.
+Python dict keyed by the window's bytes, as in the original. `retrieve_parallel` is the original's Grace + coherence
+read, token by token, with its max(x, eps) denominator.
 """
 
 from __future__ import annotations
@@ -92,3 +93,26 @@ class NumpyStore:
         rf, ef = unbound.reshape(-1, 16), self.embeddings.reshape(-1, 16)
         norms = np.linalg.norm(rf, axis=1, keepdims=True) * np.linalg.norm(ef, axis=1)
         return (rf @ ef.T) / (norms + cl.EPS)
+
+    def retrieve_parallel(self, windows: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """The original's retrieve_parallel (spec 3.6.2) for each window: (token [B], confidence [B]). R = C^T M[slot];
+        if ||R||_F > eps, every token scores coherence = (c_0(X)^2 + c_15(X)^2) / max(sum_k c_k(X)^2, eps) with
+        X = Grace(R) E_v^T, decomposed token by token; the token is the argmax and the confidence its coherence.
+        Otherwise (an empty slot) the original returns no token: -1 and confidence 0."""
+        contexts = self.contexts(windows)
+        unbound = np.matmul(np.swapaxes(contexts, -1, -2), self.slots[self.route(contexts)])
+        basis = cl.BASIS.astype(self.dtype)
+        scales = cl.GRACE_SCALES.astype(self.dtype)
+        e_t = np.swapaxes(self.embeddings, -1, -2)
+        token = np.full(len(windows), -1, np.int64)
+        confidence = np.zeros(len(windows), self.dtype)
+        for start in range(0, len(windows), batch):
+            r = unbound[start : start + batch]
+            graced = np.einsum("bk,kij->bij", np.einsum("kij,bij->bk", basis, r) / 4 * scales, basis)
+            x = np.einsum("kij,bvij->bvk", basis, np.matmul(graced[:, None], e_t[None])) / 4
+            coherence = (x[..., 0] ** 2 + x[..., 15] ** 2) / np.maximum(np.sum(x**2, axis=-1), cl.EPS)
+            full = np.linalg.norm(r.reshape(len(r), 16), axis=1) > cl.EPS
+            rows = np.arange(start, start + len(r))[full]
+            token[rows] = coherence[full].argmax(1)
+            confidence[rows] = coherence[full].max(1)
+        return token, confidence

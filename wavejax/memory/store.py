@@ -29,7 +29,7 @@ from jax import lax
 from tqdm.auto import tqdm
 
 from wavejax.memory import clifford as cl
-from wavejax.memory.so4 import position_rotation, position_rotation_factors
+from wavejax.memory.so4 import position_rotation_factors
 from wavejax.parallel.sharding import BatchSplit
 
 ROUTINGS = ("hash", "digits")
@@ -118,9 +118,20 @@ def context_table(spec: StoreSpec, embeddings) -> np.ndarray:
     return np.concatenate([table, np.eye(4)[None]]).astype(e.dtype)
 
 
+@functools.lru_cache(maxsize=None)
+def closing_rotations(n_scales: int, length: int) -> np.ndarray:
+    """R(n)^T for n = 0 .. length: [length + 1, 4, 4] float64, computed on the host as the original does (numpy
+    angles n 2 pi / phi^k in float64). In float32 the angle alpha n would be off by up to half an ulp of alpha n
+    (6e-5 rad at n = 512), enough to move a context across a key boundary."""
+    return np.stack([position_rotation_factors(n, n_scales).T for n in range(length + 1)])
+
+
 def closing_rotation(spec: StoreSpec, n, dtype=jnp.float32):
-    """R(n)^T, the right factor of an n-token context (n may be traced)."""
-    return cl.transpose(position_rotation(n, spec.position_scales, dtype))
+    """R(n)^T, the right factor of an n-token context, formed in float64 and rounded once to `dtype`. n is a Python
+    int, or a traced integer in 0 .. spec.context_length (then the rotation is gathered from closing_rotations)."""
+    if isinstance(n, (int, np.integer)):
+        return jnp.asarray(position_rotation_factors(int(n), spec.position_scales).T, dtype)
+    return jnp.asarray(closing_rotations(spec.position_scales, spec.context_length), dtype)[n]
 
 
 def window_context(spec: StoreSpec, table, window, length=None):
