@@ -125,6 +125,26 @@ def _load_hf(name: str, max_chars: int, val_fraction: float) -> tuple[str, str]:
     return split(take("train", max_chars), val_fraction)
 
 
+def check_data_config(d) -> None:
+    """The checks every task makes of its `data` section before any work: one DataError sentence each."""
+    from wavejax.data.tokenizers import TOKENIZERS
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise DataError(message)
+
+    need(d.tokenizer in TOKENIZERS, f"data.tokenizer must be one of {TOKENIZERS}, got {d.tokenizer!r}.")
+    if d.dataset == "file":
+        need(bool(d.path), "data.dataset='file' needs --config.data.path=PATH to a text file.")
+    if d.path:
+        need(not os.path.isdir(d.path), f"data.path {d.path!r} is a folder; pass a text file with --config.data.path.")
+        need(os.path.isfile(d.path), f"data file {d.path!r} does not exist; pass an existing text file with --config.data.path.")
+    need(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be between 0 and 1, got {d.val_fraction}.")
+    need(d.max_chars >= 0, f"data.max_chars must be >= 0 (0 = whole corpus), got {d.max_chars}.")
+    if d.tokenizer == "bpe":
+        need(d.vocab_size >= 257, f"data.vocab_size must be >= 257 for byte-level BPE, got {d.vocab_size}.")
+
+
 def load_corpus(data_config) -> Corpus:
     """Returns the train/validation text for the config (90/10 split of single-file sources)."""
     name = data_config.dataset

@@ -10,6 +10,7 @@ import numpy as np
 from wavejax.errors import DataError
 
 TOKENIZER_FILE = "tokenizer.json"
+TOKENIZERS = ("char", "bpe")
 
 
 class CharTokenizer:
@@ -91,13 +92,20 @@ def load_tokenizer(workdir: str):
     path = os.path.join(workdir, TOKENIZER_FILE)
     if not os.path.isfile(path):
         raise DataError(f"{workdir} has no {TOKENIZER_FILE}; is it a wavejax run directory?")
-    with open(path, encoding="utf-8") as f:
-        blob = json.load(f)
-    if blob["kind"] == "char":
-        return CharTokenizer(blob["chars"])
-    from tokenizers import Tokenizer
+    try:
+        with open(path, encoding="utf-8") as f:
+            blob = json.load(f)
+        if blob["kind"] == "char":
+            return CharTokenizer(str(blob["chars"]))
+        from tokenizers import Tokenizer
 
-    return BPETokenizer(Tokenizer.from_str(json.dumps(blob["tokenizer"])))
+        return BPETokenizer(Tokenizer.from_str(json.dumps(blob["tokenizer"])))
+    except OSError:
+        raise
+    except Exception as e:  # json's ValueError, a missing key, or the `tokenizers` parser's own exception type
+        reason = str(e).splitlines()[0][:100] if str(e).strip() else e.__class__.__name__
+        raise DataError(f"{path} is damaged ({reason}); it holds the run's vocabulary: restore it, or start again "
+                        "with a new --workdir.") from None
 
 
 def train_tokenizer(data_config, text: str):

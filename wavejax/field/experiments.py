@@ -36,6 +36,7 @@ from wavejax.field import dynamics as D
 from wavejax.field import graphs as G
 from wavejax.field import metrics as M
 from wavejax.parallel.sharding import BatchSplit
+from wavejax.rundir import RunDir, check_interrupted, read_json, write_atomic
 
 EXPERIMENTS = ("modes", "scaling", "hubs", "coupling")
 KURAMOTO_GRAPHS = (*G.KINDS, "mean_field")
@@ -385,6 +386,7 @@ def run_mode_trials(setup: ModeSetup, f, *, seed: int, timesteps: int, trials: i
     start = time.perf_counter()
     with _progress(trials, desc, f.progress) as bar:
         for lo, hi, idx in _padded_chunks(trials, batch):
+            check_interrupted()
             out = jax.device_get(compiled(*split.put(keys[idx], types[idx].astype(np.int32)), arrays))
             parts.append({k: np.asarray(v)[: hi - lo] for k, v in out.items()})
             bar.update(hi - lo)
@@ -491,6 +493,7 @@ def run_kuramoto_points(coupling, extras: dict, static: dict, keys: np.ndarray, 
     parts = []
     with _progress(total, desc, progress) as bar:
         for lo, hi, idx in _padded_chunks(total, batch):
+            check_interrupted()
             out = jax.device_get(call(*split.put(keys[idx], couplings[idx].astype(np.float32)), coupling, extras))
             parts.append({k: np.asarray(v)[: hi - lo] for k, v in out.items()})
             bar.update(hi - lo)
@@ -976,10 +979,23 @@ def plot_coupling(path: str, ks, summary: dict) -> None:
 RUNNERS = {"modes": run_modes, "scaling": run_scaling, "hubs": run_hubs, "coupling": run_coupling}
 
 
+DONE_FILE = "done.json"
+
+
 def run_task(config, workdir: str) -> dict:
-    """Runs config.field.experiment into workdir (config.json, CSV, table.md, plots) and returns its summary."""
-    validate_task(config)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as fh:
-        fh.write(config.to_json_best_effort(indent=2))
-    return RUNNERS[config.field.experiment](config, workdir)
+    """Runs config.field.experiment into workdir (config.json, CSV, table.md, plots) and returns its summary. A
+    finished run with the same settings is not recomputed: its table is printed again."""
+    rundir = RunDir(workdir, "field", ("field",))
+    done = read_json(rundir.file(DONE_FILE), "the finished run's summary") if rundir.check(config) else None
+    rundir.acquire(config, jax.process_index())
+    try:
+        if done is not None:
+            if os.path.exists(rundir.file("table.md")):
+                with open(rundir.file("table.md"), encoding="utf-8") as fh:
+                    print(fh.read(), flush=True)
+            return {"message": f"{done['message']} (finished earlier; nothing recomputed)", "summary": done}
+        summary = RUNNERS[config.field.experiment](config, workdir)
+        write_atomic(rundir.file(DONE_FILE), json.dumps({"message": summary["message"]}, indent=2))
+        return summary
+    finally:
+        rundir.release()

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from wavejax.memory import clifford as cl
 from wavejax.memory.so4 import position_rotation_factors
 from wavejax.parallel.sharding import BatchSplit
+from wavejax.rundir import check_interrupted
 
 ROUTINGS = ("hash", "digits")
 DECODERS = ("cosine", "vorticity", "coherence")
@@ -370,6 +371,7 @@ def learn_stream(spec: StoreSpec, memory: Memory, tokens: np.ndarray, use_cache:
     memory = split.replicate(memory)
     hashes = []
     for start in tqdm(starts, desc="writing", unit="chunk", disable=not progress, leave=False):
+        check_interrupted()
         seg = jnp.asarray(segment(tokens, start, chunk, spec))
         valid = jnp.arange(start, start + chunk) < n_pairs
         contexts = _segment_contexts(spec, memory.table, split.replicate(seg))

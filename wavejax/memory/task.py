@@ -19,13 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wavejax.config import TOKENIZERS
 from wavejax.data import sources, tokenizers
-from wavejax.errors import CheckpointError, ConfigError, DataError
+from wavejax.errors import CheckpointError, ConfigError, DataError, display_path, storage_error
 from wavejax.memory import eval as mem_eval
 from wavejax.memory import so4, store
+from wavejax.rundir import RunDir, fingerprint, fingerprints_match, read_json, warn, write_atomic
 
-CONFIG_FILE = "config.json"
 MEMORY_DIR = "memory"
 META_FILE = "memory_meta.json"
 FIXED_SECTIONS = ("data", "memory")  # what the saved memory depends on; eval.* may change between reruns
@@ -41,15 +40,7 @@ def _require(ok: bool, message: str) -> None:
 def validate_task(config) -> None:
     """One ConfigError sentence for the first impossible value of the data, memory and eval sections."""
     d, m, e = config.data, config.memory, config.eval
-    _require(d.tokenizer in TOKENIZERS, f"data.tokenizer must be one of {TOKENIZERS}, got {d.tokenizer!r}.")
-    if d.dataset == "file":
-        _require(bool(d.path), "data.dataset='file' needs --config.data.path=PATH to a text file.")
-    if d.path:
-        _require(os.path.isfile(d.path), f"data file {d.path!r} does not exist; pass an existing text file with --config.data.path.")
-    _require(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be between 0 and 1, got {d.val_fraction}.")
-    _require(d.max_chars >= 0, f"data.max_chars must be >= 0 (0 = whole corpus), got {d.max_chars}.")
-    if d.tokenizer == "bpe":
-        _require(d.vocab_size >= 257, f"data.vocab_size must be >= 257 for byte-level BPE, got {d.vocab_size}.")
+    sources.check_data_config(d)
 
     _require(1 <= m.context_length <= 4096, f"memory.context_length must be in 1..4096, got {m.context_length}.")
     _require(1 <= m.levels <= store.MAX_LEVELS,
@@ -147,61 +138,62 @@ def from_payload(spec: store.StoreSpec, payload: dict) -> store.Memory:
 
 
 def save_memory(workdir: str, memory: store.Memory, meta: dict) -> None:
+    """Saves the memory with orbax, then its meta file (with the payload's fingerprint): the meta file's presence
+    marks a complete save."""
     import orbax.checkpoint as ocp
 
     path = os.path.join(os.path.abspath(workdir), MEMORY_DIR)
     shutil.rmtree(path, ignore_errors=True)  # left by an interrupted save (no meta file was written after it)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(path, to_payload(memory))
-    checkpointer.wait_until_finished()
-    _write_json(os.path.join(workdir, META_FILE), meta)  # written last: its presence marks a complete save
+    payload = to_payload(memory)
+    try:
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(path, payload)
+        checkpointer.wait_until_finished()
+    except Exception as e:  # orbax reports a failed write (a full disk) as ValueError or OSError
+        raise storage_error(e, display_path(path)) from None
+    write_atomic(os.path.join(workdir, META_FILE), json.dumps({**meta, "fingerprint": fingerprint(payload)}, indent=2))
 
 
 def restore_memory(workdir: str, spec: store.StoreSpec) -> tuple[store.Memory, dict]:
-    """The saved memory, restored into abstract targets built from the checkpoint's own metadata."""
+    """The saved memory, restored into abstract targets built from the checkpoint's own metadata; a damaged save is
+    a CheckpointError."""
     import orbax.checkpoint as ocp
 
     path = os.path.join(os.path.abspath(workdir), MEMORY_DIR)
+    meta = read_json(os.path.join(workdir, META_FILE), "the saved memory's description")
     checkpointer = ocp.StandardCheckpointer()
     try:
         tree = checkpointer.metadata(path).item_metadata.tree
         target = {k: jax.ShapeDtypeStruct(tuple(v.shape), v.dtype) for k, v in tree.items()}
         payload = checkpointer.restore(path, target)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"the memory saved in {path} cannot be read ({str(e).splitlines()[0][:120]}); "
-                              "use a new --workdir.") from None
+    except Exception as e:
+        reason = str(e).splitlines()[0][:120] if str(e).strip() else e.__class__.__name__
+        raise CheckpointError(f"the memory saved in {display_path(path)} cannot be read ({reason})") from None
     if tuple(payload["embeddings"].shape) != (spec.vocab_size, 4, 4):
-        raise CheckpointError(f"the memory saved in {path} has another vocabulary; use a new --workdir.")
-    with open(os.path.join(workdir, META_FILE), encoding="utf-8") as f:
-        return from_payload(spec, payload), json.load(f)
+        raise CheckpointError(f"the memory saved in {display_path(path)} has another vocabulary")
+    if "fingerprint" in meta and not fingerprints_match(fingerprint(payload), meta["fingerprint"]):
+        raise CheckpointError(f"the memory saved in {display_path(path)} differs from the one that was saved")
+    return from_payload(spec, payload), meta
 
 
-def _write_json(path: str, blob) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(blob, f, indent=2)
-    os.replace(path + ".tmp", path)
-
-
-def _check_workdir(workdir: str, config) -> bool:
-    """True when the workdir holds a complete memory learned with this data/memory config and seed."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.exists(path):
-        return False
-    with open(path, encoding="utf-8") as f:
-        saved = json.load(f)
-    current = json.loads(config.to_json())
-    if saved.get("task") != "memory":
-        raise CheckpointError(f"{workdir} holds a {saved.get('task')!r} run, not a memory; use a new --workdir.")
-    for section in FIXED_SECTIONS:
-        old, new = saved.get(section, {}), current.get(section, {})
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        if diff:
-            raise CheckpointError(f"{workdir} holds a memory learned with a different {section} config "
-                                  f"({', '.join(f'{section}.{k}' for k in diff)}); use a new --workdir or the original settings.")
-    if saved.get("seed") != current.get("seed"):
-        raise CheckpointError(f"{workdir} holds a memory learned with seed {saved.get('seed')}, not {current.get('seed')}; "
-                              "use a new --workdir.")
-    return os.path.exists(os.path.join(workdir, META_FILE))
+def _restore_or_relearn(workdir: str, spec: store.StoreSpec):
+    """(memory, meta), or None when the saved memory is damaged: it is moved aside (never deleted) to be learned
+    again, which gives the same memory (learning is a deterministic function of the data and the config)."""
+    try:
+        return restore_memory(workdir, spec)
+    except CheckpointError as e:
+        src = os.path.join(workdir, MEMORY_DIR)
+        dest, i = src + ".damaged", 1
+        while os.path.exists(dest):
+            dest, i = f"{src}.damaged.{i}", i + 1
+        try:
+            if os.path.exists(src):
+                os.replace(src, dest)
+            os.remove(os.path.join(workdir, META_FILE))
+        except OSError as err:
+            raise storage_error(err, display_path(src)) from None
+        warn(f"{e}; moved it to {display_path(dest)} and learning the memory again.")
+        return None
 
 
 # -- evaluation and sampling ------------------------------------------------------------------------------------------------
@@ -241,18 +233,37 @@ def samples(config, spec, memory, data: CorpusTokens, tau: float) -> dict[str, s
     return out
 
 
+def _check_sample_prompt(config, tokenizer) -> None:
+    e = config.eval
+    if e.sample_tokens and e.sample_prompt:
+        try:
+            tokenizer.encode(e.sample_prompt)
+        except DataError:
+            raise ConfigError(f"eval.sample_prompt {e.sample_prompt!r} has characters that are not in the corpus's "
+                              "vocabulary; use text from the corpus, or --config.eval.sample_tokens=0.") from None
+
+
 def run_task(config, workdir: str) -> dict:
     """Learns (or restores), evaluates and samples; returns the summary whose "message" the CLI prints."""
-    reuse = _check_workdir(workdir, config)
+    rundir = RunDir(workdir, "memory", FIXED_SECTIONS)
+    reuse = rundir.check(config) and os.path.exists(os.path.join(workdir, META_FILE))
     saved_tokenizer = tokenizers.load_tokenizer(workdir) if reuse else None
     data = load_tokens(config, saved_tokenizer)
-    os.makedirs(workdir, exist_ok=True)  # config and data passed every check: now the run directory may be written
+    _check_sample_prompt(config, data.tokenizer)
+    rundir.acquire(config, jax.process_index())  # config and data passed every check: now the folder may be written
+    try:
+        return _run(config, workdir, data, reuse)
+    finally:
+        rundir.release()
+
+
+def _run(config, workdir: str, data: CorpusTokens, reuse: bool) -> dict:
     if not reuse:
         tokenizers.save_tokenizer(data.tokenizer, workdir)
-        _write_json(os.path.join(workdir, CONFIG_FILE), json.loads(config.to_json()))
     spec = store_spec(config, data.tokenizer.vocab_size)
-    if reuse:
-        memory, meta = restore_memory(workdir, spec)
+    restored = _restore_or_relearn(workdir, spec) if reuse else None
+    if restored is not None:
+        memory, meta = restored
         print(f"restored the memory saved in {workdir} ({meta['pairs']:,} pairs, learned in {meta['learn_seconds']:.1f} s)")
     else:
         print(f"learning {len(data.train) - spec.context_length:,} pairs of {data.name} ({config.data.tokenizer} tokens, "
@@ -265,18 +276,21 @@ def run_task(config, workdir: str) -> dict:
 
     rows = evaluate(config, spec, memory, data)
     table = mem_eval.results_table(rows, config.eval.top_k)
-    _write_json(os.path.join(workdir, "eval.json"), {"rows": rows, "meta": meta})
-    with open(os.path.join(workdir, "eval.md"), "w", encoding="utf-8") as f:
-        f.write(table + "\n")
+    meta = {k: v for k, v in meta.items() if k != "fingerprint"}
+    write_atomic(os.path.join(workdir, "eval.json"), json.dumps({"rows": rows, "meta": meta}, indent=2))
+    write_atomic(os.path.join(workdir, "eval.md"), table + "\n")
     print(table)
 
     decoder = config.memory.decoder
     tau = next((r["tau"] for r in rows if r["method"] == f"memory ({decoder})" and r["condition"] == "heldout"), 1.0)
     texts = samples(config, spec, memory, data, tau) if config.eval.sample_tokens else {}
-    with open(os.path.join(workdir, "samples.txt"), "a", encoding="utf-8") as f:
-        for label, text in texts.items():
-            f.write(f"=== {label}; decoder {decoder}, temperature {config.eval.temperature} ===\n{text}\n\n")
-            print(f"sample ({label}):\n{text}\n")
+    # Rewritten, not appended: a rerun evaluates and samples the same memory again (the same text, unless eval.*
+    # changed), so the file holds the latest evaluation's samples once.
+    write_atomic(os.path.join(workdir, "samples.txt"), "".join(
+        f"=== {label}; decoder {decoder}, temperature {config.eval.temperature} ===\n{text}\n\n"
+        for label, text in texts.items()))
+    for label, text in texts.items():
+        print(f"sample ({label}):\n{text}\n")
 
     def pick(method, condition):
         return next((r["exact"] for r in rows if r["method"] == method and r["condition"] == condition), float("nan"))

@@ -7,7 +7,6 @@ same workdir resumes from the last checkpoint and reproduces the losses of an un
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -20,44 +19,18 @@ from tqdm.auto import tqdm
 from wavejax import parallel
 from wavejax.config import validate
 from wavejax.data import BatchSampler, prepare_lm_data, tokenizers
-from wavejax.errors import CheckpointError, ConfigError, TrainingDiverged
+from wavejax.errors import CheckpointError, ConfigError, DataError, StorageError, TrainingDiverged, display_path, storage_error
 from wavejax.models.generate import generate
 from wavejax.models.gpt import build_model, count_params
 from wavejax.train.checkpoint import Checkpointer
-from wavejax.train.logging import MetricWriter
+from wavejax.rundir import RunDir, check_interrupted
+from wavejax.train.logging import SAMPLES_FILE, MetricWriter, drop_metrics_after, drop_samples_after
 from wavejax.train.optim import make_optimizer
 from wavejax.train.state import create_train_state
 from wavejax.train.step import make_eval_step, make_train_step
 
-CONFIG_FILE = "config.json"
 # Sections that must match for a checkpoint to be resumed; train.* (steps, eval cadence) may change.
 FIXED_SECTIONS = ("data", "model")
-
-
-def _check_resumable(workdir: str, config) -> None:
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.exists(path):
-        return
-    with open(path, encoding="utf-8") as f:
-        saved = json.load(f)
-    current = json.loads(config.to_json())
-    for section in FIXED_SECTIONS:
-        old, new = saved.get(section, {}), current.get(section, {})
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        if diff:
-            raise CheckpointError(
-                f"{workdir} holds a run with a different {section} config ({', '.join(f'{section}.{k}' for k in diff)}); "
-                "use a new --workdir or the run's original settings."
-            )
-    if saved.get("seed") != current.get("seed"):
-        raise CheckpointError(f"{workdir} holds a run with seed {saved.get('seed')}, not {current.get('seed')}; use a new --workdir.")
-
-
-def _write_config(workdir: str, config) -> None:
-    path = os.path.join(workdir, CONFIG_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(config.to_json(indent=2))
-    os.replace(path + ".tmp", path)
 
 
 def scalar_diagnostics(diag: dict) -> dict:
@@ -76,23 +49,47 @@ class Trainer:
     """Builds everything for an LM run; `run()` trains to config.train.steps and returns a summary."""
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str, devices=None):
-        """devices: the devices the mesh is built from (default all; tests pass subsets)."""
+        """devices: the devices the mesh is built from (default all; tests pass subsets). Holds the run directory's
+        lock from here until close()."""
         validate(config)
         self.config = config
         self.workdir = workdir
+        self.rundir = RunDir(workdir, "lm", FIXED_SECTIONS)
+        resuming = self.rundir.check(config)
         self.mesh = parallel.make_mesh(config.mesh, devices)
         dp = parallel.mesh.data_parallel_size(self.mesh)
         micro = config.train.batch_size // config.train.grad_accum
         if micro % dp:
             raise ConfigError(f"the micro-batch ({micro}) must divide over the {dp} data-parallel devices; change train.batch_size or mesh.")
-        _check_resumable(workdir, config)
 
-        tok = tokenizers.load_tokenizer(workdir) if os.path.exists(os.path.join(workdir, tokenizers.TOKENIZER_FILE)) else None
-        self.data = prepare_lm_data(config, tokenizer=tok)
+        has_tok = resuming and os.path.exists(os.path.join(workdir, tokenizers.TOKENIZER_FILE))
+        self.data = prepare_lm_data(config, tokenizer=tokenizers.load_tokenizer(workdir) if has_tok else None)
+        self.sample_prompt = self._sample_prompt()
         # Nothing is written to the workdir before config and data have passed every check.
-        os.makedirs(workdir, exist_ok=True)
-        if tok is None and jax.process_index() == 0:  # files in the run dir are written by process 0 only
-            tokenizers.save_tokenizer(self.data.tokenizer, workdir)
+        self.rundir.acquire(config, jax.process_index())
+        try:
+            self._build(config, workdir, has_tok, micro)
+        except BaseException:
+            self.close()
+            raise
+
+    def _sample_prompt(self) -> np.ndarray:
+        """The ids of train.sample_prompt, checked before any work (a corpus without the prompt's characters would
+        otherwise fail at the first evaluation)."""
+        t = self.config.train
+        if not t.sample_tokens:
+            return np.zeros(1, np.int32)
+        try:
+            prompt = self.data.tokenizer.encode(t.sample_prompt) if t.sample_prompt else np.zeros(0, np.int32)
+        except DataError:
+            raise ConfigError(f"train.sample_prompt {t.sample_prompt!r} has characters that are not in the corpus's "
+                              "vocabulary; set --config.train.sample_prompt to text from the corpus, or "
+                              "--config.train.sample_tokens=0.") from None
+        return prompt if len(prompt) else np.zeros(1, np.int32)
+
+    def _build(self, config, workdir: str, has_tok: bool, micro: int) -> None:
+        if not has_tok and jax.process_index() == 0 and not self.rundir.read_only:
+            tokenizers.save_tokenizer(self.data.tokenizer, workdir)  # files in the run dir: process 0 only
 
         self.model = build_model(config.model, self.data.vocab_size)
         self.tx, self.lr = make_optimizer(config.train)
@@ -125,29 +122,46 @@ class Trainer:
         # Validation batches are fixed: the same eval_batches windows at every evaluation.
         self.val_sampler = BatchSampler(self.data.val, micro, config.model.block_size, config.seed + 1,
                                         process_index=pi, process_count=pc, split="val")
-        self.ckpt = Checkpointer(workdir, keep=t.keep_checkpoints)
+        self.ckpt = Checkpointer(workdir, keep=t.keep_checkpoints, read_only=self.rundir.read_only)
         self.best_val = math.inf
         self.start_step = 0
+        self.window = {"sums": {}, "steps": 0}  # the train means being summed for the next log line
         self._maybe_restore()
-        if jax.process_index() == 0:
-            _write_config(workdir, config)
-        self.writer = MetricWriter(workdir, resume_step=self.start_step)
         self.is_main = pi == 0
+        if self.start_step < t.steps and self.rundir.read_only:
+            raise StorageError(f"{self.rundir.shown} is on a read-only filesystem and the run has steps left; pass a "
+                               "--workdir on a writable disk.")
+        if self.is_main and self.start_step < t.steps:
+            drop_metrics_after(workdir, self.start_step)
+            drop_samples_after(workdir, self.start_step)
+        self.writer = MetricWriter(workdir, resume_step=self.start_step)
+
+    def close(self) -> None:
+        """Waits for checkpoint writes, closes the managers and releases the run directory."""
+        try:
+            if getattr(self, "ckpt", None) is not None:
+                try:
+                    self.ckpt.wait()
+                finally:
+                    self.ckpt.close()
+        finally:
+            self.rundir.release()
 
     # -- checkpoints -------------------------------------------------------------------------
     def _meta(self) -> dict:
         return {"sampler": self.sampler.state(), "best_val": self.best_val if math.isfinite(self.best_val) else None,
-                "vocab_size": self.data.vocab_size}
+                "vocab_size": self.data.vocab_size,
+                "window": {"sums": dict(self.window["sums"]), "steps": self.window["steps"]}}  # a copy: saves are async
 
     def _maybe_restore(self) -> None:
-        step = self.ckpt.latest_step()
-        if step is None:
+        if not self.ckpt.steps("last") and not self.ckpt.steps("best"):
             return
-        self.state, meta = self.ckpt.restore(self.state)
+        self.state, meta, _ = self.ckpt.restore(self.state)
         if meta.get("vocab_size") != self.data.vocab_size:
             raise CheckpointError(f"the checkpoint in {self.workdir} was trained with another vocabulary; use a new --workdir.")
         self.sampler.restore(meta["sampler"])
         self.best_val = meta["best_val"] if meta.get("best_val") is not None else math.inf
+        self.window = meta.get("window", self.window)
         self.start_step = int(self.state.step)
 
     def save(self, best: bool = False) -> None:
@@ -188,12 +202,8 @@ class Trainer:
         return float(self.eval_losses(params).mean())
 
     def sample_text(self, step: int) -> str:
-        t = self.config.train
-        prompt = self.data.tokenizer.encode(t.sample_prompt) if t.sample_prompt else np.zeros(1, np.int32)
-        if len(prompt) == 0:
-            prompt = np.zeros(1, np.int32)
-        ids = generate(self.model, self.state.params, prompt, t.sample_tokens, jax.random.PRNGKey(step),
-                       self.config.model.block_size)
+        ids = generate(self.model, self.state.params, self.sample_prompt, self.config.train.sample_tokens,
+                       jax.random.PRNGKey(step), self.config.model.block_size)
         return self.data.tokenizer.decode(np.asarray(ids))
 
     # -- the loop ----------------------------------------------------------------------------
@@ -214,13 +224,15 @@ class Trainer:
         sync_every_step = jax.default_backend() == "cpu" or jax.device_count() > 1
         bar = tqdm(total=t.steps, initial=self.start_step, disable=None if (t.progress and self.is_main) else True,  # None: off when not a TTY
                    unit="step", dynamic_ncols=True, smoothing=0.1)
-        window_t0, window_steps = time.perf_counter(), 0
-        sums: dict = {}
+        window_t0, timed_steps = time.perf_counter(), 0  # throughput: steps since the clock was last reset
+        sums = self.window["sums"]  # the train means: resumed with the checkpoint, so resumed logs are exact
         last_val = None
         pending = None  # (step, metrics) not yet checked: one step of lag keeps the device busy on GPU
         step = self.start_step
+        finished = False
         try:
             while step < t.steps:
+                check_interrupted()
                 x, y = self.next_batch()
                 self.state, metrics = self.train_step(self.state, x, y)
                 step += 1
@@ -230,20 +242,23 @@ class Trainer:
                 if sync_every_step:
                     self._check(*pending, sums)
                     pending = None
-                window_steps += 1
+                timed_steps += 1
                 bar.update(1)
                 is_last = step == t.steps
-                if step % t.log_every == 0 or is_last or step % t.eval_every == 0:
-                    if pending is not None:
-                        self._check(*pending, sums)
-                        pending = None
+                logs, evals = step % t.log_every == 0 or is_last, step % t.eval_every == 0 or is_last
+                saves = step % t.checkpoint_every == 0 or is_last
+                if pending is not None and (logs or evals or saves):
+                    self._check(*pending, sums)
+                    pending = None
+                if logs or evals:
                     dt = time.perf_counter() - window_t0
-                    means = {k: v / max(window_steps, 1) for k, v in sums.items()}
-                    means["tokens_per_s"] = window_steps * tokens_per_step / max(dt, 1e-9)
+                    means = {k: v / max(self.window["steps"], 1) for k, v in sums.items()}
+                    means["tokens_per_s"] = timed_steps * tokens_per_step / max(dt, 1e-9)
                     self.writer.write(step, "train", means)
                     bar.set_postfix(loss=f"{means['loss']:.4f}", tok_s=f"{means['tokens_per_s']:,.0f}")
-                    sums, window_steps = {}, 0
-                if step % t.eval_every == 0 or is_last:
+                    sums.clear()
+                    self.window["steps"] = timed_steps = 0
+                if evals:
                     val_losses, val_diag = self.eval_batches()
                     last_val = float(val_losses.mean())
                     if not math.isfinite(last_val):
@@ -255,17 +270,22 @@ class Trainer:
                         self.save(best=True)
                     if t.sample_tokens:
                         self._write_sample(step)
-                if step % t.checkpoint_every == 0 or is_last:
+                if saves:
                     self.save()
                 if is_last:
                     self._report(step)
-                if step % t.log_every == 0 or step % t.eval_every == 0:
+                if logs or evals:
                     window_t0 = time.perf_counter()  # eval and checkpoint time is not training throughput
                 if stop_at is not None and step >= stop_at:
                     break
+            finished = True
         finally:
             bar.close()
-            self.ckpt.wait()
+            try:
+                self.ckpt.wait()
+            except StorageError:
+                if finished:
+                    raise  # else the error already in flight is the one to report
             self.writer.close()
         if last_val is None:
             last_val = self.evaluate()
@@ -279,6 +299,7 @@ class Trainer:
                                  f"grad_norm={float(m['grad_norm'])})")
         for k, v in {**{k: m[k] for k in ("loss", "aux_loss", "grad_norm", "lr")}, **scalar_diagnostics(m["diagnostics"])}.items():
             sums[k] = sums.get(k, 0.0) + float(v)
+        self.window["steps"] += 1
 
     def _diverged(self, step: int, what: str) -> None:
         last = self.ckpt.latest_step()
@@ -302,8 +323,12 @@ class Trainer:
         if not self.is_main:
             return
         text = self.sample_text(step)
-        with open(os.path.join(self.workdir, "samples.txt"), "a", encoding="utf-8") as f:
-            f.write(f"=== step {step} ===\n{text}\n\n")
+        path = os.path.join(self.workdir, SAMPLES_FILE)
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(f"=== step {step} ===\n{text}\n\n")
+        except OSError as e:
+            raise storage_error(e, display_path(path)) from None
         self.writer.text(step, "sample", text)
 
 
@@ -312,7 +337,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     try:
         summary = trainer.run()
     finally:
-        trainer.ckpt.close()
+        trainer.close()
     summary["message"] = (f"step {summary['step']}, val loss {summary['val_loss']:.4f} (best {summary['best_val_loss']:.4f}), "
                           f"checkpoints in {os.path.join(workdir, 'checkpoints')}")
     return summary
