@@ -11,13 +11,13 @@ import os
 
 import ml_collections
 
-from wavejax.errors import ConfigError
+from wavejax.data.sources import check_data_config
+from wavejax.errors import ConfigError, WavejaxError
 
 # config.task -> the module that runs it. Each module has run_task(config, workdir) -> summary dict (with a
 # one-line "message"); non-lm modules also have validate_task(config), raising ConfigError.
 TASKS = {"lm": "wavejax.train.loop", "field": "wavejax.field.experiments", "memory": "wavejax.memory.task"}
 DTYPES = ("float32", "bfloat16")
-TOKENIZERS = ("char", "bpe")
 
 
 def task_config(task: str) -> ml_collections.ConfigDict:
@@ -97,21 +97,54 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
-    """get_config(arg) of a config file, loaded by path the way ml_collections does. The file's folder
-    goes on sys.path so one config can build on another (`import baseline`)."""
+    """get_config(arg) of a config file, loaded by path: nothing is put on sys.path, so a config file named like a
+    standard-library module (configs/wave.py) never shadows it. Every way a file can fail is one ConfigError."""
     import importlib.util
-    import sys
 
+    if os.path.isdir(path):
+        raise ConfigError(f"config {path!r} is a folder; pass a config file, e.g. --config=configs/baseline.py:tiny.")
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist; pass one of the files in configs/, e.g. --config=configs/baseline.py:tiny.")
-    folder = os.path.dirname(os.path.abspath(path))
-    if folder not in sys.path:
-        sys.path.insert(1, folder)
     name = "_wavejax_config_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None:
+        raise ConfigError(f"config file {path!r} is not a Python file; pass a .py file from configs/.")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ConfigError(f"config file {path!r} has a syntax error at line {e.lineno}: {e.msg}; fix the file.") from None
+    except ImportError as e:
+        raise ConfigError(f"config file {path!r} cannot be loaded: {_first_line(e)}; fix its imports.") from None
+    except WavejaxError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"config file {path!r} failed while loading ({e.__class__.__name__}: {_first_line(e)}); "
+                          "fix the file.") from None
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
+        raise ConfigError(f"config file {path!r} has no get_config() function; a config file defines "
+                          "get_config(arg=None) returning an ml_collections.ConfigDict.")
+    try:
+        config = get_config(arg) if arg else get_config()
+    except WavejaxError:
+        raise
+    except Exception as e:
+        call = f"get_config({arg!r})" if arg else "get_config()"
+        raise ConfigError(f"{call} in {path!r} raised {e.__class__.__name__}: {_first_line(e)}; fix the config "
+                          "file.") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"get_config() in {path!r} returned a {type(config).__name__}, not an "
+                          "ml_collections.ConfigDict; build it with wavejax.config.base_config() or task_config().")
+    if "task" not in config:
+        raise ConfigError(f"the config of {path!r} has no 'task' key; build it with wavejax.config.base_config() "
+                          "or task_config().")
+    return config
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:160] if lines else e.__class__.__name__
 
 
 def parent_of(config: ml_collections.ConfigDict, key: str):
@@ -203,15 +236,7 @@ def _validate_lm(config: ml_collections.ConfigDict) -> None:
 
     d, m, t = config.data, config.model, config.train
 
-    _require(d.tokenizer in TOKENIZERS, f"data.tokenizer must be one of {TOKENIZERS}, got {d.tokenizer!r}.")
-    if d.dataset == "file":
-        _require(bool(d.path), "data.dataset='file' needs --config.data.path=PATH to a text file.")
-    if d.path:
-        _require(os.path.isfile(d.path), f"data file {d.path!r} does not exist; pass an existing text file with --config.data.path.")
-    _require(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be between 0 and 1, got {d.val_fraction}.")
-    _require(d.max_chars >= 0, f"data.max_chars must be >= 0 (0 = whole corpus), got {d.max_chars}.")
-    if d.tokenizer == "bpe":
-        _require(d.vocab_size >= 257, f"data.vocab_size must be >= 257 for byte-level BPE, got {d.vocab_size}.")
+    check_data_config(d)
 
     for key in ("model.n_layer", "model.n_head", "model.d_model", "model.block_size", "model.mlp_ratio"):
         _positive(config, key)

@@ -1,22 +1,59 @@
 """Command line: `python -m wavejax.main --config=configs/NAME.py[:ARG] [--config.a.b=v] [--workdir=DIR]`.
 
-Parses the config (ml_collections config flags), validates it, and dispatches on config.task.
-Problems the user can fix print one sentence on stderr and exit non-zero (2 for bad input),
-without a traceback.
+Loads the config file by path, applies the `--config.a.b=v` overrides (ml_collections config flags), validates it,
+and dispatches on config.task. Every failure a user can cause prints one `error: ...` line on stderr, without a
+traceback, and exits with the code `wavejax.errors` documents (2 bad input, 3 diverged, 4 disk or filesystem,
+130 interrupted).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 
-from wavejax.errors import WavejaxError
+from wavejax.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, WavejaxError, is_storage_failure, storage_error
+
+
+_EARLY_MESSAGE = ["interrupted before the run started."]
+
+
+def _interrupted_before_start(signum, frame) -> None:
+    finish(_EARLY_MESSAGE[0], EXIT_INTERRUPTED)
+
+
+def exit_on_early_interrupt(message: str = "interrupted before the run started.") -> None:
+    """Ctrl-C while JAX and the libraries load ends the process at once with exit 130: unwinding a half-imported
+    extension module can crash the interpreter. `run` hands Ctrl-C to `rundir.handle_interrupts` once they are
+    loaded, before anything is written."""
+    _EARLY_MESSAGE[0] = message
+    signal.signal(signal.SIGINT, _interrupted_before_start)
+
+
+if __name__ == "__main__":
+    exit_on_early_interrupt()
+
+
+def finish(message: str | None, code: int) -> None:
+    """Prints `error: message` and ends the process without the interpreter's teardown, in which the threads of
+    orbax, TensorBoard and XLA may print tracebacks or crash after the one line has been written."""
+    if message is not None:
+        print(f"error: {message}", file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def fail(message: str, code: int) -> None:
+    finish(message, code)
 
 
 def _one_sentence(exc: BaseException) -> str:
     text = str(exc).strip() or exc.__class__.__name__
-    # absl wraps config-file errors as "flag --config=...: <reason>"; keep the reason's first line.
     text = text.splitlines()[0]
     # A bad `--config.a.b=v` override: name the flag, or "invalid literal for int()" says nothing useful.
     override = re.match(r"^flag (--config\.[\w.]+=[^:]*):\s*(.*)$", text)
@@ -26,56 +63,61 @@ def _one_sentence(exc: BaseException) -> str:
     return text
 
 
-def fail(message: str, code: int) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
-def precheck(argv) -> None:
-    """Catches a missing config file and unknown `--config.a.b=` keys with a sentence naming them."""
-    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-    if spec is None:
-        return
-    from wavejax.config import load_config_file, parent_of
-
-    path, _, arg = spec.partition(":")
-    config = load_config_file(path, arg or None)
-    for arg in argv:
-        if arg.startswith("--config."):
-            parent_of(config, arg[len("--config."):].split("=", 1)[0])
+def _config_spec(argv) -> tuple[str | None, list[str]]:
+    """(the value of --config, argv without it); `--config X` is accepted as `--config=X`."""
+    rest, spec, i = [argv[0]], None, 1
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--config="):
+            spec = a.split("=", 1)[1]
+        elif a == "--config" and i + 1 < len(argv):
+            spec, i = argv[i + 1], i + 1
+        else:
+            rest.append(a)
+        i += 1
+    return spec, rest
 
 
 def parse_flags(argv):
-    """Defines and parses the flags; every parse problem becomes one line and exit status 2."""
+    """Loads the config file, then parses --workdir and the overrides; every problem is one line and exit 2."""
     from absl import flags
     from ml_collections import config_flags
 
-    flags.DEFINE_string("workdir", None, "run directory (created; rerun with the same one to resume); "
-                        "default runs/NAME[-ARG] after the config file")
-    config_flag = config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/baseline.py:tiny", lock_config=True)
+    from wavejax.config import load_config_file, parent_of
+
+    spec, rest = _config_spec(argv)
+    if not spec:
+        fail("--config is required, e.g. --config=configs/baseline.py:tiny.", EXIT_BAD_INPUT)
+    path, _, arg = spec.partition(":")
     try:
-        precheck(argv)
-        rest = flags.FLAGS(argv)
-        config = config_flag.value
+        config = load_config_file(path, arg or None)
+        for a in rest:
+            if a.startswith("--config."):
+                parent_of(config, a[len("--config."):].split("=", 1)[0])
     except WavejaxError as e:
         fail(str(e), e.exit_code)
+    flags.DEFINE_string("workdir", None, "run directory (created; rerun with the same one to resume); "
+                        "default runs/NAME[-ARG] after the config file")
+    holder = config_flags.DEFINE_config_dict("config", config, "the config file's get_config(ARG)", lock_config=True,
+                                           sys_argv=rest)
+    try:
+        leftover = flags.FLAGS(rest)
+        config = holder.value
     except flags.Error as e:
         cause = e.__cause__ or e.__context__
         if isinstance(cause, WavejaxError):
             fail(str(cause), cause.exit_code)
-        fail(_one_sentence(e), 2)
-    except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
-        fail(f"bad config override: {_one_sentence(e)}", 2)
-    if len(rest) > 1:
-        fail(f"unexpected arguments {rest[1:]}; options look like --config.train.steps=100.", 2)
-    if config is None:
-        fail("--config is required, e.g. --config=configs/baseline.py:tiny.", 2)
+        fail(_one_sentence(e), EXIT_BAD_INPUT)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        fail(f"bad config override: {_one_sentence(e)}", EXIT_BAD_INPUT)
+    if len(leftover) > 1:
+        fail(f"unexpected arguments {leftover[1:]}; options look like --config.train.steps=100.", EXIT_BAD_INPUT)
     return config, flags.FLAGS.workdir or default_workdir(argv)
 
 
 def default_workdir(argv) -> str:
     """runs/NAME or runs/NAME-ARG for --config=configs/NAME.py[:ARG] ("+" in ARG becomes "-")."""
-    spec = next(a.split("=", 1)[1] for a in argv if a.startswith("--config="))
+    spec = _config_spec(list(argv))[0] or ""
     path, _, arg = spec.partition(":")
     name = os.path.splitext(os.path.basename(path))[0]
     return os.path.join("runs", f"{name}-{arg.replace('+', '-')}" if arg else name)
@@ -88,23 +130,63 @@ def run(config, workdir: str) -> dict:
     from wavejax.config import TASKS, validate
     from wavejax.parallel.distributed import maybe_initialize
 
+    from wavejax.rundir import handle_interrupts
+
     maybe_initialize()  # multi-host jobs (SLURM, mpirun, JAX_COORDINATOR_ADDRESS) start JAX's runtime first
     validate(config)
-    return importlib.import_module(TASKS[config.task]).run_task(config, workdir)
+    task = importlib.import_module(TASKS[config.task])
+    if signal.getsignal(signal.SIGINT) is _interrupted_before_start:
+        handle_interrupts()  # the libraries are loaded: from here on Ctrl-C lets a checkpoint being written finish
+    return task.run_task(config, workdir)
+
+
+def _drop_orbax_cleanup_noise(unraisable) -> None:
+    # When a checkpoint write or read fails (a full disk, a damaged file), orbax abandons its sibling tasks: their
+    # coroutines and tensorstore callbacks then report exceptions nobody can catch ("Event loop is closed", the same
+    # read error again). The failure itself reaches the run as one line; other unraisable exceptions are printed.
+    exc, tb = unraisable.exc_value, unraisable.exc_traceback
+    from_orbax = False
+    while tb is not None:
+        from_orbax |= "orbax" in tb.tb_frame.f_code.co_filename
+        tb = tb.tb_next
+    if from_orbax or (isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def report_failures(body, interrupted: str) -> int:
+    """Runs body() and turns every failure a user can cause into one `error:` line and its exit code."""
+    import logging
+
+    sys.unraisablehook = _drop_orbax_cleanup_noise
+    # Orbax logs a failed write or read with its traceback (absl), and a failed read leaves its sibling read tasks'
+    # exceptions unretrieved (asyncio); the failure itself reaches the run, which reports it as one line.
+    for name in ("absl", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        return body()
+    except WavejaxError as e:
+        finish(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        finish(interrupted, EXIT_INTERRUPTED)
+    except Exception as e:
+        if not is_storage_failure(e):
+            raise
+        err = storage_error(e)
+        finish(str(err), err.exit_code)
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv if argv is None else argv)
     config, workdir = parse_flags(argv)
     print(f"run directory: {workdir}", flush=True)
-    try:
+
+    def body() -> int:
         summary = run(config, os.path.expanduser(workdir))
-    except WavejaxError as e:
-        fail(str(e), e.exit_code)
-    except KeyboardInterrupt:
-        fail("interrupted; rerun the same command to resume from the last checkpoint.", 130)
-    print(f"done: {summary['message']}")
-    return 0
+        print(f"done: {summary['message']}", flush=True)
+        return 0
+
+    return report_failures(body, "interrupted; rerun the same command to resume from the last checkpoint.")
 
 
 if __name__ == "__main__":

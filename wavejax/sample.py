@@ -1,42 +1,61 @@
 """Generate text from a run: `python -m wavejax.sample --workdir=DIR --prompt=TEXT`.
 
-Loads config.json, tokenizer.json and the best (default) or last checkpoint of the run.
+Loads config.json, tokenizer.json and the best (default) or last checkpoint of a language-model run onto this
+machine's first device, whatever mesh trained it. It only reads the run directory: a damaged checkpoint is skipped
+for the newest intact one (with a warning) and nothing is created or moved, so it may run beside the training.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-from wavejax.errors import CheckpointError, WavejaxError
+from wavejax.errors import EXIT_BAD_INPUT, ConfigError, RunDirError, display_path
+
+if __name__ == "__main__":
+    from wavejax.main import exit_on_early_interrupt
+
+    exit_on_early_interrupt("interrupted.")  # sampling writes nothing: Ctrl-C may end it at any moment
 
 
 def load_run(workdir: str, which: str = "best"):
-    """Returns (config, tokenizer, model, params) of a finished or running run."""
+    """Returns (config, tokenizer, model, params) of a finished or running language-model run."""
     import jax
     import ml_collections
 
     from wavejax.data.tokenizers import load_tokenizer
     from wavejax.models.gpt import build_model
+    from wavejax.rundir import RunDir
     from wavejax.train.checkpoint import Checkpointer
     from wavejax.train.optim import make_optimizer
     from wavejax.train.state import create_train_state
 
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{workdir} has no config.json; pass the --workdir of a wavejax training run.")
-    with open(path, encoding="utf-8") as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    shown = display_path(workdir)
+    if not os.path.isdir(workdir):
+        what = "is a file" if os.path.exists(workdir) else "does not exist"
+        raise RunDirError(f"--workdir {shown} {what}; pass the folder of a wavejax training run.")
+    saved = RunDir(workdir, "lm").saved_config()
+    if saved is None:
+        raise RunDirError(f"{shown} has no config.json; pass the --workdir of a wavejax training run.")
+    task = saved.get("task", "lm")
+    if task != "lm":
+        hint = (" (a memory run writes its samples to samples.txt; rerun its config with "
+                "--config.eval.sample_prompt=TEXT to continue a prompt)" if task == "memory" else "")
+        raise RunDirError(f"{shown} holds a {task!r} run; wavejax.sample reads language-model runs{hint}.")
+    config = ml_collections.ConfigDict(saved)
     tokenizer = load_tokenizer(workdir)
-    model = build_model(config.model, tokenizer.vocab_size)
-    tx, _ = make_optimizer(config.train)
-    like = jax.eval_shape(lambda: create_train_state(model, tx, config.seed, config.model.block_size))
-    ckpt = Checkpointer(workdir)
     try:
-        if which == "best" and ckpt.latest_step("best") is None:
-            which = "last"  # a run stopped before its first eval has no best checkpoint yet
-        state, _ = ckpt.restore(like, which=which)
+        model = build_model(config.model, tokenizer.vocab_size)
+        tx, _ = make_optimizer(config.train)
+        like = jax.eval_shape(lambda: create_train_state(model, tx, config.seed, config.model.block_size))
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise RunDirError(f"{display_path(os.path.join(workdir, 'config.json'))} does not describe a model this "
+                          f"version of wavejax can build ({str(e).splitlines()[0][:100]}); use the version that "
+                          "wrote it.") from None
+    ckpt = Checkpointer(workdir, read_only=True)
+    try:
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        state, _, _ = ckpt.restore(like, which=which, sharding=device)
     finally:
         ckpt.close()
     return config, tokenizer, model, state.params
@@ -45,6 +64,8 @@ def load_run(workdir: str, which: str = "best"):
 def main(argv=None) -> int:
     from absl import flags
 
+    from wavejax.main import finish, report_failures
+
     flags.DEFINE_string("workdir", None, "run directory written by wavejax.main")
     flags.DEFINE_string("prompt", "\n", "text to continue")
     flags.DEFINE_integer("max_new_tokens", 500, "tokens to generate")
@@ -52,20 +73,19 @@ def main(argv=None) -> int:
     flags.DEFINE_integer("top_k", 200, "sample from the k most likely tokens (0 = all)")
     flags.DEFINE_integer("seed", 0, "sampling seed")
     flags.DEFINE_integer("num_samples", 1, "independent samples to print")
-    flags.DEFINE_enum("checkpoint", "best", ["best", "last"], "which checkpoint to load")
+    flags.DEFINE_enum("checkpoint", "best", ["best", "last"], "which checkpoint to load (the other is the fallback)")
     F = flags.FLAGS
     try:
         F(list(sys.argv if argv is None else argv))
     except flags.Error as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
+        finish(str(e).splitlines()[0], EXIT_BAD_INPUT)
     if not F.workdir:
-        print("error: --workdir is required: the folder of a wavejax training run.", file=sys.stderr)
-        return 2
-    if F.temperature <= 0 or F.max_new_tokens < 1 or F.top_k < 0:
-        print("error: --temperature must be > 0, --max_new_tokens >= 1 and --top_k >= 0.", file=sys.stderr)
-        return 2
-    try:
+        finish("--workdir is required: the folder of a wavejax training run.", EXIT_BAD_INPUT)
+    if F.temperature <= 0 or F.max_new_tokens < 1 or F.top_k < 0 or F.num_samples < 1:
+        finish("--temperature must be > 0, --max_new_tokens >= 1, --top_k >= 0 and --num_samples >= 1.",
+               EXIT_BAD_INPUT)
+
+    def body() -> int:
         import jax
 
         from wavejax.models.generate import generate
@@ -73,18 +93,17 @@ def main(argv=None) -> int:
         config, tokenizer, model, params = load_run(F.workdir, F.checkpoint)
         prompt = tokenizer.encode(F.prompt)
         if len(prompt) == 0:
-            raise WavejaxError("the prompt is empty after tokenization; pass at least one character with --prompt.")
+            raise ConfigError("the prompt is empty; pass at least one character with --prompt.")
         top_k = min(F.top_k, tokenizer.vocab_size)
         for i in range(F.num_samples):
             ids = generate(model, params, prompt, F.max_new_tokens, jax.random.PRNGKey(F.seed + i),
                            config.model.block_size, F.temperature, top_k)
-            print(tokenizer.decode(ids.tolist()))
+            print(tokenizer.decode(ids.tolist()), flush=True)
             if i + 1 < F.num_samples:
                 print("---------------")
-    except WavejaxError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    return 0
+        return 0
+
+    return report_failures(body, "interrupted.")
 
 
 if __name__ == "__main__":
