@@ -73,7 +73,7 @@ def bench_one(config, steps: int, warmup: int) -> dict:
             n_matmul = flops.matmul_params(state.params)
             devices = trainer.mesh.devices.size
         finally:
-            trainer.ckpt.close()
+            trainer.close()
             trainer.writer.close()
     del state, batches
     dev = jax.devices()[0]

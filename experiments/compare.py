@@ -148,7 +148,7 @@ def worker(request_path: str) -> int:
         try:
             summary = trainer.run()
         finally:
-            trainer.ckpt.close()
+            trainer.close()
         wall = time.perf_counter() - t0
     except WavejaxError as e:
         C.fail(str(e), e.exit_code)

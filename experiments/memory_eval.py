@@ -129,7 +129,7 @@ def train_gpt(args, seed: int, seconds: float, workdir: str):
     for _ in range(5):
         step(probe)
     per_step = (time.perf_counter() - t0) / 5
-    probe.ckpt.close()
+    probe.close()
     shutil.rmtree(workdir + "_probe", ignore_errors=True)
 
     trainer = trainer_for(int(seconds / per_step), workdir)  # the schedule's length; the clock decides the steps
@@ -139,7 +139,7 @@ def train_gpt(args, seed: int, seconds: float, workdir: str):
         step(trainer)
         done += 1
     trained = time.perf_counter() - t0
-    trainer.ckpt.close()
+    trainer.close()
     return trainer, done, trained
 
 

@@ -63,7 +63,7 @@ def main() -> int:
         resumed = trainer.start_step
         summary = trainer.run()
         batch_sd = eval_batch_std(trainer)
-        trainer.ckpt.close()
+        trainer.close()
         wall = time.perf_counter() - t0
         train_s = train_seconds(workdir, config.train.batch_size * config.model.block_size)
         rows.append({"seed": seed, "val_loss": summary["val_loss"], "best_val_loss": summary["best_val_loss"],

@@ -131,7 +131,7 @@ def test_two_process_run_matches_one_process(tmp_path):
     try:
         single.run()
     finally:
-        single.ckpt.close()
+        single.close()
     one = [r["loss"] for r in read_metrics(str(tmp_path / "one")) if r["split"] == "train"]
     np.testing.assert_allclose(two["losses"], one, atol=1e-5, rtol=0)
     assert two["step"] == 3 and len(read_metrics(str(workdir))) == len(read_metrics(str(tmp_path / "one")))

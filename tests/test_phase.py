@@ -694,7 +694,7 @@ def test_tiny_phase_run_logs_order_parameters(tmp_path):
         summary = trainer.run()
         again = [trainer.eval_losses(), trainer.eval_losses()]  # eval is deterministic despite noise and jitter
     finally:
-        trainer.ckpt.close()
+        trainer.close()
     assert summary["step"] == 6 and np.isfinite(summary["val_loss"])
     np.testing.assert_array_equal(again[0], again[1])
     records = read_metrics(str(workdir))

@@ -29,7 +29,7 @@ def test_sample_cli_continues_the_prompt(cli_run):
 
 def test_sample_cli_missing_workdir(tmp_path):
     proc = run_module("wavejax.sample", f"--workdir={tmp_path / 'nope'}", "--prompt=ROMEO:", "--max_new_tokens=5")
-    assert "has no config.json" in assert_one_error_line(proc, 2)
+    assert "nope does not exist; pass the folder of a wavejax training run" in assert_one_error_line(proc, 2)
 
 
 @pytest.mark.slow

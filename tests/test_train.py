@@ -11,7 +11,7 @@ import pytest
 from conftest import DIVERGE_OVERRIDES, TRAIN_OVERRIDES, apply_overrides
 
 import baseline
-from wavejax.errors import CheckpointError, TrainingDiverged
+from wavejax.errors import CheckpointError, RunDirError, TrainingDiverged
 from wavejax.models.gpt import build_model, init_params
 from wavejax.train.checkpoint import Checkpointer
 from wavejax.train.logging import read_metrics
@@ -43,7 +43,7 @@ def full_run(tmp_path_factory):
     try:
         summary = trainer.run()
     finally:
-        trainer.ckpt.close()
+        trainer.close()
     return workdir, summary, jax.device_get(trainer.state.params)
 
 
@@ -68,7 +68,7 @@ def test_resume_reproduces_an_uninterrupted_run(full_run, tmp_path):
     try:
         first.run(stop_at=14)  # killed two steps after the step-12 checkpoint
     finally:
-        first.ckpt.close()
+        first.close()
     assert max(r[0] for r in _train_records(workdir)) == 14
 
     second = Trainer(_config(), workdir)
@@ -77,7 +77,7 @@ def test_resume_reproduces_an_uninterrupted_run(full_run, tmp_path):
         assert second.sampler.position == 12
         summary = second.run()
     finally:
-        second.ckpt.close()
+        second.close()
     resumed, expected = _train_records(workdir), _train_records(full_dir)
     assert [r[0] for r in resumed] == list(range(1, STEPS + 1))  # the lost steps 13-14 were dropped, not duplicated
     assert resumed == expected  # identical losses, gradient norms and learning rates, step for step
@@ -135,7 +135,7 @@ def test_nan_guard_stops_and_keeps_a_finite_checkpoint(tmp_path):
         with pytest.raises(TrainingDiverged) as info:
             trainer.run()
     finally:
-        trainer.ckpt.close()
+        trainer.close()
     message = str(info.value)
     match = re.match(r"step (\d+): ", message)
     assert match, message
@@ -150,7 +150,8 @@ def test_nan_guard_stops_and_keeps_a_finite_checkpoint(tmp_path):
     ckpt = Checkpointer(workdir)
     try:
         assert ckpt.latest_step() == bad - 1
-        state, meta = ckpt.restore(like)
+        state, meta, step = ckpt.restore(like)
+        assert step == bad - 1
     finally:
         ckpt.close()
     assert int(state.step) == bad - 1 and meta["sampler"]["position"] == bad - 1
@@ -165,9 +166,9 @@ def test_nan_guard_stops_and_keeps_a_finite_checkpoint(tmp_path):
 def test_resume_with_another_model_config_is_refused(full_run):
     workdir, _, _ = full_run
     before = (workdir / "config.json").read_text()
-    with pytest.raises(CheckpointError, match=r"different model config \(model.n_layer\)"):
+    with pytest.raises(RunDirError, match=r"different model config \(model.n_layer\)"):
         Trainer(_config(**{"model.n_layer": 3}), str(workdir))
-    with pytest.raises(CheckpointError, match="seed 0, not 1"):
+    with pytest.raises(RunDirError, match="seed 0, not 1"):
         Trainer(_config(**{"seed": 1}), str(workdir))
     assert (workdir / "config.json").read_text() == before
 
@@ -227,7 +228,7 @@ def test_family_reporter_runs_once_at_the_end_with_the_trained_params(tmp_path, 
     try:
         trainer.run()
     finally:
-        trainer.ckpt.close()
+        trainer.close()
     assert len(calls) == 1 and calls[0][0] == 8 and calls[0][1] == str(tmp_path) and calls[0][3] > 0
     final = jax.device_get(trainer.state.params)
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(calls[0][2]), jax.tree.leaves(final)))

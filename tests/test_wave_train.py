@@ -227,7 +227,7 @@ def test_optimizer_states_survive_the_run_checkpointer(tmp_path):
         ckpt = Checkpointer(str(tmp_path / type(opt_state[0]).__name__))
         ckpt.save(1, state, {"x": 1})
         ckpt.wait()
-        restored, meta = ckpt.restore(jax.tree.map(jnp.zeros_like, state))
+        restored, meta, _ = ckpt.restore(jax.tree.map(jnp.zeros_like, state))
         ckpt.close()
         assert type(restored.opt_state[0]) is type(opt_state[0]) and meta == {"x": 1}
         for a, b in zip(jax.tree.leaves(restored.opt_state), jax.tree.leaves(opt_state)):

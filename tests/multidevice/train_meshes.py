@@ -41,7 +41,7 @@ def run(mesh, workdir, c=None):
     try:
         tr.run()
     finally:
-        tr.ckpt.close()
+        tr.close()
     from wavejax.train.logging import read_metrics
 
     losses = [r["loss"] for r in read_metrics(workdir) if r["split"] == "train"]
@@ -75,7 +75,7 @@ def main():
                 "val_loss": tr.evaluate(),
             }
         finally:
-            tr.ckpt.close()
+            tr.close()
     out["val_loss_fsdp8"] = trainers["fsdp8"].evaluate()
     print(json.dumps(out))
 
