@@ -1,10 +1,10 @@
 """Text sources, tokenizers and the deterministic batch sampler."""
 
-import urllib.request
-
 import ml_collections
 import numpy as np
 import pytest
+
+from conftest import configs
 
 from wavejax.data import BatchSampler, prepare_lm_data, sources, tokenizers
 from wavejax.data.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer, save_tokenizer
@@ -43,15 +43,16 @@ def bpe(corpus):
 
 # --- sources ----------------------------------------------------------------------------------
 
-def test_tinyshakespeare_found_in_data_dir_and_checksummed(corpus_path):
-    path = sources.tinyshakespeare_path()
-    assert path == corpus_path
-    assert sources.sha256_of(path) == sources.TINYSHAKESPEARE_SHA256
+def test_tinyshakespeare_ships_with_the_package_and_is_checksummed():
+    import hashlib
+
+    text = sources.tinyshakespeare()
+    assert len(text) == 1115394 and text.startswith("First Citizen:\nBefore we proceed any further")
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == sources.TINYSHAKESPEARE_SHA256
 
 
-def test_split_is_90_10(corpus, corpus_path):
-    text = corpus_path.read_text(encoding="utf-8")
-    assert len(text) == 1115394
+def test_split_is_90_10(corpus):
+    text = sources.tinyshakespeare()
     assert len(corpus.train) == int(len(text) * 0.9) == 1003854
     assert len(corpus.val) == len(text) - 1003854
     assert corpus.train + corpus.val == text
@@ -65,48 +66,38 @@ def test_max_chars_truncates_before_split(tmp_path):
     assert (len(c.train), len(c.val)) == (400, 100)
 
 
-def test_corrupt_tinyshakespeare_raises(tmp_path, monkeypatch):
-    (tmp_path / sources.TINYSHAKESPEARE_FILE).write_text("not the real corpus\n", encoding="utf-8")
-    monkeypatch.setenv("WAVEJAX_DATA_DIR", str(tmp_path))
-    with pytest.raises(DataError, match="sha256 mismatch"):
-        sources.tinyshakespeare_path()
+def test_a_corrupt_shipped_corpus_is_refused(monkeypatch):
+    import lzma
 
-
-def test_offline_without_cache_names_the_local_path_flag(tmp_path, monkeypatch):
-    calls = []
-
-    def offline(*args, **kwargs):
-        calls.append(args)
-        raise OSError("network is unreachable")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    monkeypatch.setenv("WAVEJAX_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    with pytest.raises(DataError) as info:
-        sources.load_corpus(_data_config())
-    assert "--config.data.path" in str(info.value)
-    assert calls and calls[0][0] == sources.TINYSHAKESPEARE_URL
-    cached = tmp_path / "cache" / "wavejax"
-    assert not any(cached.glob("*")), "a failed download must leave nothing in the cache"
-
-
-def test_download_with_wrong_checksum_is_not_kept(tmp_path, monkeypatch):
-    class Response:
-        def __enter__(self):
+    class Files:
+        def joinpath(self, name):
             return self
 
-        def __exit__(self, *exc):
-            return False
+        def read_bytes(self):
+            return lzma.compress(b"not the real corpus\n")
 
-        def read(self):
-            return b"something else entirely"
+    monkeypatch.setattr(sources.resources, "files", lambda package: Files())
+    sources.tinyshakespeare.cache_clear()
+    try:
+        with pytest.raises(DataError, match="does not match its sha256; reinstall wavejax"):
+            sources.load_corpus(_data_config())
+    finally:
+        sources.tinyshakespeare.cache_clear()
 
-    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Response())
-    monkeypatch.delenv("WAVEJAX_DATA_DIR")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    with pytest.raises(DataError, match="does not match its sha256"):
-        sources.tinyshakespeare_path()
-    assert not any((tmp_path / "wavejax").glob("*"))
+
+def test_hugging_face_sources_without_the_extra_name_it(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_datasets(name, *args, **kwargs):
+        if name == "datasets":
+            raise ImportError("No module named 'datasets'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_datasets)
+    with pytest.raises(DataError, match=r"needs the Hugging Face datasets library: pip install -e '.\[hf\]'"):
+        sources.load_corpus(_data_config(dataset="wikitext-2-raw-v1"))
 
 
 def test_non_utf8_file_raises(tmp_path):
@@ -177,8 +168,7 @@ def test_tokenizers_save_and_load(bpe, tmp_path):
 # --- pipeline ---------------------------------------------------------------------------------
 
 def _lm_config(**data):
-    import baseline
-
+    baseline = configs("baseline")
     c = baseline.get_config("tiny")
     c.data.update(data)
     return c
@@ -271,3 +261,26 @@ def test_sampler_windows_stay_in_bounds():
         x, y = s.batch_at(p)
         assert x.min() >= 0 and y.max() <= 39
         np.testing.assert_array_equal(y, x + 1)
+
+
+def test_hugging_face_source_offline_is_one_data_error():
+    pytest.importorskip("datasets")  # the hf extra
+    with pytest.raises(DataError, match="could not load Hugging Face dataset 'wikitext-2-raw-v1'"):
+        sources.load_corpus(_data_config(dataset="wikitext-2-raw-v1"))
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_corpus(tmp_path):
+    """`pip install .` (not editable) installs the corpus: the built wheel holds it."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from conftest import REPO
+
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(REPO)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [wheel] = tmp_path.glob("wavejax-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "wavejax/data/tinyshakespeare.txt.xz" in names and "pallas_kernels/__init__.py" in names

@@ -1,23 +1,25 @@
-"""Where text comes from: a local file, tinyshakespeare (cache, then download), or Hugging Face.
+"""Where text comes from: tinyshakespeare shipped inside the package, a local file, or Hugging Face.
 
-tinyshakespeare is looked up in $WAVEJAX_DATA_DIR, then the user cache
-(~/.cache/wavejax or $XDG_CACHE_HOME/wavejax), then downloaded and verified by sha256.
-Every failure is a DataError that names the way out (a local path).
+tinyshakespeare (Karpathy's char-rnn copy, 1,115,394 characters of public-domain text) is part of the package,
+xz-compressed, and checked against its sha256 each time it is read: the main command, every preset and the tests
+need no download, cache or environment variable. Other corpora come from `data.path` or the Hugging Face sources
+(the optional `hf` extra). Every failure is a DataError that names the way out.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import lzma
 import os
 import pathlib
-import urllib.request
+from importlib import resources
 
 from wavejax.errors import DataError
 
-TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-TINYSHAKESPEARE_FILE = "tinyshakespeare.txt"
+TINYSHAKESPEARE_RESOURCE = "tinyshakespeare.txt.xz"
 
 # config name -> (HF path, HF config, streamed); streamed sources need data.max_chars.
 HF_DATASETS = {
@@ -37,51 +39,18 @@ class Corpus:
     val: str
 
 
-def cache_dir() -> pathlib.Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return pathlib.Path(base) / "wavejax"
-
-
-def sha256_of(path: os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _download(url: str, dest: pathlib.Path, sha256: str) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(dest.suffix + ".part")
+@functools.lru_cache(maxsize=1)
+def tinyshakespeare() -> str:
+    """The shipped corpus, decompressed and verified (about 30 ms)."""
     try:
-        with urllib.request.urlopen(url, timeout=30) as r, open(tmp, "wb") as f:
-            f.write(r.read())
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise DataError(
-            f"tinyshakespeare is not in $WAVEJAX_DATA_DIR or {dest.parent} and could not be downloaded ({e.__class__.__name__}); "
-            f"set WAVEJAX_DATA_DIR to a folder holding {TINYSHAKESPEARE_FILE}, or {LOCAL_HINT}."
-        ) from None
-    if sha256_of(tmp) != sha256:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"the file downloaded from {url} does not match its sha256; {LOCAL_HINT}.")
-    tmp.replace(dest)  # only a verified file ever appears under its final name
-
-
-def tinyshakespeare_path() -> pathlib.Path:
-    candidates = []
-    if os.environ.get("WAVEJAX_DATA_DIR"):
-        d = pathlib.Path(os.environ["WAVEJAX_DATA_DIR"])
-        candidates += [d / TINYSHAKESPEARE_FILE, d / "tinyshakespeare" / "input.txt"]
-    cached = cache_dir() / TINYSHAKESPEARE_FILE
-    candidates.append(cached)
-    for path in candidates:
-        if path.is_file():
-            if sha256_of(path) != TINYSHAKESPEARE_SHA256:
-                raise DataError(f"{path} is not the tinyshakespeare corpus (sha256 mismatch); remove it or {LOCAL_HINT}.")
-            return path
-    _download(TINYSHAKESPEARE_URL, cached, TINYSHAKESPEARE_SHA256)
-    return cached
+        blob = lzma.decompress(resources.files("wavejax.data").joinpath(TINYSHAKESPEARE_RESOURCE).read_bytes())
+    except (OSError, lzma.LZMAError) as e:
+        raise DataError(f"the tinyshakespeare corpus shipped with wavejax cannot be read ({e}); reinstall wavejax, "
+                        f"or {LOCAL_HINT}.") from None
+    if hashlib.sha256(blob).hexdigest() != TINYSHAKESPEARE_SHA256:
+        raise DataError(f"the tinyshakespeare corpus shipped with wavejax does not match its sha256; reinstall "
+                        f"wavejax, or {LOCAL_HINT}.")
+    return blob.decode("utf-8")
 
 
 def _read(path: os.PathLike) -> str:
@@ -103,7 +72,10 @@ def _load_hf(name: str, max_chars: int, val_fraction: float) -> tuple[str, str]:
     try:
         import datasets
         import huggingface_hub
-
+    except ImportError:
+        raise DataError(f"data.dataset={name!r} needs the Hugging Face datasets library: pip install -e '.[hf]' "
+                        f"(or {LOCAL_HINT}).") from None
+    try:
         datasets.logging.set_verbosity_error()
         huggingface_hub.utils.logging.set_verbosity_error()  # one sentence below, not a retry log
         ds = datasets.load_dataset(path, hf_config, streaming=streamed)
@@ -155,7 +127,7 @@ def load_corpus(data_config) -> Corpus:
     if name == "file":
         text = _read(data_config.path)
     elif name == "tinyshakespeare":
-        text = _read(data_config.path) if data_config.path else _read(tinyshakespeare_path())
+        text = _read(data_config.path) if data_config.path else tinyshakespeare()
     else:
         raise DataError(f"data.dataset {name!r} is unknown; choose tinyshakespeare, file, or one of {sorted(HF_DATASETS)}.")
     if max_chars:
