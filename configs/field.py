@@ -1,4 +1,4 @@
-"""Oscillator field experiments (task "field"; spec: shared/specs/harmonic_field.md; code: wavejax/field/).
+"""Oscillator field experiments (task "field"; spec: docs/specs/harmonic_field.md; code: wavejax/field/).
 
 Default: the original GPU experiment's small sizes (31 x 31 periodic lattice, 200 modes, 1000 timesteps, 100 trials)
 with the sound settings: initial-condition types drawn at random per trial. Arguments, combinable with "+"

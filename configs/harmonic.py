@@ -1,5 +1,5 @@
 """Harmonic GPT on char tinyshakespeare: the status report's models (4 layers, width 256, 4 heads, context 256)
-(spec: shared/specs/harmonic_gpt.md).
+(spec: docs/specs/harmonic_gpt.md).
 
 Default: "no MoE" Harmonic GPT, the sound version: wave detector with causal selection of 25% of tokens, wave tokens
 attend globally and the others to the last 32 positions, their outputs scaled by the detector score, mode coupling

@@ -1,4 +1,4 @@
-"""Holographic SO(4) associative memory (task "memory"; spec: shared/specs/holographic.md): learns a corpus without
+"""Holographic SO(4) associative memory (task "memory"; spec: docs/specs/holographic.md): learns a corpus without
 gradient descent, saves it, prints the evaluation table (seen / held-out / one-token-changed, with unigram and
 n-gram baselines) and samples text.
 

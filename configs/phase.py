@@ -1,4 +1,4 @@
-"""PhaseGPT: GPT-2 small with a Kuramoto phase-coupled layer (spec: shared/specs/phasegpt.md).
+"""PhaseGPT: GPT-2 small with a Kuramoto phase-coupled layer (spec: docs/specs/phasegpt.md).
 
 Default: Phase A (char tinyshakespeare, 12 layers, width 768, 12 heads, context 512, batch 32; the phase
 layer replaces attention in 0-indexed block 7, 32 oscillators, K0 = 1; AdamW 3e-4, betas 0.9/0.999, weight

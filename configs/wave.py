@@ -1,4 +1,4 @@
-"""Wave-Native GPT on char tinyshakespeare (spec: shared/specs/wave_native.md).
+"""Wave-Native GPT on char tinyshakespeare (spec: docs/specs/wave_native.md).
 
 Default: the published benchmark's wave model ([B], commit 38a89ad), the code behind "wave 0.8877": 8 layers, width
 384, 8 heads, 48 waves x 4 harmonics, context 256, batch 32; wave-packet embedding with learned f/a/phi and a

@@ -5,7 +5,7 @@ dropout 0, lr 1e-3 decayed over 2000 iterations to 1e-4 (warmup 100, beta2 0.99,
 clip 1.0). Config: configs/baseline.py:nanogpt_cpu. We evaluate on 200 fixed validation batches
 (nanoGPT used 20 random ones).
 
-    WAVEJAX_DATA_DIR=../shared/data python experiments/nanogpt_cpu.py --seeds 0,1,2 --out runs/nanogpt_cpu
+    python experiments/nanogpt_cpu.py --seeds 0,1,2 --out runs/nanogpt_cpu
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "configs"))
 
-import baseline  # noqa: E402
-
+from wavejax.config import config_module  # noqa: E402
 from wavejax.train.logging import read_metrics  # noqa: E402
 from wavejax.train.loop import Trainer  # noqa: E402
 
 TARGET = 1.88  # nanoGPT README, CPU settings
+baseline = config_module(os.path.join(REPO, "configs", "baseline.py"))
 
 
 def train_seconds(workdir: str, tokens_per_step: int) -> float:

@@ -6,7 +6,7 @@ experiments/nanogpt_cpu.py can be compared with the original at the same setting
 evaluation (200 batches instead of the README's 20). Needs PyTorch, which is not a wavejax
 dependency:  pip install torch
 
-    python experiments/nanogpt_torch_reference.py --seeds 1337,0 --data ../shared/data/tinyshakespeare.txt
+    python experiments/nanogpt_torch_reference.py --seeds 1337,0
 """
 
 from __future__ import annotations
@@ -122,13 +122,18 @@ def run(seed: int, text: str, eval_iters: int, threads: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="1337")
-    ap.add_argument("--data", default="../shared/data/tinyshakespeare.txt")
+    ap.add_argument("--data", default="", help="a text file (default: the tinyshakespeare copy shipped with wavejax)")
     ap.add_argument("--eval_iters", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
-    with open(args.data, encoding="utf-8") as f:
-        text = f.read()
+    if args.data:
+        with open(args.data, encoding="utf-8") as f:
+            text = f.read()
+    else:
+        from wavejax.data.sources import tinyshakespeare
+
+        text = tinyshakespeare()
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         rows.append(run(seed, text, args.eval_iters, args.threads))

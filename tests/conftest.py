@@ -1,5 +1,5 @@
-"""Test environment: CPU only, data from ../shared/data unless WAVEJAX_DATA_DIR says otherwise,
-no network, caches in a temp folder. Set before jax is imported anywhere."""
+"""Test environment: CPU only, no network, caches in a temp folder; the corpus is the one shipped inside the
+package. Set before jax is imported anywhere. Nothing here reads outside the repo, the package and temp folders."""
 
 import os
 import pathlib
@@ -9,27 +9,31 @@ import sys
 import tempfile
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
-_SHARED_DATA = _REPO.parent / "shared" / "data"
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("WAVEJAX_DATA_DIR", str(_SHARED_DATA))
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 _TMP = tempfile.mkdtemp(prefix="wavejax-tests-")
 os.environ.setdefault("HF_HOME", os.path.join(_TMP, "hf"))
 os.environ.setdefault("MPLCONFIGDIR", os.path.join(_TMP, "mpl"))
-os.environ.setdefault("XDG_CACHE_HOME", os.path.join(_TMP, "cache"))  # the wavejax download cache
+os.environ.setdefault("XDG_CACHE_HOME", os.path.join(_TMP, "cache"))
 # A persistent compile cache shared by this process and the CLI subprocesses it starts: tests that
 # build the same model and step reuse one XLA compile (a cold train-step compile is ~6 s on 2 cores).
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_TMP, "jax-cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-sys.path.insert(0, str(_REPO / "configs"))  # `import baseline` gives configs/baseline.py
-
 import pytest  # noqa: E402
 
 REPO = _REPO
+
+
+def configs(name: str):
+    """configs/NAME.py as a module, loaded by path (configs/ is never put on sys.path: configs/wave.py must not
+    shadow the standard library's wave)."""
+    from wavejax.config import config_module
+
+    return config_module(str(REPO / "configs" / f"{name}.py"))
 
 # The training settings shared by the in-process Trainer tests and the CLI runs. Keeping the model,
 # batch, accumulation, dropout and schedule identical everywhere makes the train step compile once
@@ -109,19 +113,10 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_TMP, ignore_errors=True)  # caches and compiled programs of this session
 
 
-@pytest.fixture(scope="session")
-def corpus_path() -> pathlib.Path:
-    path = pathlib.Path(os.environ["WAVEJAX_DATA_DIR"]) / "tinyshakespeare.txt"
-    assert path.is_file(), f"tests need {path}; set WAVEJAX_DATA_DIR to the folder holding tinyshakespeare.txt"
-    return path
-
-
 @pytest.fixture
 def tiny_config():
     """configs/baseline.py:tiny shrunk further so a test trains in a second or two."""
-    import baseline
-
-    c = baseline.get_config("tiny")
+    c = configs("baseline").get_config("tiny")
     c.train.steps = 8
     c.train.log_every = 1
     c.train.eval_every = 4
@@ -135,9 +130,7 @@ def tiny_config():
 @pytest.fixture
 def train_config():
     """The tiny config with the shared training settings (dropout, grad_accum=2); see TRAIN_OVERRIDES."""
-    import baseline
-
-    return apply_overrides(baseline.get_config("tiny"), TRAIN_OVERRIDES)
+    return apply_overrides(configs("baseline").get_config("tiny"), TRAIN_OVERRIDES)
 
 
 @pytest.fixture(scope="session")
@@ -149,3 +142,15 @@ def cli_run(tmp_path_factory):
     proc = run_module("wavejax.main", "--config=configs/baseline.py:tiny", f"--workdir={workdir}", *override_flags(overrides))
     assert proc.returncode == 0, f"the tiny CLI run failed:\n{proc.stdout}\n{proc.stderr}"
     return workdir, proc
+
+
+# The smoke set CI runs in its second environment (the newest JAX and Python): every family's tiny run, every kernel's
+# interpret-mode tests, and the multi-device (8 CPU devices, two processes) tests.
+SMOKE_FILES = ("test_families.py", "test_parallel.py", "test_kernels_selective.py", "test_kernels_interference.py",
+               "test_kernels_phase.py", "test_kernels_kuramoto.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SMOKE_FILES:
+            item.add_marker(pytest.mark.smoke)

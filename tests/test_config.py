@@ -3,13 +3,16 @@ exit status 2, no traceback, and no workdir created."""
 
 import math
 import os
+import subprocess
+import sys
 
 import pytest
-from conftest import assert_one_error_line, run_module
+from conftest import REPO, assert_one_error_line, configs, run_module
 
-import baseline
 from wavejax.config import apply_preset, validate
 from wavejax.errors import ConfigError
+
+baseline = configs("baseline")
 
 
 def _config(preset="tiny"):
@@ -140,3 +143,20 @@ def test_cli_default_workdir_and_required_config(tmp_path):
     proc = run_module("wavejax.main", f"--workdir={tmp_path / 'run'}")
     assert "--config is required" in assert_one_error_line(proc, 2)
     assert not (tmp_path / "run").exists()
+
+
+def test_loading_every_config_file_leaves_the_standard_library_alone(tmp_path):
+    """Config files are loaded by path: after loading all of them (configs/wave.py among them), `import wave` is the
+    standard library's module, and wavejax imports from any folder."""
+    script = f"""
+import glob, os, sys, sysconfig
+from wavejax.config import load_config_file
+for path in sorted(glob.glob(os.path.join({str(REPO)!r}, "configs", "*.py"))):
+    load_config_file(path)
+import wave
+assert os.path.dirname(wave.__file__) == sysconfig.get_paths()["stdlib"], wave.__file__
+assert not any(p.endswith("configs") for p in sys.path), sys.path
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

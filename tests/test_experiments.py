@@ -27,7 +27,6 @@ def _env(cache_dir) -> dict:
     env = dict(os.environ)
     env.update({
         "JAX_PLATFORMS": "cpu", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg",
-        "WAVEJAX_DATA_DIR": os.environ.get("WAVEJAX_DATA_DIR", str(REPO.parent / "shared" / "data")),
         # seed 2 reuses seed 1's compiled step: same shapes, so the same executable
         "JAX_COMPILATION_CACHE_DIR": str(cache_dir), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     })

@@ -16,14 +16,15 @@ import jax
 import numpy as np
 import pytest
 
-import field as field_configs  # configs/field.py (conftest puts configs/ on sys.path)
-from conftest import REPO, assert_one_error_line, run_module
+from conftest import assert_one_error_line, configs, REPO, run_module
 from wavejax.config import apply_preset, validate
 from wavejax.errors import ConfigError
 from wavejax.field import dynamics as D
 from wavejax.field import experiments as E
 from wavejax.field import graphs as G
 from wavejax.field import reference as R
+
+field_configs = configs("field")
 
 
 def _tiny():
@@ -211,9 +212,9 @@ def _start(arg: str, workdir) -> subprocess.Popen:
 
 
 SHARDED_CHECK = """
-import sys, numpy as np, jax
-sys.path.insert(0, "configs")
-import field
+import numpy as np, jax
+from wavejax.config import config_module
+field = config_module("configs/field.py")
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from wavejax.field import experiments as E
 assert jax.device_count() == 2, jax.devices()

@@ -1,4 +1,4 @@
-"""Harmonic GPT (wavejax/nn/selective.py, wavejax/models/harmonic.py, configs/harmonic.py; spec: shared/specs/harmonic_gpt.md).
+"""Harmonic GPT (wavejax/nn/selective.py, wavejax/models/harmonic.py, configs/harmonic.py; spec: docs/specs/harmonic_gpt.md).
 
 1. the gathered + banded wave-selective attention equals the masked dense reference (ragged tails, W >= T, W = 1,
    fewer selected than capacity), and the banded part alone equals dense causal attention when W >= T;
@@ -19,10 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, run_module
+from conftest import assert_one_error_line, configs, run_module
 from jax.test_util import check_grads
 
-import harmonic as harmonic_configs  # configs/harmonic.py
 from wavejax.config import validate
 from wavejax.errors import ConfigError
 from wavejax.models.gpt import build_model, count_params
@@ -44,6 +43,8 @@ from wavejax.nn.selective import (
     wave_selective_attention,
     wave_selective_attention_reference,
 )
+
+harmonic_configs = configs("harmonic")
 
 VOCAB = 65
 

@@ -25,13 +25,15 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-import wave as wave_configs  # configs/wave.py
 from pallas_kernels import interference_attention as IA
+from pallas_kernels import lower_for_gpu
 from pallas_kernels.interference_attention import interference_attention_reference
 from wavejax.config import set_value, validate
 from wavejax.errors import ConfigError
 
-from conftest import REPO, run_with_8_devices
+from conftest import configs, REPO, run_with_8_devices
+
+wave_configs = configs("wave")
 
 sys.path.insert(0, str(REPO / "experiments"))  # _bench_interference_kernel
 
@@ -259,8 +261,7 @@ def test_kernels_lower_to_triton_for_cuda(t, w, d, dtype):
         return IA.interference_flash_attention(omega, phase, amp, v, normalize=True, interpret=False).astype(
             jnp.float32).sum()
 
-    text = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3))).trace(x, x, x, v).lower(
-        lowering_platforms=("cuda",)).as_text()
+    text = lower_for_gpu(jax.grad(loss, argnums=(0, 1, 2, 3)), x, x, x, v).as_text()
     for name in ("interference_forward", "interference_backward"):
         assert f'name = "{name}"' in text
     assert "__gpu$xla.gpu.triton" in text

@@ -14,6 +14,9 @@ import pytest
 from jax.test_util import check_grads
 
 from pallas_kernels import kuramoto_lattice as KL
+from pallas_kernels import lower_for_gpu
+from conftest import configs
+
 from wavejax.errors import ConfigError
 from wavejax.field import dynamics as D
 from wavejax.field import experiments as E
@@ -255,8 +258,7 @@ def test_kernel_lowers_to_triton_for_the_gpu(monkeypatch, integrator, periodic, 
         return KL.lattice_kuramoto_steps(th, om, kk, inv, dt=DT, steps=steps, integrator=integrator,
                                          periodic=periodic, noise=nz, noise_scale=NOISE_SCALE, interpret=False)
 
-    text = jax.jit(run).trace(theta, omega, k, _inv_degree(side, periodic), xi).lower(
-        lowering_platforms=("cuda",)).as_text()
+    text = lower_for_gpu(run, theta, omega, k, _inv_degree(side, periodic), xi).as_text()
     assert "triton" in text.lower() and len(modules) == 1
     ttir = modules[0][0]
     assert ttir.count("gpu.barrier") == 2 * KL.STAGES[integrator]  # two per right-hand side in the step loop
@@ -274,8 +276,7 @@ def test_vmapped_simulator_path_lowers_to_triton(monkeypatch):
     keys = jax.random.split(jax.random.PRNGKey(0), batch)
     run = jax.vmap(lambda t, o, c, key: D.kuramoto_run(t, o, c, coupling, dt=DT, steps=50, record_every=10,
                                                        noise_std=0.1, noise_key=key, impl="pallas")[0])
-    jax.jit(run).trace(theta.reshape(batch, -1), omega.reshape(batch, -1), k, keys).lower(
-        lowering_platforms=("cuda",))
+    lower_for_gpu(run, theta.reshape(batch, -1), omega.reshape(batch, -1), k, keys)
     # side 20, 5 Euler steps per launch (record_every 10): halo 5, one 22 x 22 tile in a 32 x 32 window
     assert [grid for _, grid in modules] == [(batch, 1, 1)]
 
@@ -299,8 +300,7 @@ def test_launch_sizes_and_windows():
 
 
 def test_config_switch_and_its_errors():
-    import field
-
+    field = configs("field")
     c = field.get_config("tiny+pallas")
     assert c.field.kuramoto.impl == "pallas" and tuple(c.field.kuramoto.graphs) == ("lattice",)
     E.validate_task(c)

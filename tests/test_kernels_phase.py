@@ -25,14 +25,15 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-import phase as phase_configs  # configs/phase.py
-from pallas_kernels import kuramoto_attention
+from pallas_kernels import kuramoto_attention, lower_for_gpu
 from pallas_kernels.kuramoto_attention import kuramoto_dynamics_pallas, step_noise
 from wavejax.config import set_value, validate
 from wavejax.errors import ConfigError
 from wavejax.models.phase import kuramoto_coupling_reference, kuramoto_dynamics
 
-from conftest import REPO, run_with_8_devices
+from conftest import configs, REPO, run_with_8_devices
+
+phase_configs = configs("phase")
 
 sys.path.insert(0, str(REPO / "experiments"))  # _bench_phase_kernel
 
@@ -275,11 +276,12 @@ def test_kernels_lower_to_triton_for_cuda(causal, noise, backward):
                                                        noise=xi, noise_std=0.1 if noise else 0.0,
                                                        backward=backward, interpret=False).sum()
 
-    text = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).trace(theta, omega, k, xi).lower(
-        lowering_platforms=("cuda",)).as_text()
-    for name in ("kuramoto_attention_forward", "kuramoto_attention_backward"):
-        assert f'name = "{name}"' in text
-    assert "__gpu$xla.gpu.triton" in text
+    forward = lower_for_gpu(loss, theta, omega, k, xi).as_text()
+    grads = lower_for_gpu(jax.grad(loss, argnums=(0, 1, 2)), theta, omega, k, xi).as_text()
+    # (the gradient alone may drop the forward kernel: the recompute backward needs only the inputs, and newer JAX
+    # removes the unused forward call)
+    assert 'name = "kuramoto_attention_forward"' in forward and 'name = "kuramoto_attention_backward"' in grads
+    assert "__gpu$xla.gpu.triton" in forward and "__gpu$xla.gpu.triton" in grads
 
 
 @pytest.mark.slow

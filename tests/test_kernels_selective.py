@@ -23,8 +23,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-import harmonic as harmonic_configs  # configs/harmonic.py
-from pallas_kernels import selective_attention
+from pallas_kernels import lower_for_gpu, selective_attention
 from pallas_kernels.selective_attention import (
     scheduled_score_blocks,
     tile_schedule,
@@ -34,7 +33,9 @@ from pallas_kernels.selective_attention import (
 from wavejax.config import set_value, validate
 from wavejax.errors import ConfigError
 
-from conftest import REPO
+from conftest import configs, REPO
+
+harmonic_configs = configs("harmonic")
 
 sys.path.insert(0, str(REPO / "experiments"))  # bench_kernels
 
@@ -295,7 +296,7 @@ def test_kernels_lower_to_triton_for_cuda(t, d, dtype):
         return selective_attention.wave_selective_flash_attention(q, k, v, w, 128, interpret=False).astype(
             jnp.float32).sum()
 
-    text = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).trace(q, q, q, wave).lower(lowering_platforms=("cuda",)).as_text()
+    text = lower_for_gpu(jax.grad(loss, argnums=(0, 1, 2)), q, q, q, wave).as_text()
     for name in ("wave_selective_forward", "wave_selective_dq", "wave_selective_dkdv"):
         assert f'name = "{name}"' in text
     assert "__gpu$xla.gpu.triton" in text
@@ -379,3 +380,28 @@ def test_compiled_kernels_match_the_reference_on_a_gpu(block):
     assert rel_err(out, ref_out) < 1e-2
     for name, g, rg in zip("qkv", grads, ref_grads):
         assert rel_err(g, rg) < 1e-2, name
+
+
+def test_triton_deprecation_is_shown_once_per_process():
+    """JAX >= 0.11 warns at every Triton lowering that the backend is deprecated; wavejax shows it once, in the open
+    (a subprocess without pytest's warning capture lowers two kernels, three times)."""
+    script = """
+import jax, jax.numpy as jnp
+from pallas_kernels import lower_for_gpu, selective_attention
+q = jax.ShapeDtypeStruct((1, 64, 2, 16), jnp.float32)
+w = jax.ShapeDtypeStruct((1, 64), jnp.bool_)
+for block in (32, 64, 32):
+    f = lambda q, k, v, w: selective_attention.wave_selective_flash_attention(q, k, v, w, 16, block_q=block,
+                                                                               block_k=block, interpret=False).sum()
+    lower_for_gpu(f, q, q, q, w)
+"""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from pallas_kernels import TRITON_DEPRECATION
+
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    deprecated = tuple(int(x) for x in jax.__version__.split(".")[:2]) >= (0, 11)
+    assert proc.stderr.count(TRITON_DEPRECATION) == (1 if deprecated else 0), proc.stderr

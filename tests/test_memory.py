@@ -1,4 +1,4 @@
-"""Holographic SO(4) memory (wavejax/memory/, configs/holographic.py; spec: shared/specs/holographic.md).
+"""Holographic SO(4) memory (wavejax/memory/, configs/holographic.py; spec: docs/specs/holographic.md).
 
 1. the Cl(3,1) basis (anticommutation, Frobenius orthogonality <B_i,B_j> = 4 delta_ij, the spec's gamma5), exact
    decomposition/reconstruction, grades, the true reversion against hand products (and the original's transpose),
@@ -25,14 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import holographic  # configs/holographic.py (conftest puts configs/ on sys.path)
-from conftest import assert_one_error_line, run_module
+from conftest import assert_one_error_line, configs, run_module
 from wavejax.config import validate
 from wavejax.errors import ConfigError
 from wavejax.memory import clifford as cl
 from wavejax.memory import eval as mem_eval
 from wavejax.memory import so4, store
 from wavejax.memory.numpy_store import NumpyStore, fold_hash
+
+holographic = configs("holographic")
 
 PHI = (1 + 5**0.5) / 2
 B = cl.BASIS

@@ -7,10 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import baseline
+from conftest import configs
+
 from wavejax.config import validate
 from wavejax.models.gpt import build_model, count_params, init_params, segments
 from wavejax.nn import attention, registry
+
+baseline = configs("baseline")
 
 VOCAB = 65
 B, T = 2, 16

@@ -1,4 +1,4 @@
-"""PhaseGPT (wavejax/models/phase.py, configs/phase.py; spec: shared/specs/phasegpt.md).
+"""PhaseGPT (wavejax/models/phase.py, configs/phase.py; spec: docs/specs/phasegpt.md).
 
 1. the O(S) mean-field coupling equals the pairwise [B,H,S,S,O] reference (and both equal a float64 loop), and the
    scanned dynamics equal an independent float64 Euler integration;
@@ -26,8 +26,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-import phase as phase_configs  # configs/phase.py (conftest puts configs/ on sys.path)
-from conftest import apply_overrides, assert_one_error_line, run_module
+from conftest import apply_overrides, assert_one_error_line, configs, run_module
 from wavejax.config import validate
 from wavejax.errors import ConfigError
 from wavejax.models.gpt import build_model, count_params
@@ -47,6 +46,8 @@ from wavejax.models.phase import (
     wrap,
 )
 from wavejax.train import optim
+
+phase_configs = configs("phase")
 
 PI = math.pi
 VOCAB = 65
@@ -772,7 +773,7 @@ def test_cosine_clamp_schedule():
 
 def test_configs_written_before_the_kernel_switches_still_validate_and_resolve_to_xla():
     """Run directories saved before model.phase.impl / model.wave.interference_impl existed still load."""
-    import wave as wave_configs  # configs/wave.py
+    wave_configs = configs("wave")
 
     from wavejax.models.phase import resolved
 

@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import DIVERGE_OVERRIDES, TRAIN_OVERRIDES, apply_overrides
+from conftest import apply_overrides, configs, DIVERGE_OVERRIDES, TRAIN_OVERRIDES
 
-import baseline
 from wavejax.errors import CheckpointError, RunDirError, TrainingDiverged
 from wavejax.models.gpt import build_model, init_params
 from wavejax.train.checkpoint import Checkpointer
@@ -19,6 +18,8 @@ from wavejax.train.loop import Trainer
 from wavejax.train.optim import decay_mask, make_optimizer, schedule
 from wavejax.train.state import TrainState, create_train_state
 from wavejax.train.step import make_train_step
+
+baseline = configs("baseline")
 
 STEPS = 24
 

@@ -1,4 +1,4 @@
-"""Wave-Native GPT parts (wavejax/models/wave.py, wave_attention.py, configs/wave.py; spec shared/specs/wave_native.md).
+"""Wave-Native GPT parts (wavejax/models/wave.py, wave_attention.py, configs/wave.py; spec docs/specs/wave_native.md).
 
 1. every attention op against an independent float64 numpy computation; the blockwise interference attention and the
    chunked linear attention against their T x T references (values and gradients);
@@ -22,13 +22,14 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-import wave as wave_configs  # configs/wave.py (conftest puts configs/ on sys.path)
-from conftest import assert_one_error_line, run_module
+from conftest import assert_one_error_line, configs, run_module
 from wavejax.config import validate
 from wavejax.errors import ConfigError
 from wavejax.models import wave, wave_attention as A
 from wavejax.models.gpt import build_model, count_params
 from wavejax.nn import registry
+
+wave_configs = configs("wave")
 
 TWO_PI = 2 * math.pi
 
@@ -466,8 +467,7 @@ def test_bad_wave_settings_are_config_errors(key, value, message):
 
 
 def test_wave_part_without_wave_section_is_a_config_error():
-    import baseline
-
+    baseline = configs("baseline")
     c = baseline.get_config("tiny")
     c.model.attention = "wave_interference"
     with pytest.raises(ConfigError, match="needs a model.wave section"):

@@ -25,12 +25,13 @@ import numpy as np
 import optax
 import pytest
 
-import wave as wave_configs  # configs/wave.py
-from conftest import REPO
+from conftest import configs, REPO
 from wavejax.analysis import wave_diagnostics as D
 from wavejax.errors import ConfigError
 from wavejax.models.gpt import build_model
 from wavejax.train import losses, optim
+
+wave_configs = configs("wave")
 
 EPS = 1e-8
 

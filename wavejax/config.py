@@ -96,9 +96,9 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
-    """get_config(arg) of a config file, loaded by path: nothing is put on sys.path, so a config file named like a
-    standard-library module (configs/wave.py) never shadows it. Every way a file can fail is one ConfigError."""
+def config_module(path: str):
+    """The config file at `path` as a module, loaded by path: nothing is put on sys.path, so a config file named
+    like a standard-library module (configs/wave.py) never shadows it. Loading failures are one ConfigError."""
     import importlib.util
 
     if os.path.isdir(path):
@@ -121,6 +121,12 @@ def load_config_file(path: str, arg: str | None = None) -> ml_collections.Config
     except Exception as e:
         raise ConfigError(f"config file {path!r} failed while loading ({e.__class__.__name__}: {_first_line(e)}); "
                           "fix the file.") from None
+    return module
+
+
+def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """get_config(arg) of a config file (see config_module); every way a file can fail is one ConfigError."""
+    module = config_module(path)
     get_config = getattr(module, "get_config", None)
     if not callable(get_config):
         raise ConfigError(f"config file {path!r} has no get_config() function; a config file defines "

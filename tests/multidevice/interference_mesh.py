@@ -4,17 +4,16 @@ under shard_map). Prints one JSON line: whether the program holds a shard_map, a
 
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs"))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import wave as wave_configs  # noqa: E402
-from wavejax.config import set_value, validate  # noqa: E402
-from wavejax.models.gpt import build_model  # noqa: E402
-from wavejax.parallel.sharding import mesh_context  # noqa: E402
+from wavejax.config import config_module, set_value, validate
+from wavejax.models.gpt import build_model
+from wavejax.parallel.sharding import mesh_context
+
+wave_configs = config_module(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs", "wave.py"))
 
 assert jax.device_count() == 8
 config = wave_configs.get_config("tiny+pallas")

@@ -9,11 +9,13 @@ import tempfile
 
 import jax
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # tests/: multidevice
-
-import harmonic  # noqa: E402
+from wavejax.config import config_module  # noqa: E402
 from multidevice.train_meshes import run, short_run  # noqa: E402
+
+
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs")
+harmonic = config_module(os.path.join(CONFIGS, "harmonic.py"))
 
 
 def losses(preset, mesh, workdir):

@@ -4,18 +4,17 @@ over the 8 CPU devices and on one device. Prints one JSON line of the largest re
 
 import json
 import os
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs"))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+from wavejax.config import config_module
+from wavejax.field import experiments as E
+from wavejax.memory import so4, store
 
-import field as field_configs  # noqa: E402
-from wavejax.field import experiments as E  # noqa: E402
-from wavejax.memory import so4, store  # noqa: E402
+field_configs = config_module(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs", "field.py"))
 
 
 def _max_diff(a: dict, b: dict) -> float:

@@ -3,16 +3,16 @@ checkpoint written on 8 devices restored onto other meshes. Prints one JSON line
 
 import json
 import os
-import sys
 import tempfile
 
 import jax
 import numpy as np
+from wavejax.config import config_module
+from wavejax.train.loop import Trainer
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs"))
 
-import baseline  # noqa: E402
-from wavejax.train.loop import Trainer  # noqa: E402
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs")
+baseline = config_module(os.path.join(CONFIGS, "baseline.py"))
 
 MESHES = {"single": (1, 1, 1), "dp8": (8, 1, 1), "fsdp8": (1, 8, 1), "dp4_fsdp2": (4, 2, 1)}
 
