@@ -11,10 +11,19 @@
 
 CPU runs use `interpret=True` (`default_interpret()`); the kernels are written for Pallas' Triton GPU backend. GPU timings
 come from experiments/bench_kernels.py; until one is measured every switch defaults to the XLA path.
+
+JAX 0.11 deprecated Pallas' Triton backend: lowering a kernel for a GPU warns "The Pallas Triton backend is deprecated
+and will be removed". The kernels keep working; the warning is shown once per process (not at every lowering, and not
+hidden), and docs/KERNELS.md says what it means and how the kernels move to Mosaic GPU.
 """
+
+import warnings
 
 import jax
 from jax.experimental import pallas as pl
+
+TRITON_DEPRECATION = "The Pallas Triton backend is deprecated"
+warnings.filterwarnings("once", message=TRITON_DEPRECATION, category=DeprecationWarning)
 
 MIN_TRITON_DIM = 16  # Triton's tl.dot needs every matmul dimension >= 16
 
@@ -45,3 +54,13 @@ def attention_interpret(block_q: int, block_k: int, interpret: bool | None) -> b
 def padded_dim(d: int, interpret: bool) -> int:
     """A head (or value) dimension padded for the kernels: the next power of two, at least MIN_TRITON_DIM compiled."""
     return pl.next_power_of_2(d) if interpret else max(pl.next_power_of_2(d), MIN_TRITON_DIM)
+
+
+def lower_for_gpu(fn, *args, device_kind: str = "NVIDIA H100 80GB HBM3"):
+    """`jax.jit(fn).trace(*args).lower(...)` for CUDA on any machine, this CPU one included: Triton lowering asks the
+    device for its compute capability, so an abstract H100 stands in where there is no GPU."""
+    from jax.sharding import AbstractDevice, AbstractMesh, use_abstract_mesh
+
+    device = AbstractDevice(device_kind=device_kind, num_cores=None, platform="gpu")
+    with use_abstract_mesh(AbstractMesh((1,), ("gpu",), abstract_device=device)):
+        return jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",))
