@@ -140,7 +140,7 @@ def run(config, workdir: str) -> dict:
     return task.run_task(config, workdir)
 
 
-def _drop_orbax_cleanup_noise(unraisable) -> None:
+def _drop_swallowed_noise(unraisable) -> None:
     # When a checkpoint write or read fails (a full disk, a damaged file), orbax abandons its sibling tasks: their
     # coroutines and tensorstore callbacks then report exceptions nobody can catch ("Event loop is closed", the same
     # read error again). The failure itself reaches the run as one line; other unraisable exceptions are printed.
@@ -151,6 +151,8 @@ def _drop_orbax_cleanup_noise(unraisable) -> None:
         tb = tb.tb_next
     if from_orbax or (isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"):
         return
+    if isinstance(exc, KeyboardInterrupt):
+        return  # Ctrl-C landed in a callback that swallows it (XLA's gc hook); rundir.check_interrupted raises it again
     sys.__unraisablehook__(unraisable)
 
 
@@ -158,7 +160,7 @@ def report_failures(body, interrupted: str) -> int:
     """Runs body() and turns every failure a user can cause into one `error:` line and its exit code."""
     import logging
 
-    sys.unraisablehook = _drop_orbax_cleanup_noise
+    sys.unraisablehook = _drop_swallowed_noise
     # Orbax logs a failed write or read with its traceback (absl), and a failed read leaves its sibling read tasks'
     # exceptions unretrieved (asyncio); the failure itself reaches the run, which reports it as one line.
     for name in ("absl", "asyncio"):

@@ -164,7 +164,8 @@ def restore_memory(workdir: str, spec: store.StoreSpec) -> tuple[store.Memory, d
     checkpointer = ocp.StandardCheckpointer()
     try:
         tree = checkpointer.metadata(path).item_metadata.tree
-        target = {k: jax.ShapeDtypeStruct(tuple(v.shape), v.dtype) for k, v in tree.items()}
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # the memory is replicated when used
+        target = {k: jax.ShapeDtypeStruct(tuple(v.shape), v.dtype, sharding=device) for k, v in tree.items()}
         payload = checkpointer.restore(path, target)
     except Exception as e:
         reason = str(e).splitlines()[0][:120] if str(e).strip() else e.__class__.__name__
