@@ -1,4 +1,4 @@
-"""Oscillator networks (spec: shared/specs/harmonic_field.md): graphs, mode-space and Kuramoto dynamics in lax.scan,
+"""Oscillator networks (spec: docs/specs/harmonic_field.md): graphs, mode-space and Kuramoto dynamics in lax.scan,
 the original experiment's metrics and sound ones, and the experiments behind configs/field.py.
 
 Faithful: the original GPU experiment (its mode model, trial % 4 initial conditions, rotation angle, lag-correlation

@@ -1,5 +1,5 @@
 """Cl(3,1) as 4x4 real matrices: basis, coefficients, grades, reversion, Grace, witness, enstrophy, chirality and the
-original's scores (spec: shared/specs/holographic.md sections 1, 3.7, 3.8).
+original's scores (spec: docs/specs/holographic.md sections 1, 3.7, 3.8).
 
 Faithful: `reversion_faithful` is the original's transpose, which has the wrong sign on every blade containing e4.
 Default: `reversion` applies the true sign (-1)^(k(k-1)/2) to the grade-k coefficients. Everything is batched.

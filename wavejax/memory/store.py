@@ -1,5 +1,5 @@
 """The holographic store: SO(4) context matrices, quantised-key slot routing, a slot memory of superposed bindings,
-an exact-match episodic cache on device, three decoders and generation (spec: shared/specs/holographic.md section 3).
+an exact-match episodic cache on device, three decoders and generation (spec: docs/specs/holographic.md section 3).
 
 Faithful (`routing="digits"`, `decoder="coherence"`): the original's level digits (4 k[14-2l] + k[15-2l]) mod 16,
 which use only a few coarse coefficients, and its Grace-then-coherence decoder. Default: a uniform hash of all 16

@@ -1,4 +1,4 @@
-"""Harmonic GPT: wave detector, wave-selective attention, harmonic mixture-of-experts (spec: shared/specs/harmonic_gpt.md).
+"""Harmonic GPT: wave detector, wave-selective attention, harmonic mixture-of-experts (spec: docs/specs/harmonic_gpt.md).
 
 Faithful (`seed_faithful=True`): the wave tokens are the top-k detector scores of the whole window (a token's
 treatment depends on later tokens) and the selection is a hard mask, so the detector never gets a gradient. Default:

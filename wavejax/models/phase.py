@@ -1,4 +1,4 @@
-"""PhaseGPT: Kuramoto phase-coupled oscillator "attention" (spec: shared/specs/phasegpt.md).
+"""PhaseGPT: Kuramoto phase-coupled oscillator "attention" (spec: docs/specs/phasegpt.md).
 
 Faithful (`seed_faithful=True`): non-causal all-to-all coupling with the original's repulsive sign, raw angles into
 the output projection, a coherence regulariser that gets no gradient. Default: causal prefix coupling, the

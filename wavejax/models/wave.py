@@ -1,4 +1,4 @@
-"""Wave-Native GPT (spec: shared/specs/wave_native.md): wave-packet embeddings, wave attentions, the resonance MLP and
+"""Wave-Native GPT (spec: docs/specs/wave_native.md): wave-packet embeddings, wave attentions, the resonance MLP and
 the collapse head, as parts of the GPT trunk; settings in `config.model.wave` (configs/wave.py).
 
 Faithful (`model.wave.seed_faithful=True`): physics-embedding evaluation at ratio 0 (the original validated a path it

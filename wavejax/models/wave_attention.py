@@ -1,4 +1,4 @@
-"""Wave-Native GPT attentions (spec: shared/specs/wave_native.md §4), each a plain jnp op plus a trunk part.
+"""Wave-Native GPT attentions (spec: docs/specs/wave_native.md §4), each a plain jnp op plus a trunk part.
 
 Faithful (`model.wave.seed_faithful=True`): interference weights alpha = I/E with no row normalisation (row sums grow
 with position), and the pure-wave attention always quadratic (the original never passed `mode` on). Default: alpha

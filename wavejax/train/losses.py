@@ -54,7 +54,7 @@ def _no_extra(logits, targets, variables, model_config, train_config):
     return jnp.zeros((), jnp.float32), {}
 
 
-# -- Wave-Native GPT objectives (spec: shared/specs/wave_native.md §9) ----------------------------------------------
+# -- Wave-Native GPT objectives (spec: docs/specs/wave_native.md §9) ----------------------------------------------
 
 WAVE_LOSS_DEFAULTS = {  # train.wave_loss (configs/wave.py); the original classes' defaults
     "phase_weight": 0.01,  # wave_coherence lambda_phase

@@ -92,7 +92,7 @@ def make_optimizer(train_config) -> tuple[optax.GradientTransformation, optax.Sc
     return optax.chain(*parts), lr
 
 
-# -- Wave-Native GPT optimizers (spec: shared/specs/wave_native.md §8) ----------------------------------------------
+# -- Wave-Native GPT optimizers (spec: docs/specs/wave_native.md §8) ----------------------------------------------
 #
 # Both are optax GradientTransformations with NamedTuple states (orbax restores them). The original decides what to do
 # to a parameter by its ndim; nn.scan stacks a layer axis onto every parameter of a scanned segment ("segN" in its
