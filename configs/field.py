@@ -2,7 +2,8 @@
 
 Default: the original GPU experiment's small sizes (31 x 31 periodic lattice, 200 modes, 1000 timesteps, 100 trials)
 with the sound settings: initial-condition types drawn at random per trial. Arguments, combinable with "+"
-(e.g. `small+random_ic`, `scaling+tiny`):
+(e.g. `small+random_ic`, `scaling+tiny`; the order does not matter: sizes and the original's configs are
+applied first, and two other presets that disagree on a setting are refused):
 
   small, medium, large, xlarge   the original configs, faithful (type = trial % 4, random C(t) phases); small,
                                  medium and large print the original's reported row next to ours
@@ -15,12 +16,12 @@ with the sound settings: initial-condition types drawn at random per trial. Argu
   coupling_full  the spec's sweep: 100 x 100 lattice, 100 K values, 50 trials (a GPU job)
   pallas         the coupling sweep on the lattice only, integrated by the fused Pallas kernel
                  (pallas_kernels/kuramoto_lattice.py; same results as the default XLA path, interpret mode on a CPU;
-                 GPU speed not measured yet); put it last: `tiny+pallas`, `coupling_full+pallas`
+                 GPU speed not measured yet): `tiny+pallas`, `coupling_full+pallas`
   tiny           every experiment shrunk to seconds on a CPU (tests, CI)
 """
 
 from wavejax.config import apply_preset, task_config
-from wavejax.field.experiments import default_field_config
+from wavejax.field.schema import default_field_config
 
 _ORIGINAL = {"field.seed_faithful": True}
 

@@ -31,7 +31,7 @@ PRESETS = {
     "standard": STANDARD,
     "faithful": {"model.harmonic.seed_faithful": True},
     "report_coupling": {"model.layer_coupling": "report"},
-    "masked": {"model.harmonic.attention_impl": "masked"},
+    "masked": {"model.harmonic.masked": True},
     "pallas": {"model.harmonic.impl": "pallas"},
     "f0125": {"model.harmonic.fraction": 0.125},
     "f025": {"model.harmonic.fraction": 0.25},

@@ -33,8 +33,8 @@ import ml_collections
 
 from wavejax.config import apply_preset, base_config, tiny_overrides
 from wavejax.models.wave import default_wave_config
-from wavejax.train.losses import WAVE_LOSS_DEFAULTS
-from wavejax.train.optim import WAVE_OPTIM_DEFAULTS
+from wavejax.models.wave_losses import WAVE_LOSS_DEFAULTS
+from wavejax.models.wave_optim import WAVE_OPTIM_DEFAULTS
 
 CLASSIC = {
     "model.embedding": "learned",
@@ -70,7 +70,7 @@ PRESETS = {
     "classic": CLASSIC,
     "physics": PHYSICS,
     "interference": {"model.attention": "wave_interference"},
-    "pallas": {"model.attention": "wave_interference", "model.wave.interference_impl": "pallas",
+    "pallas": {"model.attention": "wave_interference", "model.wave.impl": "pallas",
                "model.attn_dropout": 0.0},
     "pure_elu": _pure("elu_plus_one"),
     "pure_sigmoid": _pure("sigmoid"),

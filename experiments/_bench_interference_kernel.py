@@ -7,7 +7,7 @@
 
 Per sequence length, both implementations of the wave family's interference attention (normalised rows, the sound
 default) on the same random inputs (omega, phase ~ N(0,1), amp = softplus(N(0,1)) + 1e-8, v ~ N(0,1)):
-  xla     wavejax.models.wave_attention.interference_attention: lax.scan over key blocks of --block_k, rematerialised
+  xla     wavejax.ops.wave_attention.interference_attention: lax.scan over key blocks of --block_k, rematerialised
           (the model's default impl, and the baseline every ratio is taken against)
   pallas  interference_flash_attention: query tiles x causal key blocks, the wave sum on chip
 Columns: fwd ms and fwd+bwd ms (the gradient of sum(w · out) with respect to omega, phase, amp and v), medians of
@@ -123,8 +123,8 @@ def rows(args) -> list[dict]:
     import jax
     import jax.numpy as jnp
     import numpy as np
-
     from bench_kernels import compile_and_time
+
     from pallas_kernels.interference_attention import interference_attention, interference_flash_attention
 
     o = _options(args)

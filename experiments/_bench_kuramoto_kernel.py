@@ -5,7 +5,7 @@
     python experiments/_bench_kuramoto_kernel.py --windows 32,64 --integrators rk4               # window sweep
 
 Both columns integrate the same periodic lattice (dt 0.05, K = 1, ω ~ N(0, 0.5²), no noise) through
-wavejax.field.dynamics.kuramoto_run, vmapped over trials as the simulator runs them: impl="xla" (one scanned step at a
+wavejax.ops.oscillators.kuramoto_run, vmapped over trials as the simulator runs them: impl="xla" (one scanned step at a
 time, roll stencil) and impl="pallas" (L steps per launch: 8 Euler or 2 RK4, halo 8, 64 x 64 windows on large
 lattices). Reported: oscillator-steps/s (trials x nodes x steps / s, median of --repeats after a warm-up call), the
 ratio kernel / XLA, the largest |Δθ| between the two final states, an effective bandwidth (the bytes a fused launch
@@ -115,10 +115,10 @@ def measure(side: int, batch: int, steps: int, integrator: str, repeats: int, wi
     import numpy as np
 
     from pallas_kernels import kuramoto_lattice as KL
-    from wavejax.field import dynamics as D
     from wavejax.field import graphs as G
+    from wavejax.ops import oscillators as D
 
-    coupling = D.graph_coupling(G.square_lattice(side))
+    coupling = G.graph_coupling(G.square_lattice(side))
     rng = np.random.default_rng(0)
     theta0 = rng.uniform(-np.pi, np.pi, (batch, side * side)).astype(np.float32)
     omega = (0.5 * rng.standard_normal((batch, side * side))).astype(np.float32)

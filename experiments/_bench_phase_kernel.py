@@ -6,7 +6,7 @@
 
 Per shape B,H,S,O (T steps, dt 0.1, attractive sign, θ⁰ = π tanh(N(0,1)), ω ~ N(0, 0.1²), K = 1 per head), both
 implementations of the phase layer's dynamics, each jitted and timed in this process:
-  xla     wavejax.models.phase.kuramoto_dynamics: a lax.scan of T Euler steps with per-step remat, the layer's default
+  xla     wavejax.ops.phase.kuramoto_dynamics: a lax.scan of T Euler steps with per-step remat, the layer's default
           (the baseline of the speed-up column)
   pallas  the fused kernel (all T steps of a (b, h, channel block) tile on chip), once per --backwards: "stored"
           (the forward also writes θ^0..θ^{T-1}; the backward reads them) and "recompute" (θ^t recomputed on chip)
@@ -114,10 +114,10 @@ def measure(shape, steps: int, causal: bool, repeats: int, backwards=("stored",)
     import jax
     import jax.numpy as jnp
     import numpy as np
-
     from bench_kernels import compile_and_time
+
     from pallas_kernels import kuramoto_attention as KA
-    from wavejax.models.phase import kuramoto_dynamics
+    from wavejax.ops.phase import kuramoto_dynamics
 
     b, h, s, o = shape
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@
     XLA_FLAGS=--xla_force_host_platform_device_count=2 python experiments/bench_field.py --shard   # both CPU cores
 
 1. The original small config (31 x 31 periodic lattice, 200 modes, 1000 timesteps, trial % 4 initial conditions):
-   trials/s of the jitted experiment (wavejax.field.experiments.mode_trials: initial pattern, scanned mode model,
+   trials/s of the jitted experiment (wavejax.field.trials.mode_trials: initial pattern, scanned mode model,
    rotation, lag-correlation wave detection and speed, C(t), all trials vmapped) against the numpy transcription
    of the original trial loop (wavejax.field.reference.original_trial: a Python loop over timesteps, the spatial
    field A Ψᵀ, a flattened Pearson correlation per lag), both without the one-off eigendecomposition. The ratio is
@@ -97,11 +97,11 @@ def bench_modes(args):
     import jax.numpy as jnp
     import numpy as np
 
-    from wavejax.field import dynamics as D
-    from wavejax.field import experiments as E
     from wavejax.field import graphs as G
     from wavejax.field import metrics as M
     from wavejax.field import reference as R
+    from wavejax.field import trials as E
+    from wavejax.ops import oscillators as D
 
     graph = G.square_lattice(G.lattice_side(args.nodes))
     setup = E.mode_setup(graph, args.modes, "dense")
@@ -154,13 +154,12 @@ def bench_modes(args):
 
 def bench_kuramoto(args, on_gpu: bool):
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
-    from wavejax.field import dynamics as D
     from wavejax.field import graphs as G
     from wavejax.field import metrics as M
     from wavejax.field import reference as R
+    from wavejax.ops import oscillators as D
 
     batch = args.batch or (1024 if on_gpu else 8)
     steps = args.steps or (2000 if on_gpu else 400)
@@ -173,8 +172,8 @@ def bench_kuramoto(args, on_gpu: bool):
     if sharding is not None:
         theta0, omega = jax.device_put(theta0, sharding), jax.device_put(omega, sharding)
     rows = {}
-    for name, coupling in (("roll stencil", D.graph_coupling(graph)),
-                           ("neighbour table", D.graph_coupling(graph, stencil=False))):
+    for name, coupling in (("roll stencil", G.graph_coupling(graph)),
+                           ("neighbour table", G.graph_coupling(graph, stencil=False))):
         def run(th, om, n_steps, coupling=coupling):
             return jax.vmap(lambda t, o: D.kuramoto_run(
                 t, o, 1.0, coupling, dt=0.05, steps=n_steps, record_every=min(100, n_steps),

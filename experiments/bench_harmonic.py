@@ -14,7 +14,7 @@ original reported 3.57 ms (standard) against 991 ms (no MoE) and 1003 ms (full M
 forward + backward (gradient of sum(w · out) with respect to q, k, v), for T in --lengths:
   dense      jax.nn.dot_product_attention(is_causal=True): XLA's dense T×T form on CPU; cuDNN flash attention on GPU
              for bfloat16 inputs (implementation chosen by JAX)
-  selective  wave_selective_attention (wavejax/nn/selective.py): k = ceil(fraction·T) gathered queries over all keys
+  selective  wave_selective_attention (wavejax/ops/selective.py): k = ceil(fraction·T) gathered queries over all keys
              plus banded local attention; the selection (random, exactly k per row) is made outside the timed call
 memory = temp bytes of the compiled program (XLA's memory_analysis: working memory beyond inputs and outputs).
 "flop ratio" is the issue's fraction + (1 - fraction)·W/(T/2) (selective over causal-dense score work); "time ratio"
@@ -42,9 +42,8 @@ VOCAB = 65  # char tinyshakespeare, the data bench_train.bench_one trains on
 # -- (a) whole-model steps -----------------------------------------------------------------------------------------
 
 def bench_steps(specs, batch: int, steps: int, warmup: int, sets) -> list[dict]:
-    import jax
-
     import bench_train
+    import jax
 
     rows = []
     for name, arg in specs:
@@ -86,7 +85,7 @@ def bench_attention(lengths, batch: int, heads: int, head_dim: int, fraction: fl
     import jax.numpy as jnp
     import numpy as np
 
-    from wavejax.nn.selective import capacity, selection_indices, wave_selective_attention
+    from wavejax.ops.selective import capacity, selection_indices, wave_selective_attention
 
     dt = jnp.dtype(dtype)
     rows = []

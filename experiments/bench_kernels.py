@@ -8,7 +8,7 @@ Rows per kernel, all measured in this process:
   selective  wave-selective attention (mask: causal and (query is a wave token or q - k < W)), fraction of wave
              tokens --fraction chosen at random (exactly k = ceil(fraction·T) per row, outside the timed call):
                pallas  pallas_kernels/selective_attention.py (flash-style, permuted queries, block skipping)
-               xla     wavejax/nn/selective.py's gathered k×T global + banded T×2W local form (the reference the ratio
+               xla     wavejax/ops/selective.py's gathered k×T global + banded T×2W local form (the reference the ratio
                        is taken against; the model's default impl)
                dense   jax.nn.dot_product_attention(is_causal=True): implementation="cudnn" on GPU, "xla" on CPU
   interference, phase, kuramoto
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import os
 import statistics
 import sys
@@ -186,7 +185,7 @@ def random_waves(rng, b: int, t: int, fraction: float):
     """[b, t] bool with exactly ceil(fraction·t) wave tokens per row at random positions (none for fraction 0)."""
     import numpy as np
 
-    from wavejax.nn.selective import capacity
+    from wavejax.ops.selective import capacity
 
     kk = capacity(fraction, t) if fraction > 0 else 0
     is_wave = np.zeros((b, t), bool)
@@ -201,7 +200,7 @@ def selective_rows(args, gpu: bool, peak: float | None) -> list[dict]:
     import numpy as np
 
     from pallas_kernels.selective_attention import wave_selective_flash_attention
-    from wavejax.nn.selective import selection_indices, wave_selective_attention
+    from wavejax.ops.selective import selection_indices, wave_selective_attention
 
     dt = jnp.dtype(args.dtype)
     b, h, d, window = args.batch, args.heads, args.head_dim, args.window

@@ -43,7 +43,7 @@ def _pm(m, s, spec=".2f"):
 
 
 def originals(runs: str) -> str:
-    from wavejax.field.experiments import ORIGINAL_REPORTED
+    from wavejax.field.report import ORIGINAL_REPORTED
 
     rows = []
     for name in ("small", "medium", "large", "xlarge"):

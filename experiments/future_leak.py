@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from wavejax.data import BatchSampler, prepare_lm_data  # noqa: E402
+from wavejax.nn.objectives import cross_entropy  # noqa: E402
 from wavejax.sample import load_run  # noqa: E402
-from wavejax.train.losses import cross_entropy  # noqa: E402
 
 MODES = ("prefix", "padded")
 

@@ -4,7 +4,7 @@
     python experiments/phase_dynamics.py --seq 32 --osc 8 --heads 4 --trials 10 --interp_seq 64 --k_step 1   # quick
 
 (b) Coherence vs K (spec 1.3 setup): theta^0 = pi*tanh(N(0, theta_std^2)) of shape [B,H,S,O], omega ~
-N(0, freq_std^2) of shape [H,O], then T explicit-Euler steps of wavejax.models.phase.kuramoto_dynamics (the
+N(0, freq_std^2) of shape [H,O], then T explicit-Euler steps of wavejax.ops.phase.kuramoto_dynamics (the
 layer's own integrator) with one coupling K for every head, for each K of the grid, both signs (repulsive =
 the original's sin(theta_i - theta_j) with +K, attractive = the textbook equation) and causal False/True.
 Reported: the Kuramoto order parameter across tokens (order_parameter_tokens: |mean_j e^{i theta_j}| per
@@ -61,7 +61,7 @@ def coherence_sweep(args, ks: list[float]) -> tuple[dict, dict]:
     import jax
     import jax.numpy as jnp
 
-    from wavejax.models import phase
+    from wavejax.ops import phase
 
     shape = (args.batch, args.heads, args.seq, args.osc)
 
@@ -106,7 +106,7 @@ def render_sweep(out: dict, start: dict, ks: list[float]) -> str:
 
 
 def write_csv(path: str, out: dict, start: dict, ks: list[float], args) -> None:
-    from wavejax.models.phase import SIGNS
+    from wavejax.ops.phase import SIGNS
 
     m0t, s0t, _ = C.mean_std(start["tok0"])
     m0c, s0c, _ = C.mean_std(start["ch0"])
@@ -159,7 +159,7 @@ def interpret_null(args) -> list[dict]:
     import jax
     import jax.numpy as jnp
 
-    from wavejax.models import phase
+    from wavejax.ops import phase
 
     shape = (args.interp_heads, args.interp_seq, args.interp_osc)
 

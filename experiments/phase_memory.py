@@ -64,7 +64,7 @@ COUPLINGS = {  # label -> the coupling_fn the layer's kuramoto_dynamics call get
 
 
 def coupling_fn(kind: str | None):
-    from wavejax.models import phase
+    from wavejax.ops import phase
 
     if kind == "reference":
         return phase.kuramoto_coupling_reference  # builds [B,H,S,S,O]
@@ -73,7 +73,8 @@ def coupling_fn(kind: str | None):
 
 @contextlib.contextmanager
 def layer_coupling(kind: str | None):
-    """While tracing, the layer integrates with another coupling_fn (the layer itself has no such option)."""
+    """While tracing, the layer integrates with another coupling_fn (the layer itself has no such option): the
+    layer's module-level kuramoto_dynamics is swapped for the duration."""
     from wavejax.models import phase
 
     fn = coupling_fn(kind)
@@ -97,7 +98,8 @@ def compile_variant(model_config, batch: int, seq: int, coupling: str) -> dict:
     layer = KuramotoAttention(model_config)
     x = jax.ShapeDtypeStruct((batch, seq, model_config.d_model), jnp.float32)
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
-    params = jax.eval_shape(lambda: layer.init(jax.random.PRNGKey(0), jnp.zeros(x.shape, x.dtype)))["params"]
+    from flax.core.meta import unbox
+    params = unbox(jax.eval_shape(lambda: layer.init(jax.random.PRNGKey(0), jnp.zeros(x.shape, x.dtype)))["params"])
 
     def loss(p, xs, rng):
         y = layer.apply({"params": p}, xs, deterministic=False, rngs={"dropout": rng}, mutable=["diagnostics", "losses"])[0]

@@ -82,8 +82,8 @@ def score(workdir: str, n_batches: int) -> dict:
     import numpy as np
 
     from wavejax.data import BatchSampler, prepare_lm_data
+    from wavejax.nn.objectives import cross_entropy
     from wavejax.sample import load_run
-    from wavejax.train.losses import cross_entropy
 
     config, tokenizer, model, params = load_run(workdir, "last")
     data = prepare_lm_data(config, tokenizer=tokenizer)

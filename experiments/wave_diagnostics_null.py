@@ -4,7 +4,7 @@
     python experiments/wave_diagnostics_null.py --trials 20          # a smoke test
     python experiments/wave_diagnostics_null.py --workdirs runs/wave_benchmark_cpu/fair/runs/wave-cpu_s0,...
 
-Rows (numpy only, seeded; the definitions are wavejax/analysis/wave_diagnostics.py's, which follow the original):
+Rows (numpy only, seeded; the definitions are wavejax/models/wave_diagnostics.py's, which follow the original):
 - "harmonic" spectrum test on i.i.d. N(0,1) tables [V, d] (what the original analysed at init: PyTorch's N(0,1)
   `simple_embed`): the fraction of tables with at least one harmonic pair among the top-5 spectral peaks;
 - fringe test on causal attention rows softmax(s * N(0,1) scores): the fraction of layers called "fringed";
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common as C  # noqa: E402
 
-from wavejax.analysis import wave_diagnostics as D  # noqa: E402  (numpy-only functions; jax is not touched)
+from wavejax.models import wave_diagnostics as D  # noqa: E402  (numpy-only functions; jax is not touched)
 
 
 def harmonic_rate(vocab: int, dim: int, trials: int, rng) -> float:

@@ -47,7 +47,7 @@ def layer_config(args, attention: str, **wave):
 @contextlib.contextmanager
 def naive_interference(enabled: bool):
     """While tracing, the layer calls the [B,H,T,T,W] reference instead of the blockwise op."""
-    from wavejax.models import wave_attention as A
+    from wavejax.ops import wave_attention as A
 
     if not enabled:
         yield
@@ -74,7 +74,8 @@ def compile_layer(model_config, attention: str, batch: int, seq: int, naive: boo
     layer = registry.ATTENTIONS[attention](ml_collections.FrozenConfigDict(model_config))
     x = jax.ShapeDtypeStruct((batch, seq, model_config.d_model), jnp.float32)
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
-    params = jax.eval_shape(lambda: layer.init(jax.random.PRNGKey(0), jnp.zeros(x.shape, x.dtype)))["params"]
+    from flax.core.meta import unbox
+    params = unbox(jax.eval_shape(lambda: layer.init(jax.random.PRNGKey(0), jnp.zeros(x.shape, x.dtype)))["params"])
 
     def loss(p, xs, rng):
         return jnp.sum(layer.apply({"params": p}, xs, False, rngs={"dropout": rng}, mutable=["diagnostics"])[0])

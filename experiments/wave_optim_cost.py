@@ -49,12 +49,15 @@ def measure(preset: str | None, vocab: int, repeats: int) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from wavejax.models.gpt import build_model, count_params
+    from wavejax.analysis.flops import count_params
+    from wavejax.models import wave_optim
+    from wavejax.models.gpt import build_model
     from wavejax.train import optim
 
     config = C.load_config("wave", preset)
     model = build_model(config.model, vocab)
-    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32), True))["params"]
+    from flax.core.meta import unbox
+    shapes = unbox(jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32), True))["params"])
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda s: jnp.asarray(0.02 * rng.standard_normal(s.shape), s.dtype), shapes)
     grads = jax.tree.map(lambda s: jnp.asarray(1e-3 * rng.standard_normal(s.shape), s.dtype), shapes)
@@ -65,7 +68,7 @@ def measure(preset: str | None, vocab: int, repeats: int) -> dict:
         state = tx.init(params)
         out[name] = timed(jax.jit(tx.update), (grads, state, params), repeats)
     table = params["embed"]["simple_table"]["embedding"]
-    out["svd_table"] = timed(jax.jit(optim.coherent_projection), (table, table), repeats)
+    out["svd_table"] = timed(jax.jit(wave_optim.coherent_projection), (table, table), repeats)
     return out
 
 

@@ -3,7 +3,7 @@
   selective_attention     wave-selective attention (causal ∧ (wave query ∨ q - k < W)), flash-style forward and
                           backward; model.harmonic.impl = "pallas" (default "xla")
   interference_attention  the Wave-Native interference attention I/(E + eps) [/ row sum] · V, flash-style forward and
-                          one-pass backward; model.wave.interference_impl = "pallas" (default "xla")
+                          one-pass backward; model.wave.impl = "pallas" (default "xla")
   kuramoto_attention      the phase layer's T Kuramoto steps fused on chip, forward and backward;
                           model.phase.impl = "pallas" (default "xla")
   kuramoto_lattice        several lattice Kuramoto steps per launch on a halo'd tile (backward: the reference's VJP);

@@ -7,7 +7,7 @@ With omega, phase, amp [B,H,T,W], v [B,H,T,D], t = position index, S_q = Σ_w A_
     α_qk = (S_q + S_k + 2 C_qk) / (S_q + S_k + 2 P_qk + 1e-8)  (= I / (E + 1e-8)),  0 for k > q
     out_q = Σ_k α_qk v_k / L_q,  L_q = Σ_k α_qk  (normalize=True; L_q >= α_qq ≈ 1),  or Σ_k α_qk v_k (False)
 
-`interference_attention_reference` (wavejax/models/wave_attention.py, the original's dense [B,H,T,T,W] form) is the
+`interference_attention_reference` (wavejax/ops/wave_attention.py, the original's dense [B,H,T,T,W] form) is the
 reference the kernel must match; `interference_attention` there (a lax.scan over key blocks) is the XLA path the
 benchmark compares against. No softmax, so no running max: the forward just accumulates α v and L over key blocks.
 
@@ -37,7 +37,7 @@ Dropout: none (the kernel never holds α in memory to drop it); the model refuse
 
 Status: on CPU the kernels run with interpret=True (selected automatically) and match the reference in the tests; they
 pass Pallas' Triton lowering for CUDA, but GPU timings are NOT measured yet (no GPU in the session that wrote this), so
-model.wave.interference_impl stays "xla" by default until experiments/_bench_interference_kernel.py has run on a GPU.
+model.wave.impl stays "xla" by default until experiments/_bench_interference_kernel.py has run on a GPU.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
 from pallas_kernels import attention_interpret, padded_dim
-from wavejax.models.wave_attention import (  # noqa: F401  (the reference and the XLA path it is measured against)
+from wavejax.ops.wave_attention import (  # noqa: F401  (the reference and the XLA path it is measured against)
     INTERFERENCE_EPS,
     interference_attention,
     interference_attention_reference,

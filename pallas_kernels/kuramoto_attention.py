@@ -2,7 +2,7 @@
 
 No faithful/sound split of its own: the kernel integrates whatever the phase layer asks for, causal prefix coupling
 (the sound default, both normalisations) or the original's non-causal all-to-all coupling (seed_faithful), and must
-match `wavejax.models.phase.kuramoto_dynamics` (the lax.scan reference; `kuramoto_coupling_reference` is the pairwise
+match `wavejax.ops.phase.kuramoto_dynamics` (the lax.scan reference; `kuramoto_coupling_reference` is the pairwise
 form behind it). Per (b, h, o) and token i, with n_i = i + 1 ("count"), S ("length") and all means over S when not
 causal, t = 0..T-1:
 
@@ -50,8 +50,12 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
 from pallas_kernels import default_interpret, is_power_of_two
-from wavejax.models.phase import kuramoto_dynamics  # noqa: F401  (the reference)
-from wavejax.models.phase import CAUSAL_NORMS, step_noise_draw, wrap
+from wavejax.ops.phase import (
+    CAUSAL_NORMS,
+    kuramoto_dynamics,  # noqa: F401  (the reference)
+    step_noise_draw,
+    wrap,
+)
 from wavejax.parallel.sharding import per_device_in_context_mesh
 
 DEFAULT_BLOCK_O = 8

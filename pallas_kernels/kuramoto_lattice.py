@@ -1,10 +1,10 @@
 """Fused lattice Kuramoto: several Euler or RK4 steps of a side x side lattice per kernel launch, batched over trials.
 
-No faithful/sound split here: the kernel reproduces the field simulator's sound Kuramoto model (wavejax.field.dynamics)
+No faithful/sound split here: the kernel reproduces the field simulator's sound Kuramoto model (wavejax.ops.oscillators)
 step for step; `lattice_kuramoto_steps_reference` (a `lax.scan` of `dynamics.kuramoto_step`) is what it must match.
 
 Per node i with its four lattice neighbours j (periodic wrap, or missing neighbours contributing 0 on an open lattice),
-k_i the degree, one step is (the simulator's equations, see wavejax.field.dynamics):
+k_i the degree, one step is (the simulator's equations, see wavejax.ops.oscillators):
 
     dθ_i/dt = ω_i + (K / k_i) Σ_j sin(θ_j - θ_i) = ω_i + (K / k_i)(cos θ_i Σ_j sin θ_j - sin θ_i Σ_j cos θ_j)
     Euler:  θ ← θ + dt f(θ);   RK4: θ ← θ + dt (k1 + (2 (k2 - k1) + 2 (k3 - k1) + (k4 - k1)) / 6)
@@ -41,7 +41,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
 from pallas_kernels import default_interpret
-from wavejax.field import dynamics as D
+from wavejax.ops import oscillators as D
 
 STAGES = {"euler": 1, "rk4": 4}  # right-hand-side evaluations per step: each widens the stale ring by one
 DEFAULT_STEPS_PER_LAUNCH = {"euler": 8, "rk4": 2}  # halo 8 either way

@@ -1,6 +1,6 @@
 """Wave-selective attention as a flash-style Pallas kernel (forward and recompute-based backward).
 
-The mask is wavejax.nn.selective's: causal and (the query is a wave token or q - k < W),
+The mask is wavejax.ops.selective's: causal and (the query is a wave token or q - k < W),
 
     mask[b, q, k] = (k <= q) and (is_wave[b, q] or q - k < W)
     out[b, q] = softmax_k(q·k / sqrt(D) over mask[b, q]) · v
@@ -46,7 +46,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
 from pallas_kernels import attention_interpret, padded_dim
-from wavejax.nn.selective import wave_selective_attention_reference, wave_selective_mask  # noqa: F401  (the reference)
+from wavejax.ops.selective import wave_selective_attention_reference, wave_selective_mask  # noqa: F401  (the reference)
 
 MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: a fully masked block never makes inf - inf = NaN
 LOG2E = math.log2(math.e)

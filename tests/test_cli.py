@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from conftest import DIVERGE_OVERRIDES, TRAIN_OVERRIDES, assert_one_error_line, override_flags, run_module
-
 from wavejax.train.logging import read_metrics
+
+from conftest import DIVERGE_OVERRIDES, TRAIN_OVERRIDES, assert_one_error_line, override_flags, run_module
 
 pytestmark = pytest.mark.slow  # each test starts a training process (the first one compiles the train step)
 

@@ -7,10 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, assert_one_error_line, configs, run_module
 
 from wavejax.config import apply_preset, validate
 from wavejax.errors import ConfigError
+
+from conftest import REPO, assert_one_error_line, configs, run_module
 
 baseline = configs("baseline")
 
@@ -160,3 +161,13 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_presets_combine_in_any_order_and_contradictions_are_refused():
+    wave, field = configs("wave"), configs("field")
+    assert field.get_config("tiny+pallas").to_json() == field.get_config("pallas+tiny").to_json()  # sizes go first
+    assert field.get_config("small+random_ic").field.seed_faithful is False  # a base preset may be changed
+    with pytest.raises(ConfigError, match=r"presets 'pure_elu' and 'pallas' contradict each other: pure_elu sets "
+                                          r"model.attention='wave_pure' and pallas sets "
+                                          r"model.attention='wave_interference'; use one of them."):
+        wave.get_config("tiny+pure_elu+pallas")

@@ -4,11 +4,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import configs
-
 from wavejax.data import BatchSampler, prepare_lm_data, sources, tokenizers
 from wavejax.data.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer, save_tokenizer
 from wavejax.errors import DataError
+
+from conftest import configs
 
 EDGE_CASES = [
     "",

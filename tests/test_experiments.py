@@ -197,7 +197,8 @@ def test_flops_per_token_matches_a_hand_count():
     config = C.load_config("baseline", "tiny")  # L=2, d=64, T=64, no biases; char vocab of 65
     m, vocab = config.model, 65
     model = build_model(m, vocab)
-    params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, m.block_size), jnp.int32)))["params"]
+    from flax.core.meta import unbox
+    params = unbox(jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, m.block_size), jnp.int32)))["params"])
     d, L, T = 64, 2, 64
     block = d + 3 * d * d + d * d + d + 4 * d * d + 4 * d * d  # ln1, qkv, out, ln2, up, down
     n_matmul = L * block + vocab * d + d  # blocks, tied token table, ln_f (the position table is a lookup)

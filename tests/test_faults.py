@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from conftest import REPO, TRAIN_OVERRIDES, assert_one_error_line, override_flags, run_module
-
 from wavejax.train.logging import read_metrics
+
+from conftest import REPO, TRAIN_OVERRIDES, assert_one_error_line, override_flags, run_module
 
 TINY = "--config=configs/baseline.py:tiny"
 RESUMED = {"train.steps": 12}  # the recovery runs continue the 8-step run to 12 steps
@@ -295,9 +295,10 @@ def test_ctrl_c_at_any_moment_is_exit_130_without_traceback(tmp_path):
         lines = [line for line in err.splitlines() if line.strip()]
         assert proc.returncode == 130, (delay, proc.returncode, err)
         assert len(lines) == 1 and lines[0].startswith("error: interrupted"), (delay, err)
-    proc = train(workdir, **{"train.steps": 12})  # the last one resumes (or starts) cleanly
+    target = max([r["step"] for r in read_metrics(str(workdir))], default=0) + 4
+    proc = train(workdir, **{"train.steps": target})  # the last one resumes (or starts) cleanly
     assert proc.returncode == 0 and not warnings_and_errors(proc), proc.stderr
-    assert [r["step"] for r in read_metrics(str(workdir)) if r["split"] == "train"] == list(range(1, 13))
+    assert [r["step"] for r in read_metrics(str(workdir)) if r["split"] == "train"] == list(range(1, target + 1))
 
 
 # -- 8. resume is exact when checkpoints fall inside a log window ---------------------------------------------------
@@ -306,9 +307,9 @@ def test_ctrl_c_at_any_moment_is_exit_130_without_traceback(tmp_path):
 def test_resume_mid_log_window_logs_what_an_uninterrupted_run_logs(train_config, tmp_path):
     """Checkpoints every 4 steps, logs every 3: a run killed after its step-8 checkpoint resumes with the train sums
     of steps 7-8 and logs at step 9 the mean of 7-9, as the uninterrupted run does."""
-    from conftest import apply_overrides
-
     from wavejax.train.loop import Trainer
+
+    from conftest import apply_overrides
 
     cadence = {"train.log_every": 3, "train.checkpoint_every": 4, "train.eval_every": 6, "train.steps": 12}
     config = apply_overrides(train_config, cadence)

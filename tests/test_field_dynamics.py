@@ -1,4 +1,4 @@
-"""wavejax/field/dynamics.py: scanned dynamics against plain step-by-step loops (the mode model in float32, Kuramoto
+"""wavejax/ops/oscillators.py: scanned dynamics against plain step-by-step loops (the mode model in float32, Kuramoto
 in float64, Euler and RK4), the block driver, the original's initial patterns, the coupling forms against the
 pairwise reference, K = 0 advancing each phase by ω t exactly, noise per step, mean-field theory, and float64
 check_grads through a Kuramoto scan (with a small gradient fit of the coupling)."""
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from wavejax.field import dynamics as D
 from wavejax.field import graphs as G
 from wavejax.field import metrics as M
 from wavejax.field import reference as R
+from wavejax.ops import oscillators as D
 
 
 def _rng(seed):
@@ -121,7 +121,7 @@ def test_float32_rhs_with_polynomial_sincos_matches_float64_reference():
     graph = G.square_lattice(6)
     theta = _rng(21).uniform(-50, 50, (2, graph.n))
     omega = _rng(22).standard_normal(graph.n)
-    rhs32 = jax.jit(lambda th, om: D.kuramoto_rhs(th, om, 1.3, D.graph_coupling(graph), t=jnp.int32(0)))(
+    rhs32 = jax.jit(lambda th, om: D.kuramoto_rhs(th, om, 1.3, G.graph_coupling(graph), t=jnp.int32(0)))(
         jnp.asarray(theta, jnp.float32), jnp.asarray(omega, jnp.float32))
     with jax.enable_x64(True):
         ref = D.kuramoto_rhs_reference(jnp.asarray(theta), jnp.asarray(omega), 1.3,
@@ -131,7 +131,7 @@ def test_float32_rhs_with_polynomial_sincos_matches_float64_reference():
 
 def _couplings(graph):
     """(the full one-tier neighbour table, the dense adjacency) in float64."""
-    table = D.graph_coupling(graph, np.float64, stencil=False, width=int(graph.degrees().max()))
+    table = G.graph_coupling(graph, np.float64, stencil=False, width=int(graph.degrees().max()))
     assert table.hub_rows.shape[0] == 0
     return table, G.adjacency_dense(graph, np.float64)
 
@@ -146,15 +146,15 @@ def test_coupling_forms_equal_the_pairwise_reference(graph):
         rhs = jax.jit(D.kuramoto_rhs)
         ref = jax.jit(D.kuramoto_rhs_reference)(theta, omega, 0.7, jnp.asarray(adj))
         np.testing.assert_allclose(rhs(theta, omega, 0.7, table), ref, atol=1e-12)
-        tiers = D.graph_coupling(graph, np.float64, stencil=False, width=2, pad_hubs=graph.n + 3, pad_hub_width=40)
+        tiers = G.graph_coupling(graph, np.float64, stencil=False, width=2, pad_hubs=graph.n + 3, pad_hub_width=40)
         assert tiers.neighbours.shape == (graph.n, 2) and tiers.hub_neighbours.shape == (graph.n + 3, 40)
         np.testing.assert_allclose(rhs(theta, omega, 0.7, tiers), ref, atol=1e-12)
         if graph.is_lattice:
-            stencil = D.graph_coupling(graph, np.float64)
+            stencil = G.graph_coupling(graph, np.float64)
             assert isinstance(stencil, D.LatticeCoupling)
             np.testing.assert_allclose(rhs(theta, omega, 0.7, stencil), ref, atol=1e-12)
         else:  # hubs: a narrow first tier and a second for the rows that do not fit
-            auto = D.graph_coupling(graph)
+            auto = G.graph_coupling(graph)
             assert auto.neighbours.shape[1] == D.table_width(graph.degrees()) < graph.degrees().max()
             assert 0 < auto.hub_rows.shape[0] < graph.n
 
@@ -195,14 +195,14 @@ def test_zero_coupling_advances_each_phase_by_omega_t_exactly(integrator):
     graph = G.square_lattice(4)
     omega = np.asarray(_rng(7).integers(-16, 17, graph.n) / 8, np.float32)
     theta0 = np.asarray(_rng(8).integers(-24, 25, graph.n) / 8, np.float32)
-    run = jax.jit(lambda th: D.kuramoto_run(th, omega, 0.0, D.graph_coupling(graph), dt=1 / 16, steps=64,
+    run = jax.jit(lambda th: D.kuramoto_run(th, omega, 0.0, G.graph_coupling(graph), dt=1 / 16, steps=64,
                                             record_every=16, integrator=integrator)[0])
     np.testing.assert_array_equal(np.asarray(run(theta0)), theta0 + 64 * (1 / 16) * omega)
 
 
 def test_noise_is_per_step_and_independent_of_batching():
     graph = G.square_lattice(4)
-    coupling = D.graph_coupling(graph)
+    coupling = G.graph_coupling(graph)
     omega = np.zeros(16, np.float32)
 
     def one(theta0, key):
@@ -266,7 +266,7 @@ def test_mean_field_lorentzian_locks_to_ott_antonsen():
 # == gradients ===================================================================================================
 
 def _short_kuramoto(graph):
-    coupling = D.graph_coupling(graph, np.float64, stencil=False)
+    coupling = G.graph_coupling(graph, np.float64, stencil=False)
 
     def final_readout(k, omega, theta0):
         theta, _, _ = D.kuramoto_run(theta0, omega, k, coupling, dt=0.1, steps=6, record_every=3, integrator="rk4")
@@ -288,7 +288,7 @@ def test_coupling_is_recovered_by_gradient_descent():
     """Fit K to the final phases a K* = 1.2 run produced, from K = 0.4, by plain gradient descent on the squared
     distance of e^{iθ}: the scan is differentiable enough to fit couplings."""
     graph = G.square_lattice(4)
-    coupling = D.graph_coupling(graph, np.float64)
+    coupling = G.graph_coupling(graph, np.float64)
     with jax.enable_x64(True):
         omega = jnp.asarray(_rng(13).standard_normal(16) * 0.2)
         theta0 = jnp.asarray(_rng(14).uniform(-1.5, 1.5, 16))

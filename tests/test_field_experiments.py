@@ -1,4 +1,4 @@
-"""wavejax/field/experiments.py and configs/field.py: the jitted experiment equals the plain-numpy transcription of
+"""wavejax/field/ (schema, trials, report, task) and configs/field.py: the jitted experiment equals the plain-numpy transcription of
 the original (same draws, same numbers, overflow included), trials do not depend on batching, the CLI writes the
 CSV / table / plot and prints the table, bad settings give one error line, every preset validates, and the scaling,
 hub and coupling experiments run end to end at tiny sizes."""
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 
@@ -16,13 +16,16 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import assert_one_error_line, configs, REPO, run_module
 from wavejax.config import apply_preset, validate
 from wavejax.errors import ConfigError
-from wavejax.field import dynamics as D
-from wavejax.field import experiments as E
+from wavejax.field import eigenmodes as EM
 from wavejax.field import graphs as G
 from wavejax.field import reference as R
+from wavejax.field import trials as E
+from wavejax.field.report import modes_table
+from wavejax.ops import oscillators as D
+
+from conftest import REPO, assert_one_error_line, configs, run_module
 
 field_configs = configs("field")
 
@@ -33,7 +36,7 @@ def _tiny():
 
 def _run_jax(f, trials: int, batch: int, cubic: float = 0.01, faithful: bool = True):
     f.trial_batch, f.cubic, f.seed_faithful = batch, cubic, faithful
-    setup = E.mode_setup(E._mode_graph(f), f.modes, f.eigen)
+    setup = E.mode_setup(E.mode_graph(f), f.modes, f.eigen)
     return setup, E.run_mode_trials(setup, f, seed=0, timesteps=f.timesteps, trials=trials)
 
 
@@ -81,8 +84,8 @@ def test_small_config_pins_the_closed_form_basis_and_the_spiral_stays_below_the_
     norm 16.84, which another basis of the space could put into one mode), below the cubic map's period-2 orbit
     sqrt((1 + d) / 0.01) = 14.11 (d = exp(-0.05 λ)); it survives. The Gaussian puts 15.70 into mode 5, above 14.13."""
     f = field_configs.get_config("small").field
-    setup = E.mode_setup(E._mode_graph(f), f.modes, f.eigen)
-    np.testing.assert_array_equal(setup.eigenvectors, G.lattice_eigenmodes(31, 200)[1].astype(np.float32))
+    setup = E.mode_setup(E.mode_graph(f), f.modes, f.eigen)
+    np.testing.assert_array_equal(setup.eigenvectors, EM.lattice_eigenmodes(31, 200)[1].astype(np.float32))
     orbit = np.sqrt((1 + np.exp(-f.diffusion_rate * setup.eigenvalues.astype(np.float64))) / f.cubic)
     pos = setup.positions.astype(np.float32)
     for ic, mode, top, below in ((2, 19, 13.556, True), (0, 5, 15.703, False)):
@@ -197,7 +200,7 @@ def test_original_table_row_is_printed_with_ours():
          "detected": 50, "rotation_mean": 3500.0, "rotation_std": 1200.0, "rotation_n": 72, "rotation_per_step": 3.5,
          "cv": 0.34, "wave_speed": 0.81, "overflow": 0.5, "run_s": 1.0, "trials_per_s": 100.0, "mean_distance": 16.16,
          "wave_equals_finite": 1.0, "setup_s": 0.5, "compile_s": 5.0}
-    table = E.modes_table(s, "small", True)
+    table = modes_table(s, "small", True)
     assert "| original small (reported, RTX 4070 Ti)" in table and "3274.72 ± 1155.85" in table
     assert re.search(r"\| +21\.5 \| +4\.6 \|", table)
     assert "3500.00 ± 1200.00 (n=72)" in table and "50.0% (50/100)" in table
@@ -216,10 +219,10 @@ import numpy as np, jax
 from wavejax.config import config_module
 field = config_module("configs/field.py")
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from wavejax.field import experiments as E
+from wavejax.field import trials as E
 assert jax.device_count() == 2, jax.devices()
 f = field.get_config("tiny").field
-setup = E.mode_setup(E._mode_graph(f), f.modes, f.eigen)
+setup = E.mode_setup(E.mode_graph(f), f.modes, f.eigen)
 arrays = dict(setup.arrays(), rate=np.float32(0.05), cubic=np.float32(0.2), noise_std=np.float32(0.02),
               random_phases=np.bool_(True))
 keys, types = E.trial_keys(0, 42, 4), (np.arange(4) % 4).astype(np.int32)

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from wavejax.field import eigenmodes as EM
 from wavejax.field import graphs as G
 from wavejax.field import reference as R
 
@@ -22,9 +23,9 @@ def test_periodic_lattice_spectrum_matches_closed_form(side):
     a, b = np.meshgrid(np.arange(side), np.arange(side))
     closed = np.sort((4 - 2 * np.cos(2 * np.pi * a / side) - 2 * np.cos(2 * np.pi * b / side)).ravel())
     np.testing.assert_allclose(lam, closed, atol=1e-12)
-    np.testing.assert_allclose(G.lattice_spectrum(side, True), closed, atol=1e-12)
+    np.testing.assert_allclose(EM.lattice_spectrum(side, True), closed, atol=1e-12)
     # the dense solver path (float64 eigh on the host, returned in float32)
-    w, _ = G.laplacian_eigenmodes(G.square_lattice(side), side * side, "dense")
+    w, _ = EM.laplacian_eigenmodes(G.square_lattice(side), side * side, "dense")
     np.testing.assert_allclose(w, closed, atol=2e-5)
 
 
@@ -39,7 +40,7 @@ def test_open_lattice_spectrum_matches_closed_form():
 @pytest.mark.parametrize("side,periodic,k", [(6, True, 20), (7, True, 49), (5, False, 12)])
 def test_closed_form_modes_are_orthonormal_eigenvectors(side, periodic, k):
     graph = G.square_lattice(side, periodic)
-    lam, psi = G.lattice_eigenmodes(side, k, periodic)
+    lam, psi = EM.lattice_eigenmodes(side, k, periodic)
     lap = G.laplacian_dense(graph, np.float64)
     np.testing.assert_allclose(lap @ psi, psi * lam, atol=1e-12)
     np.testing.assert_allclose(psi.T @ psi, np.eye(k), atol=1e-12)
@@ -74,18 +75,18 @@ def test_lattice_numbering_and_positions_follow_the_original():
 
 def test_sparse_and_lattice_eigensolvers_match_dense():
     ws = G.watts_strogatz(80, 4, 0.2, seed=1)
-    w_dense, _ = G.laplacian_eigenmodes(ws, 10, "dense", np.float64)
-    w_sparse, v_sparse = G.laplacian_eigenmodes(ws, 10, "sparse", np.float64)
+    w_dense, _ = EM.laplacian_eigenmodes(ws, 10, "dense", np.float64)
+    w_sparse, v_sparse = EM.laplacian_eigenmodes(ws, 10, "sparse", np.float64)
     np.testing.assert_allclose(w_sparse, w_dense, atol=1e-6)
     lap = G.laplacian_dense(ws, np.float64)
     np.testing.assert_allclose(lap @ v_sparse, v_sparse * w_sparse, atol=1e-6)
     lattice = G.square_lattice(10)
-    w_closed, _ = G.laplacian_eigenmodes(lattice, 30, "lattice", np.float64)
-    np.testing.assert_allclose(w_closed, G.laplacian_eigenmodes(lattice, 30, "sparse", np.float64)[0], atol=1e-6)
+    w_closed, _ = EM.laplacian_eigenmodes(lattice, 30, "lattice", np.float64)
+    np.testing.assert_allclose(w_closed, EM.laplacian_eigenmodes(lattice, 30, "sparse", np.float64)[0], atol=1e-6)
     with pytest.raises(ValueError, match="needs a square lattice"):
-        G.laplacian_eigenmodes(ws, 5, "lattice")
+        EM.laplacian_eigenmodes(ws, 5, "lattice")
     with pytest.raises(ValueError, match="1 <= modes <= nodes"):
-        G.laplacian_eigenmodes(ws, 81)
+        EM.laplacian_eigenmodes(ws, 81)
 
 
 def _documented_lattice_basis(side: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -109,9 +110,9 @@ def test_auto_modes_of_the_small_lattice_are_the_pinned_closed_form():
     """The small config's 31 x 31 periodic lattice: auto runs no solver and returns exactly the closed form, whose
     order and basis inside each degenerate eigenspace are the documented ones."""
     graph = G.square_lattice(31)
-    assert G.eigen_method(graph) == "lattice" and G.eigen_method(G.square_lattice(5, periodic=False)) == "lattice"
-    lam, psi = G.laplacian_eigenmodes(graph, 200)
-    closed_lam, closed_psi = G.lattice_eigenmodes(31, 200)
+    assert EM.eigen_method(graph) == "lattice" and EM.eigen_method(G.square_lattice(5, periodic=False)) == "lattice"
+    lam, psi = EM.laplacian_eigenmodes(graph, 200)
+    closed_lam, closed_psi = EM.lattice_eigenmodes(31, 200)
     assert lam.dtype == psi.dtype == np.float32
     np.testing.assert_array_equal(lam, closed_lam.astype(np.float32))
     np.testing.assert_array_equal(psi, closed_psi.astype(np.float32))
@@ -145,34 +146,35 @@ def test_solver_bases_are_pinned_whatever_basis_the_solver_returns():
     10 x 10 lattice: the whole space is pinned before the cut)."""
     lattice = G.square_lattice(10)
     w, v = np.linalg.eigh(G.laplacian_dense(lattice, np.float64))
-    w_pin, v_pin = G.pin_eigenbasis(w, v, 1e-9)
+    w_pin, v_pin = EM.pin_eigenbasis(w, v, 1e-9)
     for seed in range(3):
-        w_rot, v_rot = G.pin_eigenbasis(w, _rotate_within_eigenspaces(w, v, seed), 1e-9)
+        w_rot, v_rot = EM.pin_eigenbasis(w, _rotate_within_eigenspaces(w, v, seed), 1e-9)
         np.testing.assert_allclose(v_rot, v_pin, atol=1e-12)
         np.testing.assert_allclose(w_rot, w_pin, atol=1e-12)
     lap = G.laplacian_dense(lattice, np.float64)
     np.testing.assert_allclose(lap @ v_pin, v_pin * w_pin, atol=1e-12)
     np.testing.assert_allclose(v_pin.T @ v_pin, np.eye(100), atol=1e-12)
     for method in ("dense", "sparse"):
-        w_k, v_k = G.laplacian_eigenmodes(lattice, 30, method, np.float64)
+        w_k, v_k = EM.laplacian_eigenmodes(lattice, 30, method, np.float64)
         np.testing.assert_allclose(v_k, v_pin[:, :30], atol=1e-10, err_msg=method)
         np.testing.assert_allclose(w_k, w_pin[:30], atol=1e-10, err_msg=method)
     # a graph without symmetry: only signs are free; the entry of largest magnitude is positive
     ba = G.barabasi_albert(200, 3, seed=0)
-    assert G.eigen_method(ba) == "dense"
-    w_d, v_d = G.laplacian_eigenmodes(ba, 20, "auto", np.float64)
-    w_s, v_s = G.laplacian_eigenmodes(ba, 20, "sparse", np.float64)
+    assert EM.eigen_method(ba) == "dense"
+    w_d, v_d = EM.laplacian_eigenmodes(ba, 20, "auto", np.float64)
+    w_s, v_s = EM.laplacian_eigenmodes(ba, 20, "sparse", np.float64)
     np.testing.assert_allclose(v_s, v_d, atol=1e-9)
     assert (v_d[np.argmax(np.abs(v_d), axis=0), np.arange(20)] > 0).all()
 
 
 THREADS_SCRIPT = """
 import sys, numpy as np
+from wavejax.field import eigenmodes as EM
 from wavejax.field import graphs as G
 lattice, ba = G.square_lattice(31), G.barabasi_albert(400, 3, seed=0)
-np.savez(sys.argv[1], auto=G.laplacian_eigenmodes(lattice, 200)[1],
-         dense=G.laplacian_eigenmodes(lattice, 200, "dense", np.float64)[1],
-         ba=G.laplacian_eigenmodes(ba, 50, "auto", np.float64)[1])
+np.savez(sys.argv[1], auto=EM.laplacian_eigenmodes(lattice, 200)[1],
+         dense=EM.laplacian_eigenmodes(lattice, 200, "dense", np.float64)[1],
+         ba=EM.laplacian_eigenmodes(ba, 50, "auto", np.float64)[1])
 """
 
 
@@ -263,7 +265,7 @@ def test_mean_pairwise_distance_closed_form_equals_bruteforce():
 
 def test_spectral_layout_spans_a_root_n_square():
     g = G.barabasi_albert(64, 2, seed=0)
-    pos = G.layout_positions(g)
+    pos = EM.layout_positions(g)
     assert pos.shape == (64, 2)
     np.testing.assert_allclose(pos.min(axis=0), 0, atol=1e-12)
     np.testing.assert_allclose(pos.max(axis=0), 8, atol=1e-12)

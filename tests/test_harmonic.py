@@ -1,4 +1,4 @@
-"""Harmonic GPT (wavejax/nn/selective.py, wavejax/models/harmonic.py, configs/harmonic.py; spec: docs/specs/harmonic_gpt.md).
+"""Harmonic GPT (wavejax/ops/selective.py, wavejax/models/harmonic.py, configs/harmonic.py; spec: docs/specs/harmonic_gpt.md).
 
 1. the gathered + banded wave-selective attention equals the masked dense reference (ragged tails, W >= T, W = 1,
    fewer selected than capacity), and the banded part alone equals dense causal attention when W >= T;
@@ -19,12 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, configs, run_module
+from flax.core.meta import unbox
 from jax.test_util import check_grads
 
+from wavejax.analysis.flops import count_params
 from wavejax.config import validate
 from wavejax.errors import ConfigError
-from wavejax.models.gpt import build_model, count_params
+from wavejax.models.gpt import build_model
 from wavejax.models.harmonic import (
     causal_selection,
     detector_gate,
@@ -35,7 +36,7 @@ from wavejax.models.harmonic import (
     route_top1,
     topk_membership,
 )
-from wavejax.nn.selective import (
+from wavejax.ops.selective import (
     Selection,
     capacity,
     local_attention,
@@ -43,6 +44,8 @@ from wavejax.nn.selective import (
     wave_selective_attention,
     wave_selective_attention_reference,
 )
+
+from conftest import assert_one_error_line, configs, run_module
 
 harmonic_configs = configs("harmonic")
 
@@ -133,7 +136,7 @@ def _tiny(arg: str):
     validate(config)
     model = build_model(config.model, VOCAB)
     tokens = np.random.default_rng(6).integers(0, VOCAB, (2, config.model.block_size)).astype(np.int32)
-    params = jax.jit(lambda key: model.init(key, tokens, True))(jax.random.PRNGKey(7))["params"]
+    params = unbox(jax.jit(lambda key: model.init(key, tokens, True))(jax.random.PRNGKey(7))["params"])
     return config, model, params, tokens
 
 
@@ -292,7 +295,7 @@ def test_collapsed_router_keeps_capacity_tokens_and_the_rest_use_the_default_exp
 def test_parameter_counts_match_the_report(arg, expected, report):
     config = harmonic_configs.get_config(arg)
     model = build_model(config.model, VOCAB)
-    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 256), jnp.int32), True))["params"]
+    shapes = unbox(jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 256), jnp.int32), True))["params"])
     n = count_params(shapes)
     assert n == expected
     assert abs(n / 1e6 - report) <= 0.15  # the report rounds to 0.1M; its MoE model had one more coupling projection
@@ -303,7 +306,9 @@ def test_parameter_counts_match_the_report(arg, expected, report):
     ("model.harmonic.fraction", 1.5, "fraction must be in"),
     ("model.harmonic.window", 0, "window must be >= 1"),
     ("model.harmonic.selection", "soft", "selection must be one of"),
-    ("model.harmonic.attention_impl", "flash", "attention_impl must be one of"),
+    ("model.harmonic.impl", "flash", "model.harmonic.impl must be one of"),
+    ("model.harmonic.calibration_weight", 0.5, "seed_faithful=True runs the original's calibration_weight=0.0"),
+    ("model.harmonic.gate", False, None),  # the faithful value itself: accepted
     ("model.harmonic.capacity_factor", 0.0, "capacity_factor must be > 0"),
     ("model.attn_dropout", 0.1, "no attention-probability dropout"),
     ("model.selector", "none", "needs a token selector"),
@@ -311,8 +316,11 @@ def test_parameter_counts_match_the_report(arg, expected, report):
 def test_bad_harmonic_settings_are_one_sentence(key, value, message):
     from wavejax.config import set_value
 
-    config = harmonic_configs.get_config("tiny")
+    config = harmonic_configs.get_config("tiny+faithful" if "faithful" in str(message) or message is None else "tiny")
     set_value(config, key, value)
+    if message is None:
+        validate(config)
+        return
     with pytest.raises(ConfigError, match=message) as err:
         validate(config)
     assert "\n" not in str(err.value) and str(err.value).endswith(".")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import REPO, run_module
 
 sys.path.insert(0, str(REPO / "experiments"))

@@ -1,6 +1,6 @@
 """The interference attention Pallas kernel (pallas_kernels/interference_attention.py), in interpret mode on CPU.
 
-1. forward output and omega/phase/amp/v gradients equal the dense reference (wavejax/models/wave_attention.py) over
+1. forward output and omega/phase/amp/v gradients equal the dense reference (wavejax/ops/wave_attention.py) over
    shapes with ragged tails (T not a multiple of the blocks), W and D not powers of two, both normalisations;
    float32 relative error < 1e-4, bfloat16 inputs < 1e-2;
 2. by hand: equal frequencies and phases make every α = 1, so the output is the running sum (or mean) of v;
@@ -8,7 +8,7 @@
 4. (nearly) empty rows: amplitudes at the model's floor 1e-8 match the reference, finite; all-zero amplitudes (rows
    summing to 0, where the reference divides 0 by 0) give zeros and finite gradients;
 5. float64 check_grads (reverse mode: the kernel is a custom_vjp) on a tiny shape;
-6. the wave model with model.wave.interference_impl = "pallas" gives the "xla" model's loss and gradients, and under
+6. the wave model with model.wave.impl = "pallas" gives the "xla" model's loss and gradients, and under
    an 8-device data x fsdp mesh (kernel per device through shard_map) one device's; config checks;
 7. the kernels pass Pallas' Triton lowering for CUDA (checked here without a GPU) and, on a GPU, the compiled kernels
    match the reference; the benchmark script runs.
@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax.core.meta import unbox
 from jax.test_util import check_grads
 
 from pallas_kernels import interference_attention as IA
@@ -31,7 +32,7 @@ from pallas_kernels.interference_attention import interference_attention_referen
 from wavejax.config import set_value, validate
 from wavejax.errors import ConfigError
 
-from conftest import configs, REPO, run_with_8_devices
+from conftest import REPO, configs, run_with_8_devices
 
 wave_configs = configs("wave")
 
@@ -198,7 +199,7 @@ def test_wave_model_with_the_pallas_kernel_gives_the_xla_loss_and_gradients():
         validate(config)
         model = build_model(config.model, 65)
         if params is None:
-            params = jax.jit(model.init, static_argnums=2)(jax.random.PRNGKey(0), tokens, True)["params"]
+            params = unbox(jax.jit(model.init, static_argnums=2)(jax.random.PRNGKey(0), tokens, True)["params"])
 
         def loss(p, model=model):
             logits = model.apply({"params": p}, tokens, True)
@@ -213,7 +214,7 @@ def test_wave_model_with_the_pallas_kernel_gives_the_xla_loss_and_gradients():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"model.wave.interference_impl": "triton"}, "interference_impl must be one of"),
+    ({"model.wave.impl": "triton"}, "model.wave.impl must be one of"),
     ({"model.attn_dropout": 0.1}, "has no attention dropout"),
     ({"model.wave.interference_block": 24}, "power of two >= 16"),
     ({"model.wave.interference_block": 8}, "power of two >= 16"),
@@ -229,10 +230,10 @@ def test_bad_impl_settings_are_one_sentence(overrides, message):
 
 def test_pallas_preset_validates_and_xla_is_the_default():
     default = wave_configs.get_config()
-    assert default.model.wave.interference_impl == "xla" and default.model.attn_dropout > 0
+    assert default.model.wave.impl == "xla" and default.model.attn_dropout > 0
     config = wave_configs.get_config("pallas")  # the full-size model: the preset turns attention dropout off
     validate(config)
-    assert (config.model.attention, config.model.wave.interference_impl) == ("wave_interference", "pallas")
+    assert (config.model.attention, config.model.wave.impl) == ("wave_interference", "pallas")
     # the impl only matters to the interference attention: dropout stays allowed with the cosine attention
     set_value(config, "model.attention", "wave_cosine")
     set_value(config, "model.attn_dropout", 0.1)

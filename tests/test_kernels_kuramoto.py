@@ -15,14 +15,15 @@ from jax.test_util import check_grads
 
 from pallas_kernels import kuramoto_lattice as KL
 from pallas_kernels import lower_for_gpu
-from conftest import configs
-
 from wavejax.errors import ConfigError
-from wavejax.field import dynamics as D
-from wavejax.field import experiments as E
+from wavejax.field import schema as E
+from wavejax.ops import oscillators as D
+
+from conftest import configs
 
 DT = 0.05
 NOISE_SCALE = 0.1
+RUNS = {"xla": D.kuramoto_run, "pallas": KL.fused_kuramoto_run}  # the two paths field.kuramoto.impl chooses between
 
 
 def _inv_degree(side: int, periodic: bool) -> np.ndarray:
@@ -185,7 +186,7 @@ def test_vmapped_single_trials_equal_the_batched_launch():
 
 @pytest.mark.parametrize("integrator", ["euler", "rk4"])
 def test_a_few_hundred_fused_steps_match_the_unfused_simulator(integrator):
-    """300 steps of dynamics.kuramoto_run, impl xla vs pallas, across the synchronisation transition (K = 0.5 .. 3).
+    """300 steps of oscillators.kuramoto_run against the fused kernel's run, across the synchronisation transition (K = 0.5 .. 3).
     The kernel evaluates the same float32 operations in the same order, so the trajectories agree to rounding (the
     issue asks for 1e-4; a halo one row short already gives ~1e-5 after 3 steps, so the bound is 1e-5). Records every
     40 steps (L = 8 Euler / 2 RK4 steps per launch) and a ragged end."""
@@ -194,9 +195,8 @@ def test_a_few_hundred_fused_steps_match_the_unfused_simulator(integrator):
     coupling = D.LatticeCoupling(jnp.asarray(_inv_degree(side, True).reshape(-1)), side, True)
 
     def run(impl):
-        f = jax.jit(jax.vmap(lambda t, o, c: D.kuramoto_run(t, o, c, coupling, dt=DT, steps=steps,
-                                                            record_every=record_every, integrator=integrator,
-                                                            impl=impl)))
+        f = jax.jit(jax.vmap(lambda t, o, c: RUNS[impl](t, o, c, coupling, dt=DT, steps=steps,
+                                                            record_every=record_every, integrator=integrator)))
         final, _, records = f(theta.reshape(3, -1), omega.reshape(3, -1), k)
         return np.asarray(final), np.asarray(records)
 
@@ -218,9 +218,9 @@ def test_noisy_run_with_ragged_launches_matches_the_unfused_run():
         return acc, (th, t_first, n_valid)
 
     def run(impl):
-        f = jax.jit(jax.vmap(lambda t, o, c, key: D.kuramoto_run(t, o, c, coupling, dt=DT, steps=steps,
+        f = jax.jit(jax.vmap(lambda t, o, c, key: RUNS[impl](t, o, c, coupling, dt=DT, steps=steps,
                                                                  record_every=10, noise_std=0.3, noise_key=key,
-                                                                 observe=observe, impl=impl)))
+                                                                 observe=observe)))
         out = f(theta.reshape(2, -1), omega.reshape(2, -1), k, keys)
         return jax.tree.map(np.asarray, out)
 
@@ -266,7 +266,7 @@ def test_kernel_lowers_to_triton_for_the_gpu(monkeypatch, integrator, periodic, 
 
 
 def test_vmapped_simulator_path_lowers_to_triton(monkeypatch):
-    """The simulator's call (vmap over trials of kuramoto_run, impl="pallas") lowers too, as one launch per step
+    """The simulator's call (vmap over trials of the fused run, field.kuramoto.impl="pallas") lowers too, as one launch per step
     block whose grid is (trial, tile row, tile column): vmap folds into the kernel's trial axis."""
     modules = _triton_modules(monkeypatch)
     monkeypatch.setattr(KL, "default_interpret", lambda: False)
@@ -274,8 +274,8 @@ def test_vmapped_simulator_path_lowers_to_triton(monkeypatch):
     coupling = D.LatticeCoupling(jnp.asarray(_inv_degree(side, True).reshape(-1)), side, True)
     theta, omega, k, _ = _inputs(side, batch=batch)
     keys = jax.random.split(jax.random.PRNGKey(0), batch)
-    run = jax.vmap(lambda t, o, c, key: D.kuramoto_run(t, o, c, coupling, dt=DT, steps=50, record_every=10,
-                                                       noise_std=0.1, noise_key=key, impl="pallas")[0])
+    run = jax.vmap(lambda t, o, c, key: KL.fused_kuramoto_run(t, o, c, coupling, dt=DT, steps=50, record_every=10,
+                                                              noise_std=0.1, noise_key=key)[0])
     lower_for_gpu(run, theta.reshape(batch, -1), omega.reshape(batch, -1), k, keys)
     # side 20, 5 Euler steps per launch (record_every 10): halo 5, one 22 x 22 tile in a 32 x 32 window
     assert [grid for _, grid in modules] == [(batch, 1, 1)]
@@ -318,7 +318,7 @@ def test_benchmark_rows_and_table(capsys):
     """experiments/_bench_kuramoto_kernel.py on one tiny lattice: both paths agree, the table prints."""
     import importlib.util
 
-    path = E.__file__.replace("wavejax/field/experiments.py", "experiments/_bench_kuramoto_kernel.py")
+    path = E.__file__.replace("wavejax/field/schema.py", "experiments/_bench_kuramoto_kernel.py")
     spec = importlib.util.spec_from_file_location("_bench_kuramoto_kernel", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -29,9 +29,9 @@ from pallas_kernels import kuramoto_attention, lower_for_gpu
 from pallas_kernels.kuramoto_attention import kuramoto_dynamics_pallas, step_noise
 from wavejax.config import set_value, validate
 from wavejax.errors import ConfigError
-from wavejax.models.phase import kuramoto_coupling_reference, kuramoto_dynamics
+from wavejax.ops.phase import kuramoto_coupling_reference, kuramoto_dynamics
 
-from conftest import configs, REPO, run_with_8_devices
+from conftest import REPO, configs, run_with_8_devices
 
 phase_configs = configs("phase")
 

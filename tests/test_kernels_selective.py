@@ -1,6 +1,6 @@
 """The wave-selective attention Pallas kernel (pallas_kernels/selective_attention.py), in interpret mode on CPU.
 
-1. forward output and q/k/v gradients equal the masked dense reference (wavejax.nn.selective) over shapes with ragged
+1. forward output and q/k/v gradients equal the masked dense reference (wavejax.ops.selective) over shapes with ragged
    tails (T not a multiple of the blocks), an unpadded and a padded head dimension, W = 1, W > T, no wave token and
    every token a wave token; float32 relative error < 1e-4, bfloat16 inputs < 1e-2;
 2. by hand: a local query with W = 1 (and position 0) sees only itself, so its output is its own value row;
@@ -33,7 +33,7 @@ from pallas_kernels.selective_attention import (
 from wavejax.config import set_value, validate
 from wavejax.errors import ConfigError
 
-from conftest import configs, REPO
+from conftest import REPO, configs
 
 harmonic_configs = configs("harmonic")
 
@@ -252,12 +252,12 @@ def test_harmonic_model_with_the_pallas_kernel_gives_the_xla_logits():
     np.testing.assert_allclose(logits["pallas"], logits["xla"], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("impl,attention_impl,message", [("triton", "gather", "impl must be one of"),
-                                                         ("pallas", "masked", "replaces the gathered form")])
-def test_bad_impl_settings_are_one_sentence(impl, attention_impl, message):
+@pytest.mark.parametrize("impl,masked,message", [("triton", False, "impl must be one of"),
+                                                 ("pallas", True, "contradict each other")])
+def test_bad_impl_settings_are_one_sentence(impl, masked, message):
     config = harmonic_configs.get_config("tiny")
     set_value(config, "model.harmonic.impl", impl)
-    set_value(config, "model.harmonic.attention_impl", attention_impl)
+    set_value(config, "model.harmonic.masked", masked)
     with pytest.raises(ConfigError, match=message) as err:
         validate(config)
     assert "\n" not in str(err.value) and str(err.value).endswith(".")
@@ -398,8 +398,9 @@ for block in (32, 64, 32):
     import subprocess
     import sys
 
-    from conftest import REPO
     from pallas_kernels import TRITON_DEPRECATION
+
+    from conftest import REPO
 
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -25,13 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import assert_one_error_line, configs, run_module
 from wavejax.config import validate
 from wavejax.errors import ConfigError
 from wavejax.memory import clifford as cl
 from wavejax.memory import eval as mem_eval
 from wavejax.memory import so4, store
 from wavejax.memory.numpy_store import NumpyStore, fold_hash
+
+from conftest import assert_one_error_line, configs, run_module
 
 holographic = configs("holographic")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from test_phase_experiments import _finish, _rows, _start  # the same subprocess helpers (start, wait, table rows)
 
 BENCH_ARGS = ["--vocab", "200", "--lengths", "64", "--pairs", "4096", "--queries", "256", "--repeats", "1", "--levels", "4"]

@@ -6,12 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax.core.meta import unbox
+
+from wavejax.analysis.flops import count_params
+from wavejax.config import validate
+from wavejax.models.gpt import build_model, init_params, segments
+from wavejax.nn import attention, registry
 
 from conftest import configs
-
-from wavejax.config import validate
-from wavejax.models.gpt import build_model, count_params, init_params, segments
-from wavejax.nn import attention, registry
 
 baseline = configs("baseline")
 
@@ -109,7 +111,7 @@ def test_layer_attention_override_builds_per_layer(monkeypatch):
     assert segments(c) == [("dense", 2), ("none_for_test", 1)]
     model = build_model(c, VOCAB)
     logits, variables = jax.jit(lambda r, x: model.init_with_output({"params": r}, x, True))(jax.random.PRNGKey(0), _tokens())
-    params = variables["params"]
+    params = unbox(variables["params"])
     assert params["seg0"]["block"]["attn"]["proj"]["qkv"]["kernel"].shape == (2, 32, 96)  # two scanned dense layers
     assert set(params["seg1_0"]["attn"]) == {"marker"}  # the third layer got the override
     assert logits.shape == (B, T, VOCAB) and bool(jnp.all(jnp.isfinite(logits)))
@@ -222,7 +224,7 @@ def test_coupling_sources():
 def test_coupled_stack_starts_as_the_plain_trunk_and_couples_once_strength_moves(small):
     model, params = small
     coupled = build_model(small_model_config(layer_coupling="all"), VOCAB)
-    cparams = jax.jit(lambda r: coupled.init(r, _tokens(), True))(jax.random.PRNGKey(0))["params"]
+    cparams = unbox(jax.jit(lambda r: coupled.init(r, _tokens(), True))(jax.random.PRNGKey(0))["params"])
     assert set(cparams) == {"embed", "seg0_0", "seg0_1", "ln_f"}
     assert "coupling" not in cparams["seg0_0"] and cparams["seg0_1"]["coupling"]["strength"].shape == (1,)
     # copy the plain model's weights in: with strength 0 the output is the plain model's
@@ -269,7 +271,7 @@ def test_registered_objective_gets_the_collections_it_asks_for(monkeypatch):
     """An objective registered with collections=("layer_outputs",) receives every block output, and its extra term
     lands in aux_loss (the reported loss stays the cross-entropy)."""
     from wavejax.models.gpt import layer_outputs_in_order
-    from wavejax.train import losses
+    from wavejax.nn import objectives as losses
     from wavejax.train.step import make_loss_fn
 
     seen = {}

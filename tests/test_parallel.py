@@ -11,10 +11,12 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, run_with_8_devices
+
+from conftest import REPO, configs, run_with_8_devices
 
 sys.path.insert(0, str(REPO / "tests"))  # tests/multidevice
 from jax.sharding import PartitionSpec as P
+
 
 @pytest.fixture(scope="module")
 def meshes():
@@ -76,21 +78,47 @@ def _mesh(data=2, fsdp=2, model=2):
     return jax.sharding.AbstractMesh((data, fsdp, model), ("data", "fsdp", "model"))
 
 
-def test_logical_names_map_to_mesh_axes_by_the_rules():
-    from wavejax.parallel.sharding import logical_axes, param_spec
+def _boxed(config_name: str, preset: str):
+    from wavejax.models.gpt import build_model
+    from wavejax.train.state import init_boxed_params
 
+    c = configs(config_name).get_config(preset)
+    return jax.eval_shape(lambda: init_boxed_params(build_model(c.model, 65), 0, c.model.block_size))
+
+
+def test_logical_names_map_to_mesh_axes_by_the_rules():
+    from wavejax.parallel.sharding import mesh_spec, param_names
+
+    names = param_names(_boxed("baseline", "tiny"))
+    assert names["seg0"]["block"]["attn"]["proj"]["qkv"]["kernel"] == ("layers", "embed", "qkv")  # nn.scan's axis
+    assert names["embed"]["wte"]["embedding"] == ("vocab", "embed")
+    assert names["seg0"]["block"]["ln1"]["scale"] == ("layers", "norm")
     mesh = _mesh()
-    assert logical_axes("seg0/block/attn/proj/qkv/kernel", 3) == ("layers", "embed", "qkv")
-    assert logical_axes("seg0_1/mixer/down/kernel", 2) == ("mlp", "embed")
-    assert param_spec("seg0/block/attn/proj/qkv/kernel", (6, 64, 192), mesh) == P(None, "fsdp", "model")
-    assert param_spec("embed/wte/embedding", (66, 64), mesh) == P("model", "fsdp")
-    assert param_spec("embed/wte/embedding", (65, 64), mesh) == P(None, "fsdp")  # 65 does not divide: replicated
-    assert param_spec("seg0_0/mixer/w_up", (4, 64, 256), mesh) == P(None, "fsdp", "model")
-    # unnamed parameters: FSDP along the largest axis that divides
-    assert param_spec("seg0_0/attn/some_wave_param", (3, 10, 40), mesh) == P(None, None, "fsdp")
-    assert param_spec("seg0_0/ln1/scale", (64,), mesh) == P()
-    assert param_spec("seg0_0/mixer/up/kernel", (64, 256), _mesh(4, 1, 1)) == P()  # size-1 axes split nothing
-    assert param_spec("seg0_0/mixer/up/kernel", (64, 256), _mesh(1, 2, 4)) == P("fsdp", "model")
+    assert mesh_spec(("layers", "embed", "qkv"), (6, 64, 192), mesh) == P(None, "fsdp", "model")
+    assert mesh_spec(("vocab", "embed"), (66, 64), mesh) == P("model", "fsdp")
+    assert mesh_spec(("vocab", "embed"), (65, 64), mesh) == P(None, "fsdp")  # 65 does not divide: replicated
+    assert mesh_spec(("experts", "embed", "mlp"), (4, 64, 256), mesh) == P(None, "fsdp", "model")
+    assert mesh_spec(("layers", "norm"), (2, 64), mesh) == P()
+    assert mesh_spec(("embed", "mlp"), (64, 256), _mesh(4, 1, 1)) == P()  # size-1 axes split nothing
+    assert mesh_spec(("embed", "mlp"), (64, 256), _mesh(1, 2, 4)) == P("fsdp", "model")
+
+
+FAMILY_PRESETS = [("baseline", "tiny"), ("harmonic", "tiny"), ("harmonic", "tiny+moe"), ("phase", "tiny"),
+                  ("phase", "tiny+faithful"), ("wave", "tiny"), ("wave", "tiny+pure_elu"), ("wave", "tiny+physics"),
+                  ("wave", "tiny+interference"), ("harmonic", "tiny+report_coupling")]
+
+
+@pytest.mark.parametrize("config_name,preset", FAMILY_PRESETS, ids=lambda x: str(x))
+def test_every_parameter_of_every_family_declares_its_logical_axes(config_name, preset):
+    """Names are declared where each parameter is made (wavejax.nn.init.named); one made without them is an error
+    here, not a silently replicated weight."""
+    from wavejax.parallel.sharding import param_names, unnamed_params
+
+    boxed = _boxed(config_name, preset)
+    assert unnamed_params(boxed) == []
+    flat = jax.tree.leaves(param_names(boxed), is_leaf=lambda x: isinstance(x, tuple))
+    shapes = [x.value.shape for x in jax.tree.leaves(boxed, is_leaf=lambda x: hasattr(x, "names"))]
+    assert [len(n) for n in flat] == [len(s) for s in shapes]  # one name per dimension
 
 
 # -- two processes (multi-host on one machine, over gloo) ------------------------------------------------------------
@@ -107,9 +135,10 @@ def _free_port() -> int:
 def test_two_process_run_matches_one_process(tmp_path):
     """The CLI's run() in two processes (JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID), each with one CPU
     device and half of every batch, gives the losses of the same run in one process; only process 0 writes files."""
-    from multidevice.train_meshes import config
     from wavejax.train.logging import read_metrics
     from wavejax.train.loop import Trainer
+
+    from multidevice.train_meshes import config
 
     port = _free_port()
     workdir = tmp_path / "two"

@@ -24,17 +24,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from flax.core.meta import unbox
 from jax.test_util import check_grads
 
-from conftest import apply_overrides, assert_one_error_line, configs, run_module
+from wavejax.analysis.flops import count_params
 from wavejax.config import validate
 from wavejax.errors import ConfigError
-from wavejax.models.gpt import build_model, count_params
-from wavejax.models.phase import (
-    KuramotoAttention,
-    check_phase_config,
+from wavejax.models.gpt import build_model
+from wavejax.models.phase import KuramotoAttention, check_phase_config, default_phase_config, resolved
+from wavejax.nn.optimizers import decay_mask
+from wavejax.ops.phase import (
     coherence_penalty,
-    default_phase_config,
     kuramoto_coupling,
     kuramoto_coupling_reference,
     kuramoto_dynamics,
@@ -42,10 +42,11 @@ from wavejax.models.phase import (
     order_parameter_interpret,
     order_parameter_layer,
     order_parameter_tokens,
-    resolved,
     wrap,
 )
 from wavejax.train import optim
+
+from conftest import apply_overrides, assert_one_error_line, configs, run_module
 
 phase_configs = configs("phase")
 
@@ -101,7 +102,7 @@ def layer_config(d_model: int = 16, n_head: int = 2, dropout: float = 0.0, **pha
 
 # Layers and models are hashable (frozen configs), so these jitted helpers reuse one compile per configuration.
 def init_layer(layer, x, seed: int = 100):
-    shapes = jax.eval_shape(lambda key: layer.init(key, x, True), _key(0))["params"]
+    shapes = unbox(jax.eval_shape(lambda key: layer.init(key, x, True), _key(0))["params"])
     return draw_params(shapes, layer.config.phase, seed)
 
 
@@ -313,7 +314,7 @@ def test_layer_runs_under_x64():
     with jax.enable_x64(True):
         layer = KuramotoAttention(layer_config(oscillators=4, freq_jitter=0.02, phase_noise=0.03))
         x = jax.ShapeDtypeStruct((1, 4, 16), jnp.float32)
-        params = jax.eval_shape(lambda key, x: layer.init(key, x, True), _key(0), x)["params"]
+        params = unbox(jax.eval_shape(lambda key, x: layer.init(key, x, True), _key(0), x)["params"])
         assert {a.dtype for a in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
         evaluate = jax.eval_shape(lambda p, x: apply_layer(layer, p, x), params, x)
         train = jax.eval_shape(lambda p, x, rng: apply_layer(layer, p, x, deterministic=False, rng=rng),
@@ -348,7 +349,7 @@ def test_layer_causality_and_the_faithful_leak(phase, causal):
 
 
 def _param_shapes(model, seq: int = 8):
-    return jax.eval_shape(lambda key: model.init(key, jnp.zeros((1, seq), jnp.int32), True), _key(0))["params"]
+    return unbox(jax.eval_shape(lambda key: model.init(key, jnp.zeros((1, seq), jnp.int32), True), _key(0))["params"])
 
 
 @functools.lru_cache(maxsize=None)
@@ -386,7 +387,7 @@ def test_phase_model_logits_causal_and_faithful_leak(arg):
 
 def _layer_param_shapes(**phase):
     layer = KuramotoAttention(layer_config(d_model=768, n_head=12, oscillators=32, **phase))
-    return jax.eval_shape(lambda key: layer.init(key, jnp.zeros((1, 4, 768)), True), _key(0))["params"]
+    return unbox(jax.eval_shape(lambda key: layer.init(key, jnp.zeros((1, 4, 768)), True), _key(0))["params"])
 
 
 def test_parameter_count_phase_a_layer():
@@ -586,7 +587,7 @@ def test_cli_bad_sign_exits_2_with_one_line(tmp_path):
 
 
 PRESET_ARGS = [None, "tiny", "faithful", "nophase", "tiny+faithful", "tiny+nophase", "wt2_baseline", "wt2_kpc_soft",
-               "wt2_kpc_mid", "wt2_kpc_diverse", "tiny+wt2_kpc_diverse", "wt2_kpc_diverse+faithful"]
+               "wt2_kpc_mid", "wt2_kpc_diverse", "tiny+wt2_kpc_diverse", "wt2_kpc_mid+faithful"]
 
 
 @pytest.mark.parametrize("arg", PRESET_ARGS)
@@ -598,6 +599,12 @@ def test_every_phase_preset_validates(arg):
     if arg and "wt2" in arg:
         assert config.data.dataset == "wikitext-2-raw-v1" and config.train.decay_mask == "all"
         assert config.train.schedule == "cosine" and config.train.batch_size == 8
+
+
+def test_faithful_refuses_a_preset_it_would_override():
+    """Phase B's noise and jitter cannot run under the original's settings, which have none: refused, not dropped."""
+    with pytest.raises(ConfigError, match="seed_faithful=True runs the original's phase_noise=0.0"):
+        validate(phase_configs.get_config("wt2_kpc_diverse+faithful"))
 
 
 def test_presets_tiny_faithful_and_nophase():
@@ -721,7 +728,7 @@ def _by_path(tree) -> dict:
 
 def test_phasegpt_decay_mask():
     _, _, params = _tiny_model("tiny")
-    leaves = _by_path(optim.decay_mask(params, "phasegpt"))
+    leaves = _by_path(decay_mask(params, "phasegpt"))
     phase = "['seg1_0']['attn']"
     decayed = [f"{phase}['omega']", f"{phase}['coupling']", f"{phase}['to_phase']['kernel']",
                f"{phase}['from_phase']['kernel']", "['ln_f']['scale']", "['seg1_0']['ln1']['scale']",
@@ -733,10 +740,10 @@ def test_phasegpt_decay_mask():
     for name in kept:
         assert leaves[name] is False, name
     assert all(v == (not (k.endswith("['bias']") or k.endswith("['embedding']"))) for k, v in leaves.items())
-    matrices = _by_path(optim.decay_mask(params, "matrices"))  # nanoGPT's: kernels and embeddings only
+    matrices = _by_path(decay_mask(params, "matrices"))  # nanoGPT's: kernels and embeddings only
     assert not matrices[f"{phase}['omega']"] and not matrices["['ln_f']['scale']"]
     assert matrices["['embed']['wte']['embedding']"] and matrices[f"{phase}['to_phase']['kernel']"]
-    assert all(jax.tree.leaves(optim.decay_mask(params, "all")))
+    assert all(jax.tree.leaves(decay_mask(params, "all")))
 
 
 def test_phasegpt_decay_mask_reaches_adamw():
@@ -748,7 +755,7 @@ def test_phasegpt_decay_mask_reaches_adamw():
     params = jax.tree.map(jnp.ones_like, params)
     tx, lr = optim.make_optimizer(config.train)
     updates, _ = jax.jit(lambda p: tx.update(jax.tree.map(jnp.zeros_like, p), tx.init(p), p))(params)
-    mask = optim.decay_mask(params, "phasegpt")
+    mask = decay_mask(params, "phasegpt")
     expected = -float(lr(0)) * config.train.weight_decay
     for u, m in zip(jax.tree.leaves(updates), jax.tree.leaves(mask)):
         np.testing.assert_allclose(u, expected if m else 0.0, rtol=1e-5, atol=1e-12)
@@ -771,17 +778,11 @@ def test_cosine_clamp_schedule():
     assert float(optim.schedule(t)(1100)) == pytest.approx(peak * 0.5, rel=1e-5)
 
 
-def test_configs_written_before_the_kernel_switches_still_validate_and_resolve_to_xla():
-    """Run directories saved before model.phase.impl / model.wave.interference_impl existed still load."""
-    wave_configs = configs("wave")
-
-    from wavejax.models.phase import resolved
-
-    for config, section, key in ((phase_configs.get_config("tiny"), "phase", "impl"),
-                                 (wave_configs.get_config("tiny+interference"), "wave", "interference_impl")):
-        old = config.to_dict()
-        del old["model"][section][key]
-        validate(ml_collections.ConfigDict(old))
-    phase_old = phase_configs.get_config("tiny").model.phase.to_dict()
-    del phase_old["impl"]
-    assert resolved(ml_collections.ConfigDict(phase_old))["impl"] == "xla"
+def test_seed_faithful_against_an_explicit_flag_is_one_sentence_naming_both():
+    config = phase_configs.get_config("tiny+faithful")
+    config.model.phase.causal = True  # the default; faithful runs False: allowed, the default is not a choice
+    validate(config)
+    config.model.phase.phase_noise = 0.1  # set by hand against the original's 0
+    with pytest.raises(ConfigError, match=r"model.phase.seed_faithful=True runs the original's phase_noise=0.0, but "
+                                          r"model.phase.phase_noise is set to 0.1; drop one of the two."):
+        validate(config)

@@ -3,10 +3,11 @@
 import jax
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, run_module
 
 from wavejax.models.generate import generate
 from wavejax.sample import load_run
+
+from conftest import assert_one_error_line, run_module
 
 
 @pytest.fixture(scope="module")

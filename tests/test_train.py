@@ -8,16 +8,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import apply_overrides, configs, DIVERGE_OVERRIDES, TRAIN_OVERRIDES
 
 from wavejax.errors import CheckpointError, RunDirError, TrainingDiverged
 from wavejax.models.gpt import build_model, init_params
+from wavejax.nn.optimizers import decay_mask
 from wavejax.train.checkpoint import Checkpointer
 from wavejax.train.logging import read_metrics
 from wavejax.train.loop import Trainer
-from wavejax.train.optim import decay_mask, make_optimizer, schedule
+from wavejax.train.optim import make_optimizer, schedule
 from wavejax.train.state import TrainState, create_train_state
 from wavejax.train.step import make_train_step
+
+from conftest import DIVERGE_OVERRIDES, TRAIN_OVERRIDES, apply_overrides, configs
 
 baseline = configs("baseline")
 

@@ -1,4 +1,4 @@
-"""Wave-Native GPT parts (wavejax/models/wave.py, wave_attention.py, configs/wave.py; spec docs/specs/wave_native.md).
+"""Wave-Native GPT parts (wavejax/models/wave.py, wavejax/ops/wave_attention.py, configs/wave.py; spec docs/specs/wave_native.md).
 
 1. every attention op against an independent float64 numpy computation; the blockwise interference attention and the
    chunked linear attention against their T x T references (values and gradients);
@@ -20,14 +20,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from flax.core.meta import unbox
 from jax.test_util import check_grads
 
-from conftest import assert_one_error_line, configs, run_module
+from wavejax.analysis.flops import count_params
 from wavejax.config import validate
 from wavejax.errors import ConfigError
-from wavejax.models import wave, wave_attention as A
-from wavejax.models.gpt import build_model, count_params
+from wavejax.models import wave
+from wavejax.models.gpt import build_model
 from wavejax.nn import registry
+from wavejax.ops import wave_attention as A
+
+from conftest import assert_one_error_line, configs, run_module
 
 wave_configs = configs("wave")
 
@@ -251,7 +255,7 @@ def test_tiny_models_are_causal(embedding, attention):
     c.model.block_size, c.model.wave.interference_block = 16, 6
     model = build_model(c.model, 65)
     tokens = np.random.default_rng(80).integers(0, 65, (2, 16)).astype(np.int32)
-    params = jax.jit(lambda key: model.init(key, jnp.asarray(tokens), True))(jax.random.PRNGKey(0))["params"]
+    params = unbox(jax.jit(lambda key: model.init(key, jnp.asarray(tokens), True))(jax.random.PRNGKey(0))["params"])
     apply = jax.jit(lambda x: model.apply({"params": params}, x, True))
     logits = np.asarray(apply(tokens))
     assert logits.shape == (2, 16, 65) and logits.dtype == np.float32
@@ -290,7 +294,7 @@ def test_check_grads_embedding_float64(embedding):
     embed = registry.EMBEDDINGS[embedding](ml_collections.FrozenConfigDict(c), 11)
     with jax.enable_x64(True):
         tokens = jnp.asarray([[3, 0, 10, 3, 7]], jnp.int32)
-        params = jax.jit(embed.init)(jax.random.PRNGKey(0), tokens)["params"]
+        params = unbox(jax.jit(embed.init)(jax.random.PRNGKey(0), tokens)["params"])
         params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
         fixed = {k: params.pop(k) for k in ("standard_ratio",) if k in params}
         weights = normal(95, (1, 5, 8), 1.0, np.float64)
@@ -326,7 +330,7 @@ def _embed_setup(embedding: str, **wave_overrides):
         c.wave[k] = v
     embed = registry.EMBEDDINGS[embedding](ml_collections.FrozenConfigDict(c), 20)
     tokens = np.random.default_rng(100).integers(0, 20, (2, 9)).astype(np.int32)
-    params = jax.jit(embed.init)(jax.random.PRNGKey(3), jnp.asarray(tokens))["params"]
+    params = unbox(jax.jit(embed.init)(jax.random.PRNGKey(3), jnp.asarray(tokens))["params"])
     return embed, params, tokens
 
 
@@ -387,7 +391,7 @@ def test_mlp_activation_and_collapse_head():
     c = model_config()
     head = registry.HEADS["wave_collapse"](c, 65)
     x = normal(110, (2, 3, 64))
-    params = jax.jit(head.init)(jax.random.PRNGKey(0), x)["params"]
+    params = unbox(jax.jit(head.init)(jax.random.PRNGKey(0), x)["params"])
     assert set(params) == {"ln", "out"} and params["out"]["bias"].shape == (65,)
     params["out"]["bias"] = normal(111, (65,))
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)

@@ -1,5 +1,5 @@
-"""Wave-Native GPT training parts: optimizers (wavejax/train/optim.py), objectives (wavejax/train/losses.py),
-diagnostics (wavejax/analysis/wave_diagnostics.py) and tiny CLI runs.
+"""Wave-Native GPT training parts: optimizers (wavejax/models/wave_optim.py), objectives (wavejax/models/wave_losses.py),
+diagnostics (wavejax/models/wave_diagnostics.py) and tiny CLI runs.
 
 1. wave_native and resonant against hand-written numpy steps (stacked scanned layers, decay mask, lr schedule), the
    SVD projection's identity on square matrices, resonant at strength 0 == optax.adamw, the annealing ratio;
@@ -24,12 +24,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax.core.meta import unbox
 
-from conftest import configs, REPO
-from wavejax.analysis import wave_diagnostics as D
 from wavejax.errors import ConfigError
+from wavejax.models import wave_diagnostics as D
+from wavejax.models import wave_losses as losses
+from wavejax.models import wave_optim as woptim
 from wavejax.models.gpt import build_model
-from wavejax.train import losses, optim
+from wavejax.nn.optimizers import decay_mask
+from wavejax.train import optim
+
+from conftest import REPO, configs
 
 wave_configs = configs("wave")
 
@@ -135,17 +140,17 @@ def grad_sequence(n: int = 3):
 
 
 def matrices_mask(params):
-    return optim.decay_mask(params, "matrices")
+    return decay_mask(params, "matrices")
 
 
 def test_wave_native_matches_numpy():
     params, grads = param_tree(), grad_sequence()
-    tx = optim.wave_native(SCHEDULE, damping=0.1, coherence_weight=0.3, weight_decay=0.05, mask=matrices_mask)
+    tx = woptim.wave_native(SCHEDULE, damping=0.1, coherence_weight=0.3, weight_decay=0.05, mask=matrices_mask)
     got, state = run_optax(tx, params, grads)
     want = numpy_wave_native(params, grads, damping=0.1, c=0.3, wd=0.05)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    assert isinstance(state, optim.WaveNativeState) and int(state.count) == 3
+    assert isinstance(state, woptim.WaveNativeState) and int(state.count) == 3
     # not vacuous: the projection changed the rectangular and stacked matrices (c = 0 gives another answer)
     plain = numpy_wave_native(params, grads, damping=0.1, c=0.0, wd=0.05)
     assert np.abs(plain["seg0/block/attn/kernel"] - want["seg0/block/attn/kernel"]).max() > 1e-4
@@ -155,28 +160,28 @@ def test_wave_native_matches_numpy():
 def test_coherent_projection_is_identity_on_square_matrices():
     rng = np.random.default_rng(7)
     p, g = rng.standard_normal((16, 16)).astype(np.float32), rng.standard_normal((16, 16)).astype(np.float32)
-    np.testing.assert_allclose(optim.coherent_projection(jnp.asarray(p), jnp.asarray(g)), g, atol=1e-4)
+    np.testing.assert_allclose(woptim.coherent_projection(jnp.asarray(p), jnp.asarray(g)), g, atol=1e-4)
     # whatever the rank (so wave_native skips square matrices exactly): a rank-1 square p
     rank1 = np.outer(p[:, 0], p[0]).astype(np.float32)
-    np.testing.assert_allclose(optim.coherent_projection(jnp.asarray(rank1), jnp.asarray(g)), g, atol=1e-4)
+    np.testing.assert_allclose(woptim.coherent_projection(jnp.asarray(rank1), jnp.asarray(g)), g, atol=1e-4)
     # on a 64 x 16 matrix it keeps the 16-dim column space: a random g loses 1 - 16/64 of its energy
     p, g = rng.standard_normal((64, 16)).astype(np.float32), rng.standard_normal((64, 16)).astype(np.float32)
-    pg = np.asarray(optim.coherent_projection(jnp.asarray(p), jnp.asarray(g)))
+    pg = np.asarray(woptim.coherent_projection(jnp.asarray(p), jnp.asarray(g)))
     assert np.linalg.norm(g - pg) / np.linalg.norm(g) == pytest.approx(math.sqrt(0.75), abs=0.05)
 
 
 def test_resonant_matches_numpy():
     params, grads = param_tree(1), grad_sequence()
-    tx = optim.resonant(SCHEDULE, b1=0.9, b2=0.999, eps=EPS, weight_decay=0.05, strength=0.3, warmup=2,
+    tx = woptim.resonant(SCHEDULE, b1=0.9, b2=0.999, eps=EPS, weight_decay=0.05, strength=0.3, warmup=2,
                         mask=matrices_mask)
     got, state = run_optax(tx, params, grads)
     want = numpy_resonant(params, grads, 0.9, 0.999, EPS, 0.05, 0.3, 2)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    assert isinstance(state, optim.ResonantState)
+    assert isinstance(state, woptim.ResonantState)
     # at strength 0 it is AdamW (optax's, same mask)
     adam = optax.adamw(SCHEDULE, b1=0.9, b2=0.999, eps=EPS, weight_decay=0.05, mask=matrices_mask)
-    zero = optim.resonant(SCHEDULE, b1=0.9, b2=0.999, eps=EPS, weight_decay=0.05, strength=0.0, mask=matrices_mask)
+    zero = woptim.resonant(SCHEDULE, b1=0.9, b2=0.999, eps=EPS, weight_decay=0.05, strength=0.0, mask=matrices_mask)
     a, _ = run_optax(adam, params, grads)
     z, _ = run_optax(zero, params, grads)
     for name in a:
@@ -187,13 +192,13 @@ def test_resonant_matches_numpy():
 def test_anneal_standard_ratio():
     params = {"embed": {"standard_ratio": np.float32(1.0), "phase": normal(3, (4, 2))}}
     grads = {"embed": {"standard_ratio": np.float32(0.0), "phase": normal(4, (4, 2))}}
-    tx = optax.chain(optim.wave_native(0.1, weight_decay=0.1), optim.anneal_standard_ratio(40))
+    tx = optax.chain(woptim.wave_native(0.1, weight_decay=0.1), woptim.anneal_standard_ratio(40))
     got, _ = run_optax(tx, params, [grads] * 3)
     assert got["embed/standard_ratio"] == pytest.approx(1 - 3 / 40, abs=1e-6)  # r_k = 1 - k / anneal_steps
     assert np.abs(got["embed/phase"] - params["embed"]["phase"]).max() > 1e-3  # other leaves keep their updates
-    got, _ = run_optax(optim.anneal_standard_ratio(2), params, [grads] * 5)
+    got, _ = run_optax(woptim.anneal_standard_ratio(2), params, [grads] * 5)
     assert got["embed/standard_ratio"] == 0.0  # clamped at 0
-    frozen, _ = run_optax(optax.chain(optim.wave_native(0.1, weight_decay=0.5), optim.anneal_standard_ratio(0)),
+    frozen, _ = run_optax(optax.chain(woptim.wave_native(0.1, weight_decay=0.5), woptim.anneal_standard_ratio(0)),
                           params, [grads] * 3)
     assert frozen["embed/standard_ratio"] == 1.0  # 0 = fixed: weight decay does not move it either
 
@@ -220,8 +225,8 @@ def test_optimizer_states_survive_the_run_checkpointer(tmp_path):
     from wavejax.train.state import TrainState
 
     params = param_tree()
-    for tx in (optim.wave_native_optimizer(wave_configs.get_config("tiny").train, SCHEDULE),
-               optim.resonant_optimizer(wave_configs.get_config("tiny").train, SCHEDULE)):
+    for tx in (woptim.wave_native_optimizer(wave_configs.get_config("tiny").train, SCHEDULE),
+               woptim.resonant_optimizer(wave_configs.get_config("tiny").train, SCHEDULE)):
         state = TrainState(jnp.int32(1), params, tx.init(params), jax.random.PRNGKey(0))
         updates, opt_state = tx.update(grad_sequence(1)[0], state.opt_state, params)
         state = state.replace(opt_state=opt_state)
@@ -289,7 +294,7 @@ def test_coherence_objective_reads_every_layer_output():
     c.model.block_size, c.train.loss = 16, "wave_coherence"
     model = build_model(c.model, 65)
     x = np.random.default_rng(220).integers(0, 65, (2, 16)).astype(np.int32)
-    params = jax.jit(lambda k: model.init(k, jnp.asarray(x), True))(jax.random.PRNGKey(0))["params"]
+    params = unbox(jax.jit(lambda k: model.init(k, jnp.asarray(x), True))(jax.random.PRNGKey(0))["params"])
     total, (ce, aux, diag) = jax.jit(make_loss_fn(model, c.train))(params, x, x, jax.random.PRNGKey(1))
     _, v = jax.jit(lambda p: model.apply({"params": p}, x, True, mutable=["layer_outputs"]))(params)
     hs = [np.asarray(h, np.float64) for h in layer_outputs_in_order(v["layer_outputs"], model.config)]

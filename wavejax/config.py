@@ -11,12 +11,12 @@ import os
 
 import ml_collections
 
-from wavejax.data.sources import check_data_config
+from wavejax.data.sources import check_data_config, default_data_config
 from wavejax.errors import ConfigError, WavejaxError
 
 # config.task -> the module that runs it. Each module has run_task(config, workdir) -> summary dict (with a
 # one-line "message"); non-lm modules also have validate_task(config), raising ConfigError.
-TASKS = {"lm": "wavejax.train.loop", "field": "wavejax.field.experiments", "memory": "wavejax.memory.task"}
+TASKS = {"lm": "wavejax.train.loop", "field": "wavejax.field.task", "memory": "wavejax.memory.task"}
 DTYPES = ("float32", "bfloat16")
 
 
@@ -37,13 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
     """Defaults: nanoGPT's shakespeare-char baseline (configs/baseline.py uses them as is)."""
     c = task_config("lm")
 
-    c.data = ml_collections.ConfigDict()
-    c.data.dataset = "tinyshakespeare"  # tinyshakespeare | file | a Hugging Face name (see wavejax/data/sources.py)
-    c.data.path = ""  # local text file, used when dataset == "file"
-    c.data.tokenizer = "char"  # char | bpe (byte-level BPE trained on the train split)
-    c.data.vocab_size = 512  # BPE only; the char vocabulary is the set of characters in the corpus
-    c.data.val_fraction = 0.1  # the last 10% of the text is held out, as in nanoGPT
-    c.data.max_chars = 0  # 0 = the whole corpus; >0 truncates (streamed sources need it)
+    c.data = default_data_config()
 
     c.model = ml_collections.ConfigDict()
     c.model.family = "gpt"
@@ -171,13 +165,31 @@ def set_value(config: ml_collections.ConfigDict, key: str, value) -> None:
     node[leaf] = value
 
 
+# Presets that set a run's size (and, for the field, the original's configs): the base the other presets change, so
+# they are applied first wherever they stand in "A+B" and the others may override what they set.
+BASE_PRESETS = ("tiny", "cpu", "gpu", "small", "medium", "large", "xlarge")
+
+
 def apply_preset(config: ml_collections.ConfigDict, arg: str | None, presets: dict) -> ml_collections.ConfigDict:
-    """Applies the named presets (`configs/x.py:NAME` or `:NAME1+NAME2`) as dicts of dotted-key overrides."""
+    """Applies the named presets (`configs/x.py:NAME` or `:NAME1+NAME2`) as dicts of dotted-key overrides. The result
+    does not depend on their order: base presets (BASE_PRESETS) go first, and two other presets that set one key to
+    different values are refused with a ConfigError naming both."""
     if not arg:
         return config
-    for name in arg.split("+"):  # "tiny+faithful" applies tiny, then faithful
+    names = arg.split("+")
+    for name in names:
         if name not in presets:
             raise ConfigError(f"unknown config argument {name!r}; choose one of: {', '.join(sorted(presets))} (combine with +).")
+    setters: dict = {}  # key -> (preset, value) among the non-base presets
+    for name in names:
+        if name in BASE_PRESETS:
+            continue
+        for key, value in presets[name].items():
+            other = setters.setdefault(key, (name, value))
+            if other[1] != value:
+                raise ConfigError(f"presets {other[0]!r} and {name!r} contradict each other: {other[0]} sets {key}="
+                                  f"{other[1]!r} and {name} sets {key}={value!r}; use one of them.")
+    for name in sorted(names, key=lambda n: n not in BASE_PRESETS):  # stable: bases first, then the rest in order
         for key, value in presets[name].items():
             set_value(config, key, value)
     return config
@@ -237,8 +249,14 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def _validate_lm(config: ml_collections.ConfigDict) -> None:
-    import wavejax.models  # noqa: F401  (late: registers every model family's parts; pulls in flax)
+    # Late: the registries fill when the model families are imported (flax, jax); config files import this module
+    # for base_config() and must load in a blink, so that a broken config file is reported before JAX loads.
+    import wavejax.models  # noqa: F401  (registers every family's parts, optimizers and objectives)
     from wavejax.nn import registry
+    from wavejax.nn.coupling import COUPLINGS
+    from wavejax.nn.objectives import LOSSES
+    from wavejax.nn.optimizers import DECAY_MASKS, OPTIMIZERS
+    from wavejax.train.optim import SCHEDULES
 
     d, m, t = config.data, config.model, config.train
 
@@ -262,8 +280,6 @@ def _validate_lm(config: ml_collections.ConfigDict) -> None:
              f"model.selector {m.selector!r} is unknown; choose none or one of {sorted(registry.SELECTORS)}.")
     _require(m.head == "tied" or m.head in registry.HEADS,
              f"model.head {m.head!r} is unknown; choose tied or one of {sorted(registry.HEADS)}.")
-    from wavejax.nn.coupling import COUPLINGS
-
     _require(m.layer_coupling in COUPLINGS, f"model.layer_coupling must be one of {COUPLINGS}, got {m.layer_coupling!r}.")
     for kind, part in [("attention", n) for n in names] + [("mixer", m.mixer)]:
         _require(m.selector != "none" or not registry.uses_selection(kind, part),
@@ -286,11 +302,7 @@ def _validate_lm(config: ml_collections.ConfigDict) -> None:
         _require(0.0 <= v < 1.0, f"{key} must be in [0, 1), got {v}.")
     _require(t.batch_size % t.grad_accum == 0,
              f"train.batch_size ({t.batch_size}) must be divisible by train.grad_accum ({t.grad_accum}).")
-    from wavejax.train import optim  # late import
-
-    _require(t.decay_mask in optim.DECAY_MASKS, f"train.decay_mask must be one of {sorted(optim.DECAY_MASKS)}, got {t.decay_mask!r}.")
-    _require(t.schedule in optim.SCHEDULES, f"train.schedule must be one of {optim.SCHEDULES}, got {t.schedule!r}.")
-    _require(t.optimizer in optim.OPTIMIZERS, f"train.optimizer {t.optimizer!r} is unknown; choose one of {sorted(optim.OPTIMIZERS)}.")
-    from wavejax.train import losses  # late import
-
-    _require(t.loss in losses.LOSSES, f"train.loss {t.loss!r} is unknown; choose one of {sorted(losses.LOSSES)}.")
+    _require(t.decay_mask in DECAY_MASKS, f"train.decay_mask must be one of {sorted(DECAY_MASKS)}, got {t.decay_mask!r}.")
+    _require(t.schedule in SCHEDULES, f"train.schedule must be one of {SCHEDULES}, got {t.schedule!r}.")
+    _require(t.optimizer in OPTIMIZERS, f"train.optimizer {t.optimizer!r} is unknown; choose one of {sorted(OPTIMIZERS)}.")
+    _require(t.loss in LOSSES, f"train.loss {t.loss!r} is unknown; choose one of {sorted(LOSSES)}.")

@@ -10,16 +10,16 @@ from __future__ import annotations
 import os
 import sys
 
+from wavejax.cli import exit_on_early_interrupt, finish, report_failures
 from wavejax.errors import EXIT_BAD_INPUT, ConfigError, RunDirError, display_path
 
 if __name__ == "__main__":
-    from wavejax.main import exit_on_early_interrupt
-
     exit_on_early_interrupt("interrupted.")  # sampling writes nothing: Ctrl-C may end it at any moment
 
 
 def load_run(workdir: str, which: str = "best"):
     """Returns (config, tokenizer, model, params) of a finished or running language-model run."""
+    # Late imports here and in main(): JAX loads after the flags are checked, so a bad flag is reported at once.
     import jax
     import ml_collections
 
@@ -63,8 +63,6 @@ def load_run(workdir: str, which: str = "best"):
 
 def main(argv=None) -> int:
     from absl import flags
-
-    from wavejax.main import finish, report_failures
 
     flags.DEFINE_string("workdir", None, "run directory written by wavejax.main")
     flags.DEFINE_string("prompt", "\n", "text to continue")

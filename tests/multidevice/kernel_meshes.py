@@ -11,8 +11,8 @@ import jax
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # tests/: multidevice
 from wavejax.config import config_module  # noqa: E402
-from multidevice.train_meshes import run, short_run  # noqa: E402
 
+from multidevice.train_meshes import run, short_run  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs")
 harmonic = config_module(os.path.join(CONFIGS, "harmonic.py"))

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from wavejax.config import config_module
-from wavejax.field import experiments as E
+from wavejax.field import task as E
+from wavejax.field import trials
 from wavejax.memory import so4, store
 
 field_configs = config_module(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs", "field.py"))
@@ -32,8 +33,8 @@ def _max_diff(a: dict, b: dict) -> float:
 def field_modes(shard: bool) -> dict:
     f = field_configs.get_config("tiny").field
     f.shard_trials, f.trial_batch, f.progress = shard, 6, False  # 6 -> 8 per call when split: padding is exercised
-    setup = E.mode_setup(E._mode_graph(f), f.modes, f.eigen)
-    res = E.run_mode_trials(setup, f, seed=0, timesteps=f.timesteps, trials=11)
+    setup = trials.mode_setup(trials.mode_graph(f), f.modes, f.eigen)
+    res = trials.run_mode_trials(setup, f, seed=0, timesteps=f.timesteps, trials=11)
     return {k: v for k, v in res.items() if isinstance(v, np.ndarray)}
 
 

@@ -7,9 +7,9 @@ import tempfile
 
 import jax
 import numpy as np
+
 from wavejax.config import config_module
 from wavejax.train.loop import Trainer
-
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs")
 baseline = config_module(os.path.join(CONFIGS, "baseline.py"))

@@ -8,8 +8,9 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from multidevice.train_meshes import config  # noqa: E402
 from wavejax import main as cli  # noqa: E402
+
+from multidevice.train_meshes import config  # noqa: E402
 
 
 def run(workdir: str) -> None:

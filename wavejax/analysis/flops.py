@@ -19,10 +19,7 @@ that are not matmuls (sin/cos, top-k, normalisation) cost time but add no model 
 
 from __future__ import annotations
 
-
 import jax
-
-from wavejax.models.gpt import count_params  # noqa: F401  (all parameters; arrays or abstract)
 
 LOOKUP_ONLY = ("wpe",)  # parameter names used only by a table lookup (no matmul)
 
@@ -35,6 +32,11 @@ PEAK_FLOPS = {
     "H200": {"bfloat16": 989e12, "float32": 494.7e12},
     "A100": {"bfloat16": 312e12, "float32": 156e12},
 }
+
+
+def count_params(params) -> int:
+    """All parameters; works on arrays and on jax.eval_shape outputs."""
+    return int(sum(x.size for x in jax.tree.leaves(params)))
 
 
 def _path_names(path) -> list[str]:

@@ -16,6 +16,9 @@ import os
 import pathlib
 from importlib import resources
 
+import ml_collections
+
+from wavejax.data.tokenizers import TOKENIZERS
 from wavejax.errors import DataError
 
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -97,10 +100,21 @@ def _load_hf(name: str, max_chars: int, val_fraction: float) -> tuple[str, str]:
     return split(take("train", max_chars), val_fraction)
 
 
+def default_data_config():
+    """config.data, the same for every task that reads text (lm, memory)."""
+    c = ml_collections.ConfigDict()
+    c.dataset = "tinyshakespeare"  # tinyshakespeare | file | a Hugging Face name (see wavejax/data/sources.py)
+    c.path = ""  # local text file, used when dataset == "file"
+    c.tokenizer = "char"  # char | bpe (byte-level BPE trained on the train split)
+    c.vocab_size = 512  # BPE only; the char vocabulary is the set of characters in the corpus
+    c.val_fraction = 0.1  # the last 10% of the text is held out, as in nanoGPT
+    c.max_chars = 0  # 0 = the whole corpus; >0 truncates (streamed sources need it)
+
+    return c
+
+
 def check_data_config(d) -> None:
     """The checks every task makes of its `data` section before any work: one DataError sentence each."""
-    from wavejax.data.tokenizers import TOKENIZERS
-
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise DataError(message)

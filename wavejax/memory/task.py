@@ -17,12 +17,14 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from wavejax.data import sources, tokenizers
 from wavejax.errors import CheckpointError, ConfigError, DataError, display_path, storage_error
 from wavejax.memory import eval as mem_eval
 from wavejax.memory import so4, store
+from wavejax.memory.clifford import PHI
 from wavejax.rundir import RunDir, fingerprint, fingerprints_match, read_json, warn, write_atomic
 
 MEMORY_DIR = "memory"
@@ -35,6 +37,40 @@ FIXED_SECTIONS = ("data", "memory")  # what the saved memory depends on; eval.* 
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def default_memory_config() -> ml_collections.ConfigDict:
+    """config.memory: the store's sound defaults (configs/holographic.py adds the presets)."""
+    m = ml_collections.ConfigDict()
+    m.context_length = 64  # tokens per context (the original's production value, in words)
+    m.levels = 6  # 16^levels slots (6: 16.8M slots, 1.07 GB of float32 on the device; saved sparsely)
+    m.routing = "hash"  # hash (uniform over all 16 keys) | digits (the original's)
+    m.embedding = "haar"  # haar | qr_faithful | original | ppmi | ppmi_faithful
+    m.decoder = "cosine"  # used for sampling and the cache fallback: cosine | vorticity | coherence
+    m.position_scales = 2  # the original's fractal position rotations (0 = none)
+    m.key_power = 3  # keys: trunc(c_k s_k^n / res)
+    m.key_resolution = PHI**-12
+    m.learning_rate = 1 / PHI  # the binding weight
+    m.episodic = True  # the exact-match cache (sampling and the "+ episodic cache" row)
+    m.shard_writes = True  # split each chunk's writes over the local devices (the memory is replicated)
+    m.write_batch = 65536  # windows per compiled write (rounded to a multiple of the context length)
+
+    return m
+
+
+def default_eval_config() -> ml_collections.ConfigDict:
+    """config.eval: the evaluation table and the samples."""
+    e = ml_collections.ConfigDict()
+    e.queries = 5000  # scored queries per condition
+    e.calibration = 1000  # further queries per condition that fit the softmax temperature
+    e.top_k = 5
+    e.decoders = ("cosine", "vorticity", "coherence")
+    e.ngram_orders = (3, 5, 7)
+    e.sample_tokens = 300
+    e.sample_prompt = ""  # "": one prompt of training text and one of held-out text, each L tokens
+    e.temperature = 1.0  # 0 = the top score
+    e.progress = True
+    return e
 
 
 def validate_task(config) -> None:

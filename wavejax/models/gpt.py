@@ -46,7 +46,7 @@ class Block(nn.Module):
     def __call__(self, x, deterministic: bool = True, earlier: tuple = ()):
         c = self.config
         dtype = init.dtype_of(c.dtype)
-        ln = lambda name: nn.LayerNorm(epsilon=1e-5, use_bias=c.use_bias, dtype=dtype, name=name)  # noqa: E731
+        ln = lambda name: init.layer_norm(use_bias=c.use_bias, dtype=dtype, name=name)  # noqa: E731
         h = ln("ln1")(x)
         selection = None if c.selector == "none" else registry.SELECTORS[c.selector](c, name="selector")(h, deterministic)
 
@@ -105,7 +105,8 @@ class GPT(nn.Module):
         for i, (name, count) in enumerate(segments(c)):
             if scanned(c, count):
                 stack = nn.scan(_ScanBlock, variable_axes={k: 0 for k in SCANNED_COLLECTIONS},
-                                split_rngs={"params": True, "dropout": True}, length=count)
+                                split_rngs={"params": True, "dropout": True}, length=count,
+                                metadata_params={nn.PARTITION_NAME: "layers"})  # the stacked axis's logical name
                 x, _ = stack(c, name, deterministic, name=f"seg{i}")(x, None)
             else:
                 for j in range(count):
@@ -114,7 +115,7 @@ class GPT(nn.Module):
                     outputs.append(x)
             layer += count
         if c.final_norm:
-            x = nn.LayerNorm(epsilon=1e-5, use_bias=c.use_bias, dtype=init.dtype_of(c.dtype), name="ln_f")(x)
+            x = init.layer_norm(use_bias=c.use_bias, dtype=init.dtype_of(c.dtype), name="ln_f")(x)
         if c.head == "tied":
             return embed.attend(x)
         return registry.HEADS[c.head](c, self.vocab_size, name="head")(x)
@@ -138,11 +139,6 @@ def build_model(model_config, vocab_size: int) -> GPT:
     return GPT(ml_collections.FrozenConfigDict(model_config), vocab_size)
 
 
-def count_params(params) -> int:
-    """All parameters; works on arrays and on jax.eval_shape outputs."""
-    return int(sum(x.size for x in jax.tree.leaves(params)))
-
-
 def init_params(model: GPT, rng, block_size: int):
     tokens = jnp.zeros((1, block_size), jnp.int32)
-    return jax.jit(lambda r: model.init({"params": r}, tokens, True))(rng)["params"]
+    return nn.meta.unbox(jax.jit(lambda r: model.init({"params": r}, tokens, True))(rng)["params"])

@@ -38,8 +38,15 @@ from pallas_kernels.selective_attention import wave_selective_flash_attention
 from wavejax.errors import ConfigError
 from wavejax.nn import init
 from wavejax.nn.attention import QKVProjection
-from wavejax.nn.registry import register_attention, register_check, register_mixer, register_selector
-from wavejax.nn.selective import (
+from wavejax.nn.registry import (
+    check_faithful,
+    check_impl,
+    register_attention,
+    register_check,
+    register_mixer,
+    register_selector,
+)
+from wavejax.ops.selective import (
     Selection,
     capacity,
     scatter_rows,
@@ -50,8 +57,6 @@ from wavejax.nn.selective import (
 from wavejax.parallel.sharding import per_device_in_context_mesh
 
 SELECTIONS = ("causal", "topk")
-ATTENTION_IMPLS = ("gather", "masked")
-IMPLS = ("xla", "pallas")
 
 
 def default_harmonic_config() -> ml_collections.ConfigDict:
@@ -64,21 +69,23 @@ def default_harmonic_config() -> ml_collections.ConfigDict:
     h.selection = "causal"  # causal: score > 0 and capacity left, in position order; topk: the k best of the window
     h.gate = True  # scale the wave tokens' attention output by their score (the detector's gradient path)
     h.calibration_weight = 0.01  # BCE of the scores against the window's top-k (causal selection only)
-    h.attention_impl = "gather"  # gather: k×T global + banded T×2W local; masked: dense T×T with the mask (reference)
-    # xla: attention_impl's jnp form; pallas: the flash kernel (pallas_kernels/selective_attention.py, interpret
-    # mode on CPU). xla stays the default on every backend until a GPU run of experiments/bench_kernels.py says so
-    h.impl = "xla"
+    h.masked = False  # True: the xla path as dense T×T scores with the mask (the reference) instead of k×T + T×2W
+    h.impl = "xla"  # xla | pallas: the flash kernel (pallas_kernels/selective_attention.py; interpret mode on CPU)
     h.n_experts = 4  # harmonic MoE: experts, expert 0 is the default expert of the non-wave tokens
     h.capacity_factor = 1.25  # per-expert capacity C = ceil(capacity_factor * k / n_experts) per sequence
     h.moe_aux_weight = 0.01  # Switch load-balancing loss weight
     return h
 
 
+FAITHFUL = {"selection": "topk", "gate": False, "calibration_weight": 0.0}  # what seed_faithful=True runs
+
+
 def resolved(harmonic_config) -> dict:
-    """Effective settings: `seed_faithful` forces the original's behaviour whatever the individual flags say."""
+    """Effective settings: `seed_faithful` runs the original's FAITHFUL values (a flag set against them is refused
+    by check_harmonic_config)."""
     h = dict(harmonic_config)
     if h["seed_faithful"]:
-        h.update(selection="topk", gate=False, calibration_weight=0.0)
+        h.update(FAITHFUL)
     return h
 
 
@@ -97,12 +104,13 @@ def check_harmonic_config(model_config) -> None:
     for key in ("calibration_weight", "moe_aux_weight"):
         if not h[key] >= 0:
             raise ConfigError(f"model.harmonic.{key} must be >= 0, got {h[key]}.")
-    for key, allowed in (("selection", SELECTIONS), ("attention_impl", ATTENTION_IMPLS), ("impl", IMPLS)):
-        if h[key] not in allowed:
-            raise ConfigError(f"model.harmonic.{key} must be one of {allowed}, got {h[key]!r}.")
-    if h.impl == "pallas" and h.attention_impl == "masked":
-        raise ConfigError("model.harmonic.impl='pallas' replaces the gathered form, not the masked reference; "
-                          "set model.harmonic.attention_impl='gather' or model.harmonic.impl='xla'.")
+    if h.selection not in SELECTIONS:
+        raise ConfigError(f"model.harmonic.selection must be one of {SELECTIONS}, got {h.selection!r}.")
+    check_impl("model.harmonic", h.impl)
+    if h.impl == "pallas" and h.masked:
+        raise ConfigError("model.harmonic.impl='pallas' and model.harmonic.masked=True contradict each other (the "
+                          "kernel replaces the xla path, masked picks the xla path's reference form); drop one.")
+    check_faithful("model.harmonic", h, default_harmonic_config(), FAITHFUL)
     if model_config.attn_dropout > 0:
         raise ConfigError("wave_selective attention has no attention-probability dropout; set model.attn_dropout=0.")
 
@@ -136,8 +144,8 @@ class WaveDetector(nn.Module):
         c = self.config
         h = resolved(c.harmonic)
         dtype = init.dtype_of(c.dtype)
-        hidden = nn.gelu(nn.Dense(h["detector_hidden"], dtype=dtype, name="hidden")(x), approximate=False)
-        z = nn.Dense(1, dtype=dtype, name="score")(hidden)[..., 0].astype(jnp.float32)
+        hidden = nn.gelu(init.dense(h["detector_hidden"], ("embed", None), dtype=dtype, name="hidden")(x), approximate=False)
+        z = init.dense(1, (None, None), dtype=dtype, name="score")(hidden)[..., 0].astype(jnp.float32)
         k = capacity(h["fraction"], x.shape[1])
         top = topk_membership(jax.lax.stop_gradient(z), k)
         is_wave = top if h["selection"] == "topk" else causal_selection(z, k)
@@ -164,14 +172,15 @@ class WaveSelectiveAttention(nn.Module):
         if h["impl"] == "pallas":
             kernel = functools.partial(wave_selective_flash_attention, window=h["window"])
             y = per_device_in_context_mesh(kernel, (q, k, v, selection.is_wave))  # a sharded jit cannot split it
-        elif h["attention_impl"] == "gather":
-            y = wave_selective_attention(q, k, v, selection.idx, selection.valid, h["window"])
-        else:
+        elif h["masked"]:
             y = wave_selective_attention_reference(q, k, v, selection.is_wave, h["window"])
+        else:
+            y = wave_selective_attention(q, k, v, selection.idx, selection.valid, h["window"])
         if h["gate"]:
             y = y * detector_gate(selection)[:, :, None, None].astype(y.dtype)
         y = y.reshape(*x.shape[:2], c.d_model)
-        y = nn.Dense(c.d_model, use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c), name="out")(y)
+        y = init.dense(c.d_model, ("heads", "embed"), use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c),
+                       name="out")(y)
         return nn.Dropout(c.dropout)(y, deterministic=deterministic)
 
 
@@ -239,13 +248,13 @@ class HarmonicMoE(nn.Module):
         h = resolved(c.harmonic)
         dtype = init.dtype_of(c.dtype)
         e, d, f = h["n_experts"], c.d_model, c.mlp_ratio * c.d_model
-        w_up = self.param("w_up", init.normal(), (e, d, f))
-        w_down = self.param("w_down", init.residual_out(c), (e, f, d))
+        w_up = self.param("w_up", init.named(init.normal(), "experts", "embed", "mlp"), (e, d, f))
+        w_down = self.param("w_down", init.named(init.residual_out(c), "experts", "mlp", "embed"), (e, f, d))
         zeros = nn.initializers.zeros
-        b_up = self.param("b_up", zeros, (e, f)) if c.use_bias else jnp.zeros((e, f))
-        b_down = self.param("b_down", zeros, (e, d)) if c.use_bias else jnp.zeros((e, d))
+        b_up = self.param("b_up", init.named(zeros, "experts", "mlp"), (e, f)) if c.use_bias else jnp.zeros((e, f))
+        b_down = self.param("b_down", init.named(zeros, "experts", "embed"), (e, d)) if c.use_bias else jnp.zeros((e, d))
         xw = jnp.take_along_axis(x, selection.idx[..., None], axis=1)
-        router_logits = nn.Dense(e, use_bias=False, dtype=dtype, kernel_init=init.normal(), name="router")(xw)
+        router_logits = init.dense(e, ("embed", None), use_bias=False, dtype=dtype, kernel_init=init.normal(), name="router")(xw)
         cap = expert_capacity(h, selection.idx.shape[1])
         cast = lambda a: a.astype(dtype)  # noqa: E731
         y, aux, load, keep = moe_combine(x, selection.idx, selection.valid, router_logits, cast(w_up), cast(b_up),

@@ -39,7 +39,8 @@ class QKVProjection(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        qkv = nn.Dense(3 * self.d_model, use_bias=self.use_bias, dtype=self.dtype, kernel_init=init.normal(), name="qkv")(x)
+        qkv = init.dense(3 * self.d_model, ("embed", "qkv"), use_bias=self.use_bias, dtype=self.dtype, kernel_init=init.normal(),
+                         name="qkv")(x)
         qkv = qkv.reshape(*x.shape[:2], 3, self.n_head, self.d_model // self.n_head)
         return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
 
@@ -57,7 +58,8 @@ class CausalSelfAttention(nn.Module):
         else:
             y = jax.nn.dot_product_attention(q, k, v, is_causal=True)
         y = y.reshape(*x.shape[:2], c.d_model)
-        y = nn.Dense(c.d_model, use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c), name="out")(y)
+        y = init.dense(c.d_model, ("heads", "embed"), use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c),
+                       name="out")(y)
         return nn.Dropout(c.dropout)(y, deterministic=deterministic)
 
 

@@ -39,6 +39,7 @@ class ModeCoupling(nn.Module):
     def __call__(self, earlier):
         c = self.config
         dtype = init.dtype_of(c.dtype)
-        strength = self.param("strength", nn.initializers.zeros, (self.n_sources,), jnp.float32)
+        strength = self.param("strength", init.named(nn.initializers.zeros, None), (self.n_sources,), jnp.float32)
         mixed = sum(strength[i].astype(dtype) * h.astype(dtype) for i, h in enumerate(earlier))
-        return nn.Dense(c.d_model, use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c), name="proj")(mixed)
+        return init.dense(c.d_model, ("embed", None), use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c),
+                          name="proj")(mixed)

@@ -16,8 +16,8 @@ class LinearHead(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        dense = nn.Dense(self.vocab_size, use_bias=self.use_bias, dtype=init.dtype_of(self.config.dtype),
-                         kernel_init=init.normal(), name="out")
+        dense = init.dense(self.vocab_size, ("embed", "vocab"), use_bias=self.use_bias,
+                           dtype=init.dtype_of(self.config.dtype), kernel_init=init.normal(), name="out")
         return dense(x).astype(jnp.float32)
 
 

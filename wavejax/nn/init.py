@@ -1,8 +1,12 @@
-"""Initialisers shared by the trunk and the model families (nanoGPT's scheme)."""
+"""Initialisers shared by the trunk and the model families (nanoGPT's scheme), and the layer constructors that
+declare every parameter's logical axis names where it is made (`named`): wavejax.parallel.sharding maps those names
+onto the mesh. Names: "embed" (model width), "mlp" (hidden units), "qkv" and "heads" (attention features), "vocab",
+"length" (positions), "experts", "norm" (LayerNorm parameters), and None for an axis that is never split."""
 
 import math
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 
 def normal(std: float = 0.02):
@@ -18,6 +22,28 @@ def residual_out(model_config, std: float = 0.02):
 
 
 def dtype_of(name: str):
-    import jax.numpy as jnp
-
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+def named(initializer, *axes):
+    """`initializer` for a parameter whose dimensions carry these logical axis names (one per dimension)."""
+    return nn.with_logical_partitioning(initializer, tuple(axes))
+
+
+def dense(features: int, axes: tuple, *, kernel_init=nn.linear.default_kernel_init, use_bias: bool = True,
+          dtype=None, name: str | None = None) -> nn.Dense:
+    """nn.Dense with its kernel named `axes` (input axis, output axis) and its bias named by the output axis."""
+    return nn.Dense(features, use_bias=use_bias, dtype=dtype, name=name, kernel_init=named(kernel_init, *axes),
+                    bias_init=named(nn.initializers.zeros_init(), axes[-1]))
+
+
+def layer_norm(*, use_bias: bool, dtype=None, name: str | None = None) -> nn.LayerNorm:
+    """The trunk's LayerNorm (epsilon 1e-5), its scale and bias named "norm" (never split)."""
+    return nn.LayerNorm(epsilon=1e-5, use_bias=use_bias, dtype=dtype, name=name,
+                        scale_init=named(nn.initializers.ones_init(), "norm"),
+                        bias_init=named(nn.initializers.zeros_init(), "norm"))
+
+
+def embed(num: int, features: int, axes: tuple, *, embedding_init=None, dtype=None, name: str | None = None):
+    """nn.Embed with its table named `axes` (rows, features)."""
+    return nn.Embed(num, features, dtype=dtype, name=name, embedding_init=named(embedding_init or normal(), *axes))

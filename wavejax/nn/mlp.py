@@ -13,9 +13,11 @@ class MLP(nn.Module):
     def __call__(self, x, deterministic: bool = True):
         c = self.config
         dtype = init.dtype_of(c.dtype)
-        h = nn.Dense(c.mlp_ratio * c.d_model, use_bias=c.use_bias, dtype=dtype, kernel_init=init.normal(), name="up")(x)
+        h = init.dense(c.mlp_ratio * c.d_model, ("embed", "mlp"), use_bias=c.use_bias, dtype=dtype, kernel_init=init.normal(),
+                       name="up")(x)
         h = nn.gelu(h, approximate=False)
-        y = nn.Dense(c.d_model, use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c), name="down")(h)
+        y = init.dense(c.d_model, ("mlp", "embed"), use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c),
+                       name="down")(h)
         return nn.Dropout(c.dropout)(y, deterministic=deterministic)
 
 

@@ -14,6 +14,8 @@ Contracts (inputs/outputs [batch, time, d_model] in the compute dtype unless sai
 Parts registered with `uses_selection=True` are called with the block's Selection and need a selector.
 """
 
+from wavejax.errors import ConfigError
+
 ATTENTIONS: dict = {}
 CHECKS: dict = {}  # part name -> check(model_config) raising ConfigError, run by wavejax.config.validate
 MIXERS: dict = {}
@@ -62,3 +64,22 @@ def uses_selection(kind: str, name: str) -> bool:
 def register_check(name: str, check) -> None:
     """A config check for a part's own settings (e.g. model.phase), run when a layer uses that part."""
     CHECKS[name] = check
+
+
+IMPLS = ("xla", "pallas")  # every family's backend switch (model.X.impl, field.kuramoto.impl): jnp/XLA or a kernel
+
+
+def check_impl(where: str, impl) -> None:
+    if impl not in IMPLS:
+        raise ConfigError(f"{where}.impl must be one of {IMPLS}, got {impl!r}.")
+
+
+def check_faithful(where: str, section, defaults, forced: dict) -> None:
+    """With seed_faithful=True a family runs the original's values `forced`; a setting the user moved away from both
+    its default and that value would be silently overridden, so it is a ConfigError naming both."""
+    if not section.get("seed_faithful", False):
+        return
+    for key, value in forced.items():
+        if key in section and section[key] != value and section[key] != defaults[key]:
+            raise ConfigError(f"{where}.seed_faithful=True runs the original's {key}={value!r}, but {where}.{key} is "
+                              f"set to {section[key]!r}; drop one of the two.")

@@ -6,6 +6,7 @@ from wavejax.parallel.sharding import (  # noqa: F401
     constrain,
     in_mesh,
     mesh_context,
+    param_names,
     param_shardings,
     state_shardings,
 )

@@ -1,29 +1,29 @@
 """Logical axis names and the one table that maps them to mesh axes.
 
-Every parameter dimension gets a logical name from `PARAM_AXES` (matched on the parameter's path; a stacked layer
-axis from nn.scan is "layers"); activations are named in the trunk with `constrain` (nn.with_logical_constraint).
-`LOGICAL_RULES` maps each name to mesh axes ("data", "fsdp", "model"):
+Every parameter names its dimensions where it is created (`wavejax.nn.init.named`, flax's
+`nn.with_logical_partitioning`; a stacked layer axis from nn.scan is "layers"); activations are named in the trunk
+with `constrain` (nn.with_logical_constraint). `LOGICAL_RULES` maps each name to mesh axes ("data", "fsdp", "model"):
 
     batch -> (data, fsdp)   activations' batch axis: data parallelism over both axes
     embed -> fsdp           parameters are split FSDP-style along their model-width axis ...
     vocab, qkv, heads, mlp -> model   ... and Megatron-style along heads / hidden units when model > 1
-    layers, length, act_embed, experts -> replicated
+    layers, length, act_embed, experts, norm, None -> replicated
 
-A parameter with no entry in PARAM_AXES (a model family's own weights) is split over fsdp along its largest axis
-that divides evenly; an axis that does not divide by its mesh axes' size stays replicated. Optimizer state is
-sharded like the parameter it belongs to; everything else (step, RNG, counters) is replicated.
+An axis that does not divide by its mesh axes' size stays replicated. Optimizer state is sharded like the parameter
+it belongs to; everything else (step, RNG, counters) is replicated. A parameter created without names would be
+replicated; tests/test_parallel.py checks that every family's parameters are all named.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import re
 
 import flax.linen as nn
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 LOGICAL_RULES = (
     ("batch", ("data", "fsdp")),
@@ -31,34 +31,13 @@ LOGICAL_RULES = (
     ("act_embed", None),
     ("layers", None),
     ("experts", None),
+    ("norm", None),
     ("vocab", "model"),
     ("embed", "fsdp"),
     ("qkv", "model"),
     ("heads", "model"),
     ("mlp", "model"),
 )
-
-# (regex on the "/"-joined parameter path, logical names of its dimensions, without a scanned layer axis)
-PARAM_AXES = (
-    (r"(^|/)wte/embedding$", ("vocab", "embed")),
-    (r"(^|/)wpe/embedding$", ("length", "embed")),
-    (r"/proj/qkv/kernel$", ("embed", "qkv")),
-    (r"/proj/qkv/bias$", ("qkv",)),
-    (r"attn/out/kernel$", ("heads", "embed")),
-    (r"attn/to_phase/kernel$", ("embed", "heads")),
-    (r"attn/from_phase/kernel$", ("heads", "embed")),
-    (r"mixer/up/kernel$", ("embed", "mlp")),
-    (r"mixer/up/bias$", ("mlp",)),
-    (r"mixer/down/kernel$", ("mlp", "embed")),
-    (r"mixer/w_up$", ("experts", "embed", "mlp")),
-    (r"mixer/b_up$", ("experts", "mlp")),
-    (r"mixer/w_down$", ("experts", "mlp", "embed")),
-    (r"mixer/router/kernel$", ("embed", None)),
-    (r"selector/hidden/kernel$", ("embed", None)),
-    (r"coupling/proj/kernel$", ("embed", None)),
-    (r"(^|/)head/out/kernel$", ("embed", "vocab")),
-)
-
 
 def constrain(x, names: tuple):
     """Activation sharding by logical names; a no-op outside `mesh_context` (single device, sampling)."""
@@ -107,24 +86,20 @@ def _shard_leading(fn, mesh, batch: P, n_split: int):
     return call
 
 
-def _path_str(path) -> str:
-    parts = []
-    for k in path:
-        for attr in ("key", "name"):
-            if hasattr(k, attr):
-                parts.append(str(getattr(k, attr)))
-                break
-    return "/".join(parts)
+def _is_box(x) -> bool:
+    return isinstance(x, nn.LogicallyPartitioned)
 
 
-def logical_axes(path: str, ndim: int) -> tuple | None:
-    """Logical names of a parameter's dimensions, or None when PARAM_AXES has no entry for it."""
-    for pattern, names in PARAM_AXES:
-        if re.search(pattern, path):
-            if ndim == len(names) + 1:  # stacked by nn.scan
-                return ("layers", *names)
-            return names if ndim == len(names) else None
-    return None
+def param_names(boxed_params):
+    """The logical names of every parameter, from the boxed tree `model.init` returns (or its jax.eval_shape): a tree
+    of tuples, None for a parameter created without names."""
+    return jax.tree.map(lambda x: tuple(x.names) if _is_box(x) else None, boxed_params, is_leaf=_is_box)
+
+
+def unnamed_params(boxed_params) -> list[str]:
+    """The "/"-joined paths of parameters created without logical names (there should be none)."""
+    flat = jax.tree_util.tree_flatten_with_path(boxed_params, is_leaf=_is_box)[0]
+    return ["/".join(str(getattr(k, "key", k)) for k in path) for path, x in flat if not _is_box(x)]
 
 
 def _axis_size(mesh: Mesh, axes) -> int:
@@ -146,38 +121,22 @@ def mesh_spec(names: tuple, shape: tuple, mesh: Mesh) -> P:
     return P(*spec)
 
 
-def fallback_spec(shape: tuple, mesh: Mesh) -> P:
-    """FSDP for parameters without logical names: the largest dimension that divides by the fsdp size."""
-    n = mesh.shape["fsdp"]
-    if n == 1 or len(shape) < 2:
-        return P()
-    dims = sorted((s, -i, i) for i, s in enumerate(shape) if s % n == 0)
-    if not dims:
-        return P()
-    spec = [None] * len(shape)
-    spec[dims[-1][2]] = "fsdp"
-    return P(*spec)
-
-
-def param_spec(path: str, shape: tuple, mesh: Mesh) -> P:
-    names = logical_axes(path, len(shape))
-    return mesh_spec(names, shape, mesh) if names is not None else fallback_spec(shape, mesh)
-
-
-def param_shardings(params, mesh: Mesh):
-    """NamedSharding for every parameter (arrays or jax.ShapeDtypeStruct)."""
-    return jax.tree_util.tree_map_with_path(
-        lambda path, x: NamedSharding(mesh, param_spec(_path_str(path), tuple(x.shape), mesh)), params)
+def param_shardings(params, names, mesh: Mesh):
+    """NamedSharding for every parameter (arrays or jax.ShapeDtypeStruct) from its logical names (`param_names`)."""
+    flat_names = jax.tree.leaves(names, is_leaf=lambda x: x is None or isinstance(x, tuple))
+    leaves, treedef = jax.tree.flatten(params)
+    specs = [mesh_spec(n, tuple(x.shape), mesh) if n is not None else P() for n, x in zip(flat_names, leaves)]
+    return jax.tree.unflatten(treedef, [NamedSharding(mesh, spec) for spec in specs])
 
 
 def _dict_keys(path) -> tuple:
     return tuple(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
 
 
-def state_shardings(state, mesh: Mesh):
-    """Shardings for a TrainState: params by their names, optimizer-state leaves like the parameter whose dict path
-    and shape they share (Adam's mu and nu), every other leaf replicated."""
-    params = param_shardings(state.params, mesh)
+def state_shardings(state, names, mesh: Mesh):
+    """Shardings for a TrainState: params by their logical names (`param_names`), optimizer-state leaves like the
+    parameter whose dict path and shape they share (Adam's mu and nu), every other leaf replicated."""
+    params = param_shardings(state.params, names, mesh)
     flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
     by_keys = {_dict_keys(path): (tuple(x.shape), s) for (path, x), s in zip(flat, jax.tree.leaves(params))}
     rep = NamedSharding(mesh, P())

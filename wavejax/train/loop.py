@@ -17,16 +17,25 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from wavejax import parallel
-from wavejax.config import validate
+from wavejax.analysis.flops import count_params
+from wavejax.analysis.reports import REPORTERS, ReportContext
 from wavejax.data import BatchSampler, prepare_lm_data, tokenizers
-from wavejax.errors import CheckpointError, ConfigError, DataError, StorageError, TrainingDiverged, display_path, storage_error
+from wavejax.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    StorageError,
+    TrainingDiverged,
+    display_path,
+    storage_error,
+)
 from wavejax.models.generate import generate
-from wavejax.models.gpt import build_model, count_params
-from wavejax.train.checkpoint import Checkpointer
+from wavejax.models.gpt import build_model
 from wavejax.rundir import RunDir, check_interrupted
+from wavejax.train.checkpoint import Checkpointer
 from wavejax.train.logging import SAMPLES_FILE, MetricWriter, drop_metrics_after, drop_samples_after
 from wavejax.train.optim import make_optimizer
-from wavejax.train.state import create_train_state
+from wavejax.train.state import create_train_state, init_boxed_params
 from wavejax.train.step import make_eval_step, make_train_step
 
 # Sections that must match for a checkpoint to be resumed; train.* (steps, eval cadence) may change.
@@ -49,9 +58,9 @@ class Trainer:
     """Builds everything for an LM run; `run()` trains to config.train.steps and returns a summary."""
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str, devices=None):
-        """devices: the devices the mesh is built from (default all; tests pass subsets). Holds the run directory's
+        """config: a validated config (wavejax.config.validate; the CLI validates once, before any task starts).
+        devices: the devices the mesh is built from (default all; tests pass subsets). Holds the run directory's
         lock from here until close()."""
-        validate(config)
         self.config = config
         self.workdir = workdir
         self.rundir = RunDir(workdir, "lm", FIXED_SECTIONS)
@@ -100,7 +109,9 @@ class Trainer:
         make_state = lambda: create_train_state(self.model, self.tx, config.seed, config.model.block_size)  # noqa: E731
         # Parameters and optimizer state are laid out by the logical-axis rules (FSDP over "fsdp", tensor parallel
         # over "model"); the steps are jitted with these shardings as explicit in/out shardings.
-        self.state_sharding = parallel.state_shardings(jax.eval_shape(make_state), self.mesh)
+        names = parallel.param_names(jax.eval_shape(lambda: init_boxed_params(self.model, config.seed,
+                                                                              config.model.block_size)))
+        self.state_sharding = parallel.state_shardings(jax.eval_shape(make_state), names, self.mesh)
         with parallel.mesh_context(self.mesh):
             self.state = jax.jit(make_state, out_shardings=self.state_sharding)()
         self.n_params = count_params(self.state.params)
@@ -308,8 +319,6 @@ class Trainer:
 
     def _report(self, step: int) -> None:
         """The model family's end-of-run report (wavejax.analysis.reports), if it registered one."""
-        from wavejax.analysis.reports import REPORTERS, ReportContext
-
         reporter = REPORTERS.get(self.config.model.family)
         if reporter is None or not self.is_main:
             return

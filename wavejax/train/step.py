@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wavejax.train.losses import LOSSES, auxiliary_loss, cross_entropy
+from wavejax.nn.objectives import LOSSES, auxiliary_loss, cross_entropy
 
 
 def tree_norm(tree) -> jax.Array:

@@ -1,4 +1,4 @@
-"""Field dynamics in `lax.scan` over time (per trial; the experiments `vmap` over a leading trial axis).
+"""Oscillator dynamics (the field's, and the lattice kernel's reference) in `lax.scan` over time (per trial; the experiments `vmap` over a leading trial axis).
 
 Faithful: the original GPU experiment's mode-space model, exactly (its four initial patterns, decay exp(-rate λ),
 cubic term, per-step Gaussian noise); it is a damped noisy map, not an oscillator. Sound: Kuramoto phase oscillators
@@ -245,34 +245,6 @@ def table_width(degrees) -> int:
     return int(min(deg.max(initial=1), max(4, math.ceil(2 * deg.mean())))) or 1
 
 
-def graph_coupling(graph, dtype=np.float32, stencil: bool = True, pad_nodes: int | None = None,
-                   width: int | None = None, pad_hubs: int | None = None, pad_hub_width: int | None = None):
-    """The coupling of a wavejax.field.graphs.Graph: the roll stencil for an uncut square lattice (stencil=True),
-    else the two-tier neighbour table (first tier `width`, default table_width). pad_nodes appends isolated nodes,
-    pad_hubs / pad_hub_width enlarge the hub tier with zero weights, so that graphs of different sizes share one
-    compiled program."""
-    from wavejax.field import graphs as G
-
-    deg = graph.degrees()
-    rows = max(graph.n, pad_nodes or 0)
-    inv = np.pad(np.where(deg > 0, 1.0 / np.maximum(deg, 1), 0.0), (0, rows - graph.n)).astype(dtype)
-    uncut = graph.node_ids is not None and np.array_equal(graph.node_ids, np.arange(graph.n))
-    if stencil and graph.is_lattice and uncut and rows == graph.n:
-        return LatticeCoupling(jnp.asarray(inv), graph.side, graph.periodic)
-    nbr, w = G.neighbour_table(graph, dtype, pad_nodes)
-    width = min(width or table_width(deg), nbr.shape[1])
-    hubs = np.flatnonzero(deg > width)
-    hub_width = max(nbr.shape[1] - width, pad_hub_width or 0)
-    n_hubs = max(len(hubs), pad_hubs or 0)
-    hub_n = np.zeros((n_hubs, hub_width), np.int32)
-    hub_w = np.zeros((n_hubs, hub_width), dtype)
-    hub_n[: len(hubs), : nbr.shape[1] - width] = nbr[hubs, width:]
-    hub_w[: len(hubs), : nbr.shape[1] - width] = w[hubs, width:]
-    hub_rows = np.concatenate([hubs, np.zeros(n_hubs - len(hubs), np.int64)]).astype(np.int32)  # padding adds 0
-    return TableCoupling(jnp.asarray(nbr[:, :width]), jnp.asarray(w[:, :width]), jnp.asarray(inv),
-                         jnp.asarray(hub_rows), jnp.asarray(hub_n), jnp.asarray(hub_w))
-
-
 _PIO4 = (0.78515625, 2.4187564849853515625e-4, 3.77489497744594108e-8)  # π/4 in three parts (Cody–Waite)
 _SIN = (-1.6666654611e-1, 8.3321608736e-3, -1.9515295891e-4)  # Cephes sinf minimax on [-π/4, π/4]
 _COS = (4.166664568298827e-2, -1.388731625493765e-3, 2.443315711809948e-5)  # Cephes cosf
@@ -355,23 +327,14 @@ def kuramoto_stepper(omega, coupling_k, coupling, *, dt: float, integrator: str 
 
 
 def kuramoto_run(theta0, omega, coupling_k, coupling, *, dt: float, steps: int, record_every: int,
-                 integrator: str = "euler", noise_std: float = 0.0, noise_key=None, observe=None, acc=None,
-                 impl: str = "xla"):
+                 integrator: str = "euler", noise_std: float = 0.0, noise_key=None, observe=None, acc=None):
     """Integrates `steps` steps from theta0 and records every `record_every` steps (and at the end).
 
     observe(acc, theta, t_first, n_valid) -> (acc, record) is called on the state after each block; the default
     records θ.
     Returns (theta_final, acc, records [ceil(steps / record_every), ...]). θ is not wrapped (phase = θ mod 2π).
-    impl="pallas" (lattices only) fuses several steps per launch in pallas_kernels.kuramoto_lattice; same results.
+    pallas_kernels.kuramoto_lattice.fused_kuramoto_run is the same function on lattices, several steps per launch.
     """
-    if impl == "pallas":
-        from pallas_kernels.kuramoto_lattice import fused_kuramoto_run  # the kernel module imports this one
-
-        return fused_kuramoto_run(theta0, omega, coupling_k, coupling, dt=dt, steps=steps, record_every=record_every,
-                                  integrator=integrator, noise_std=noise_std, noise_key=noise_key, observe=observe,
-                                  acc=acc)
-    if impl != "xla":
-        raise ValueError(f"unknown Kuramoto impl {impl!r}; choose 'xla' or 'pallas'")
     if noise_std and noise_key is None:
         raise ValueError("kuramoto_run needs a noise_key when noise_std > 0")
     step = kuramoto_stepper(omega, coupling_k, coupling, dt=dt, integrator=integrator, noise_std=noise_std,

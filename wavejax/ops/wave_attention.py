@@ -1,41 +1,14 @@
-"""Wave-Native GPT attentions (spec: docs/specs/wave_native.md §4), each a plain jnp op plus a trunk part.
-
-Faithful (`model.wave.seed_faithful=True`): interference weights alpha = I/E with no row normalisation (row sums grow
-with position), and the pure-wave attention always quadratic (the original never passed `mode` on). Default: alpha
-divided by its row sum, and `model.wave.pure_mode="linear"` really runs the O(T) linear attention.
-
-Parts (registered names; q/k/omega/... are [B,H,T,W] with W = model.wave.num_waves, v is [B,H,T,D], D = d/H):
-
-"wave_cosine" (§4.1, the "hybrid" module behind every published number): cosine-similarity softmax attention,
-    s_qk = <q_hat, k_hat> / tau,  q_hat = (q + q_phase) / |q + q_phase|,  tau a learned scalar (init sqrt(W)),
-    causal softmax, dropout, x v.
-"wave_interference" (§4.2): omega = W_f x, phi = W_p x, A = softplus(W_a x) + 1e-8, t = position index,
-    I_qk = sum_w A_qw^2 + A_kw^2 + 2 A_qw A_kw cos((omega_qw - omega_kw)(t_q - t_k) + phi_qw - phi_kw),
-    E_qk = sum_w (A_qw + A_kw)^2,  alpha_qk = I_qk / (E_qk + 1e-8) for k <= q, 0 for k > q  (alpha in [0, 1],
-    alpha_qq = 1); sound default: alpha_qk / sum_k alpha_qk. No softmax. Computed blockwise over keys
-    (`interference_attention`, lax.scan with a rematerialised body): memory O(B*H*T*block*W) forward and backward;
-    `interference_attention_reference` builds the original's [B,H,T,T,W] tensors. model.wave.interference_impl =
-    "pallas" runs pallas_kernels/interference_attention.py instead (no attention dropout; default "xla").
-"wave_pure" (§4.4): q = W^(1/4) normalise(sin(f_q t + p_q)), k likewise (f, p linear in x).
-    quadratic: a_qk = kernel(sigma_h <q,k>) / sqrt(q + 1) for k <= q (no sum-to-1), kernel elu+1 | sigmoid | exp;
-    linear: out_q = sum_{k<=q} (phi(q).phi(k)) v_k / (sum_{k<=q} phi(q).phi(k) + 1e-6), phi = the kernel applied to
-    q and k, computed in chunks (`pure_wave_linear`, O(T)); `pure_wave_linear_reference` is its T x T form. The
-    two modes are different models: kernel(q.k) does not factor as phi(q).phi(k) for any of the three kernels.
-None of them has residual dropout (the original has none); model.attn_dropout drops attention weights.
+"""The Wave-Native GPT's attention math in plain jnp (spec: docs/specs/wave_native.md §4): cosine ("hybrid")
+attention, interference attention (the [B,H,T,T,W] reference and the blockwise O(T·block) form) and pure-wave
+attention (quadratic, and the O(T) linear form with its T x T reference). q/k/omega/... are [B,H,T,W], v is [B,H,T,D].
+The model parts (wavejax/models/wave.py) and the interference kernel (pallas_kernels/interference_attention.py) build
+on these; the kernel is tested against `interference_attention_reference`.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-
-from wavejax.nn import init
-from wavejax.nn.registry import register_attention
-from wavejax.parallel.sharding import per_device_in_context_mesh
 
 INTERFERENCE_EPS = 1e-8  # the original's eps in softplus(.) + eps and in I / (E + eps)
 LINEAR_EPS = 1e-6  # the original linear attention's denominator guard
@@ -46,11 +19,6 @@ KERNELS = {
     "exp": jnp.exp,
 }
 PURE_MODES = ("quadratic", "linear")
-
-
-def compute_dtype(model_config):
-    """The config's compute dtype ("float32" | "bfloat16"; the tests also use "float64")."""
-    return jnp.dtype(model_config.dtype)
 
 
 def l2_normalize(x, eps: float = 1e-12):
@@ -239,127 +207,5 @@ def pure_wave_linear(q, k, v, kernel: str, chunk_size: int = 64):
     return out.astype(v.dtype)
 
 
-# -- the trunk parts -----------------------------------------------------------------------------------------------
-
-def _heads(x, n_head: int):
-    """[B,T,H*F] -> [B,H,T,F]."""
-    b, t, hf = x.shape
-    return x.reshape(b, t, n_head, hf // n_head).transpose(0, 2, 1, 3)
-
-
-def _merge(y):
-    """[B,H,T,D] -> [B,T,H*D]."""
-    b, h, t, d = y.shape
-    return y.transpose(0, 2, 1, 3).reshape(b, t, h * d)
-
-
-class _WaveAttentionBase(nn.Module):
-    """Shared plumbing: projections, head split/merge, attention dropout key, the output projection."""
-
-    config: object  # the model ConfigDict; settings in config.wave
-
-    def dense(self, features: int, name: str, out: bool = False):
-        c = self.config
-        kernel_init = init.residual_out(c) if out else init.normal()
-        return nn.Dense(features, use_bias=c.use_bias, dtype=compute_dtype(c), kernel_init=kernel_init, name=name)
-
-    def settings(self):
-        """(model config, resolved wave settings, heads H, waves W)."""
-        from wavejax.models.wave import resolved  # late: wave.py imports this module
-
-        c = self.config
-        p = resolved(c.wave)
-        return c, p, c.n_head, p["num_waves"]
-
-    def dropout_rng(self, deterministic: bool):
-        return self.make_rng("dropout") if (not deterministic and self.config.attn_dropout > 0.0) else None
-
-    def keep_weights(self, weights_fn) -> None:
-        """Attention weights [B,H,T,T] into "intermediates" (for the wave diagnostics), only when asked for."""
-        if self.is_mutable_collection("intermediates"):
-            self.sow("intermediates", "weights", jax.lax.stop_gradient(weights_fn()))
-
-    def project_out(self, y):
-        return self.dense(self.config.d_model, "out", out=True)(_merge(y).astype(compute_dtype(self.config)))
-
-
-class CosineWaveAttention(_WaveAttentionBase):
-    """§4.1: cosine-similarity softmax attention with one learned temperature per layer (init sqrt(W))."""
-
-    @nn.compact
-    def __call__(self, x, deterministic: bool = True):
-        c, _, h, w = self.settings()
-        q = _heads(self.dense(h * w, "q")(x), h)
-        k = _heads(self.dense(h * w, "k")(x), h)
-        v = _heads(self.dense(c.d_model, "v")(x), h)
-        # shapes as the original's parameters (their ndim decides what the wave optimizers do to them)
-        q = q + self.param("q_phase", nn.initializers.zeros, (1, h, 1, w), jnp.float32).astype(q.dtype)
-        k = k + self.param("k_phase", nn.initializers.zeros, (1, h, 1, w), jnp.float32).astype(k.dtype)
-        temperature = self.param("temperature", lambda _: jnp.full((1,), math.sqrt(w), jnp.float32))[0]
-        self.sow("diagnostics", "temperature", jax.lax.stop_gradient(temperature))
-        self.keep_weights(lambda: cosine_attention_weights(q, k, temperature))
-        y = cosine_attention_reference(q, k, v, temperature, self.dropout_rng(deterministic), c.attn_dropout)
-        return self.project_out(y)
-
-
-class InterferenceAttention(_WaveAttentionBase):
-    """§4.2: attention weights from wave interference, energy-normalised, blockwise over keys."""
-
-    @nn.compact
-    def __call__(self, x, deterministic: bool = True):
-        c, p, h, w = self.settings()
-        omega = _heads(self.dense(h * w, "freq")(x), h)
-        phase = _heads(self.dense(h * w, "phase")(x), h)
-        amp = jax.nn.softplus(_heads(self.dense(h * w, "amp")(x), h)) + INTERFERENCE_EPS
-        v = _heads(self.dense(c.d_model, "v")(x), h)
-        normalize = p["interference_normalize"]
-        self.keep_weights(lambda: _row_normalized(interference_weights_reference(omega, phase, amp), normalize))
-        if p.get("interference_impl", "xla") == "pallas":  # no dropout there: check_wave_config refuses it
-            from pallas_kernels.interference_attention import interference_flash_attention  # late: it imports us
-
-            block = p["interference_block"]
-            kernel = functools.partial(interference_flash_attention, normalize=normalize, block_q=block, block_k=block)
-            y = per_device_in_context_mesh(kernel, (omega, phase, amp, v))  # a sharded jit cannot split a kernel
-        else:
-            y = interference_attention(omega, phase, amp, v, normalize=normalize, block_size=p["interference_block"],
-                                       dropout_rng=self.dropout_rng(deterministic), dropout_rate=c.attn_dropout)
-        return self.project_out(y)
-
-
-def _row_normalized(alpha, normalize: bool):
+def row_normalized(alpha, normalize: bool):
     return alpha / jnp.sum(alpha, axis=-1, keepdims=True) if normalize else alpha
-
-
-class PureWaveAttention(_WaveAttentionBase):
-    """§4.4: sinusoid q/k features, a kernel instead of softmax; quadratic or (sound default honours it) linear."""
-
-    @nn.compact
-    def __call__(self, x, deterministic: bool = True):
-        c, p, h, w = self.settings()
-        q = pure_wave_features(_heads(self.dense(h * w, "q_freq")(x), h), _heads(self.dense(h * w, "q_phase")(x), h))
-        k = pure_wave_features(_heads(self.dense(h * w, "k_freq")(x), h), _heads(self.dense(h * w, "k_phase")(x), h))
-        v = _heads(self.dense(c.d_model, "v")(x), h)
-        kernel = p["pure_kernel"]
-        scale = self.param("scale", nn.initializers.ones, (h, 1, 1), jnp.float32)  # sigma_h; exists in both modes
-        if p["pure_mode"] == "linear":  # the original's linear mode: no per-head scale, no dropout
-            self.keep_weights(lambda: pure_wave_linear_weights(q, k, kernel))
-            y = pure_wave_linear(q, k, v, kernel, p["linear_chunk"])
-        else:
-            self.keep_weights(lambda: pure_wave_quadratic_weights(q, k, scale, kernel))
-            y = pure_wave_quadratic(q, k, v, scale, kernel, self.dropout_rng(deterministic), c.attn_dropout)
-        return self.project_out(y)
-
-
-@register_attention("wave_cosine")
-def wave_cosine_attention(config, name=None):
-    return CosineWaveAttention(config, name=name)
-
-
-@register_attention("wave_interference")
-def wave_interference_attention(config, name=None):
-    return InterferenceAttention(config, name=name)
-
-
-@register_attention("wave_pure")
-def wave_pure_attention(config, name=None):
-    return PureWaveAttention(config, name=name)

@@ -1,60 +1,15 @@
-"""Losses: token cross-entropy, plus any auxiliary losses a module sowed into "losses", plus the extra term of the
-registered training objective named by `config.train.loss`.
-
-An objective is registered with the model collections it reads (e.g. "layer_outputs", every block's output, see
-`wavejax.models.gpt.layer_outputs_in_order`); the train step makes exactly those collections mutable, so sowing
-costs nothing for objectives that do not ask. Its function returns (extra scalar, {name: scalar diagnostics}).
-The reported training "loss" is always the plain cross-entropy; the extra term is part of "aux_loss".
-The Wave-Native GPT's objectives ("wave_coherence", "qfe") are at the end of the file.
-"""
+"""The Wave-Native GPT's training objectives (spec: docs/specs/wave_native.md §9), registered by name for
+`config.train.loss`: "wave_coherence" and "qfe"."""
 
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
-
-def cross_entropy(logits, targets):
-    """Mean next-token cross-entropy in nats, computed in float32."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets).mean()
-
-
-def auxiliary_loss(collection) -> jax.Array:
-    """Sum of every scalar sowed into the "losses" collection (0 when there is none)."""
-    leaves = jax.tree.leaves(collection)
-    return sum((jnp.sum(jnp.asarray(x, jnp.float32)) for x in leaves), jnp.zeros((), jnp.float32))
-
-
-class Objective(NamedTuple):
-    """extra(logits, targets, variables, model_config, train_config) -> (scalar, {name: scalar})."""
-
-    extra: Callable
-    collections: tuple[str, ...] = ()
-
-
-LOSSES: dict[str, Objective] = {}
-
-
-def register_loss(name: str, collections: tuple[str, ...] = ()):
-    def deco(fn):
-        if name in LOSSES:
-            raise ValueError(f"loss {name!r} is registered twice")
-        LOSSES[name] = Objective(fn, tuple(collections))
-        return fn
-
-    return deco
-
-
-@register_loss("ce")
-def _no_extra(logits, targets, variables, model_config, train_config):
-    return jnp.zeros((), jnp.float32), {}
-
-
-# -- Wave-Native GPT objectives (spec: docs/specs/wave_native.md §9) ----------------------------------------------
+from wavejax.models.gpt import layer_outputs_in_order
+from wavejax.nn.objectives import register_loss
 
 WAVE_LOSS_DEFAULTS = {  # train.wave_loss (configs/wave.py); the original classes' defaults
     "phase_weight": 0.01,  # wave_coherence lambda_phase
@@ -115,8 +70,6 @@ def wave_coherence(logits, targets, variables, model_config, train_config):
     L_energy = energy_drift([e, h_0, ..., h_{L-1}]) (e = the embedding output),
     L_harm   = harmonic_mismatch of the embedding's harmonic amplitudes (0 for the fixed 1/n of "wave_physics"; 0
                when the embedding sows none)."""
-    from wavejax.models.gpt import layer_outputs_in_order  # late: models import the train package's registries
-
     s = wave_loss_settings(train_config)
     hs = layer_outputs_in_order(variables["layer_outputs"], model_config)
     circular = not _faithful(model_config)

@@ -21,7 +21,10 @@ import os
 
 import numpy as np
 
+from wavejax.analysis.plots import _pyplot
 from wavejax.analysis.reports import register_reporter
+from wavejax.models.gpt import layer_outputs_in_order, scanned, segments
+from wavejax.nn import registry
 
 HARMONIC_RATIOS = (2.0, 3.0, 1.5)
 PLOTS = ("wave_spectrum.png", "wave_interference.png", "wave_trajectories.png")
@@ -79,7 +82,6 @@ def perturbation_growth(clean, perturbed) -> np.ndarray:
 
 def attention_weights_in_order(intermediates, model_config) -> list:
     """The weights sown by wave attentions as one [B,H,T,T] array per layer (None for layers without)."""
-    from wavejax.models.gpt import scanned, segments
 
     out = []
     for i, (_, count) in enumerate(segments(model_config)):
@@ -99,7 +101,6 @@ def collect(model, params, tokens, delta_scale: float = 1e-3, seed: int = 0) -> 
     import jax
     import jax.numpy as jnp
 
-    from wavejax.models.gpt import layer_outputs_in_order
 
     tokens = jnp.asarray(tokens, jnp.int32)
 
@@ -130,7 +131,6 @@ def embedding_rows(model, params) -> np.ndarray:
     import jax
     import jax.numpy as jnp
 
-    from wavejax.nn import registry
 
     embed = registry.EMBEDDINGS[model.config.embedding](model.config, model.vocab_size)
     ids = jnp.arange(model.vocab_size, dtype=jnp.int32)[:, None]
@@ -191,7 +191,6 @@ def wave_report(ctx) -> dict:
 # -- plots ----------------------------------------------------------------------------------------------------------
 
 def _plot_spectra(analyses: dict, path: str) -> None:
-    from wavejax.analysis.plots import _pyplot
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, max(len(analyses), 1), figsize=(5.5 * max(len(analyses), 1), 3.8), dpi=110,
@@ -212,7 +211,6 @@ def _plot_spectra(analyses: dict, path: str) -> None:
 
 
 def _plot_fringes(weights: list, fringes: list, path: str) -> None:
-    from wavejax.analysis.plots import _pyplot
 
     plt = _pyplot()
     fig, (ax_w, ax_a) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
@@ -237,7 +235,6 @@ def _plot_fringes(weights: list, fringes: list, path: str) -> None:
 
 
 def _plot_trajectories(layers: list, growth: np.ndarray, path: str) -> None:
-    from wavejax.analysis.plots import _pyplot
 
     plt = _pyplot()
     fig, (ax_n, ax_g) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
