@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -484,3 +485,14 @@ def test_cli_bad_kernel_exits_2_with_one_line(tmp_path):
                       f"--workdir={workdir}")
     line = assert_one_error_line(proc, 2)
     assert "pure_kernel" in line and not workdir.exists()
+
+
+def test_the_attention_ops_check_their_shape_contracts():
+    """The public ops state their shapes with chex: a wrong rank or mismatched inputs fail at trace time, naming them."""
+    x = jnp.zeros((1, 2, 8, 4))
+    with pytest.raises(AssertionError, match="rank"):
+        A.interference_attention(x[0], x[0], x[0], x[0], normalize=True)
+    with pytest.raises(AssertionError, match="shape"):
+        A.interference_attention(x, x, jnp.zeros((1, 2, 8, 3)), x, normalize=True)
+    chex.assert_shape(A.interference_attention(x, x, x + 1, x, normalize=True, block_size=4), (1, 2, 8, 4))
+

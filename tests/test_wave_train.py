@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -236,8 +237,7 @@ def test_optimizer_states_survive_the_run_checkpointer(tmp_path):
         restored, meta, _ = ckpt.restore(jax.tree.map(jnp.zeros_like, state))
         ckpt.close()
         assert type(restored.opt_state[0]) is type(opt_state[0]) and meta == {"x": 1}
-        for a, b in zip(jax.tree.leaves(restored.opt_state), jax.tree.leaves(opt_state)):
-            np.testing.assert_array_equal(a, b)
+        chex.assert_trees_all_equal(restored.opt_state, opt_state)
 
 
 # == 3. objectives ====================================================================================================

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from einops import rearrange
 
 from pallas_kernels.selective_attention import wave_selective_flash_attention
 from wavejax.errors import ConfigError
@@ -178,7 +179,7 @@ class WaveSelectiveAttention(nn.Module):
             y = wave_selective_attention(q, k, v, selection.idx, selection.valid, h["window"])
         if h["gate"]:
             y = y * detector_gate(selection)[:, :, None, None].astype(y.dtype)
-        y = y.reshape(*x.shape[:2], c.d_model)
+        y = rearrange(y, "b t h d -> b t (h d)")
         y = init.dense(c.d_model, ("heads", "embed"), use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c),
                        name="out")(y)
         return nn.Dropout(c.dropout)(y, deterministic=deterministic)

@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+from einops import rearrange
 
 from pallas_kernels.kuramoto_attention import kuramoto_dynamics_pallas
 from wavejax.errors import ConfigError
@@ -118,7 +119,7 @@ class KuramotoAttention(nn.Module):
         b, s, _ = x.shape
         h, o = c.n_head, p["oscillators"]
         u = init.dense(h * o, ("embed", "heads"), dtype=dtype, kernel_init=init.normal(), name="to_phase")(x)
-        theta0 = math.pi * jnp.tanh(u.astype(jnp.float32)).reshape(b, s, h, o).transpose(0, 2, 1, 3)  # [B,H,S,O]
+        theta0 = rearrange(math.pi * jnp.tanh(u.astype(jnp.float32)), "b s (h o) -> b h s o", h=h)
         omega = self.param("omega", init.named(lambda key: p["freq_std"] * jax.random.normal(key, (h, o), jnp.float32),
                                                 "heads", None))
         coupling = self.param("coupling", init.named(lambda key: jnp.full((h,), p["coupling_init"], jnp.float32), "heads"))
@@ -135,7 +136,7 @@ class KuramotoAttention(nn.Module):
                          noise_key=noise_key, noise_std=p["phase_noise"], remat=p["remat"])
 
         self._track(theta, p)
-        feats = theta.transpose(0, 2, 1, 3).reshape(b, s, h * o)
+        feats = rearrange(theta, "b h s o -> b s (h o)")
         if p["output_features"] == "cossin":
             feats = jnp.concatenate([jnp.cos(feats), jnp.sin(feats)], axis=-1)
         y = init.dense(c.d_model, ("heads", "embed"), dtype=dtype, kernel_init=init.normal(), name="from_phase")(

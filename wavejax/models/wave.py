@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from einops import rearrange
 
 from pallas_kernels.interference_attention import interference_flash_attention
 from wavejax.errors import ConfigError
@@ -346,15 +347,11 @@ for _part in PARTS:
 # -- the trunk parts -----------------------------------------------------------------------------------------------
 
 def _heads(x, n_head: int):
-    """[B,T,H*F] -> [B,H,T,F]."""
-    b, t, hf = x.shape
-    return x.reshape(b, t, n_head, hf // n_head).transpose(0, 2, 1, 3)
+    return rearrange(x, "b t (h f) -> b h t f", h=n_head)
 
 
 def _merge(y):
-    """[B,H,T,D] -> [B,T,H*D]."""
-    b, h, t, d = y.shape
-    return y.transpose(0, 2, 1, 3).reshape(b, t, h * d)
+    return rearrange(y, "b h t d -> b t (h d)")
 
 
 class _WaveAttentionBase(nn.Module):

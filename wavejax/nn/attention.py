@@ -10,6 +10,7 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from einops import rearrange
 
 from wavejax.nn import init
 from wavejax.nn.registry import register_attention
@@ -41,8 +42,8 @@ class QKVProjection(nn.Module):
     def __call__(self, x):
         qkv = init.dense(3 * self.d_model, ("embed", "qkv"), use_bias=self.use_bias, dtype=self.dtype, kernel_init=init.normal(),
                          name="qkv")(x)
-        qkv = qkv.reshape(*x.shape[:2], 3, self.n_head, self.d_model // self.n_head)
-        return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        q, k, v = rearrange(qkv, "b t (three h d) -> three b t h d", three=3, h=self.n_head)
+        return q, k, v
 
 
 class CausalSelfAttention(nn.Module):
@@ -57,7 +58,7 @@ class CausalSelfAttention(nn.Module):
             y = causal_attention_reference(q, k, v, self.make_rng("dropout"), c.attn_dropout)
         else:
             y = jax.nn.dot_product_attention(q, k, v, is_causal=True)
-        y = y.reshape(*x.shape[:2], c.d_model)
+        y = rearrange(y, "b t h d -> b t (h d)")
         y = init.dense(c.d_model, ("heads", "embed"), use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c),
                        name="out")(y)
         return nn.Dropout(c.dropout)(y, deterministic=deterministic)

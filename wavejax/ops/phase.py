@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -66,6 +67,8 @@ def kuramoto_dynamics(theta0, omega, coupling_k, *, steps: int, dt: float, sign:
     remat recomputes each step's intermediates in the backward pass, so only theta^t is stored per step
     (about T*B*H*S*O floats). Returns theta^T, wrapped.
     """
+    chex.assert_rank(theta0, 4)
+    chex.assert_shape(coupling_k, (theta0.shape[1],))
     k = coupling_k[None, :, None, None]
 
     def step(theta, t):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -123,5 +124,8 @@ def scatter_rows(base, idx, valid, rows):
 
 def wave_selective_attention(q, k, v, idx, valid, window: int):
     """The gathered + banded form; equals `wave_selective_attention_reference` for is_wave = scatter(valid at idx)."""
+    chex.assert_rank([q, k, v], 4)
+    chex.assert_equal_shape([q, k, v])
+    chex.assert_equal_shape([idx, valid])
     local = local_attention(q, k, v, window)
     return scatter_rows(local, idx, valid, gathered_global_attention(q, k, v, idx))

@@ -7,6 +7,7 @@ on these; the kernel is tested against `interference_attention_reference`.
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -55,6 +56,7 @@ def cosine_attention_weights(q, k, temperature):
 
 def cosine_attention_reference(q, k, v, temperature, dropout_rng=None, dropout_rate: float = 0.0):
     """Cosine-similarity attention with a learned temperature (§4.1); v [B,H,T,D] -> [B,H,T,D]."""
+    chex.assert_rank([q, k, v], 4)
     weights = _dropout(cosine_attention_weights(q, k, temperature), dropout_rng, dropout_rate)
     return jnp.einsum("bhqk,bhkd->bhqd", weights.astype(v.dtype), v)
 
@@ -102,6 +104,9 @@ def interference_attention(omega, phase, amp, v, *, normalize: bool, block_size:
     intermediates either. With E_qk = S_q + S_k + 2 P_qk (S = sum_w A^2, P = sum_w A_q A_k) only the cross term
     needs the W axis. Dropout keys are folded per block (the same mask law, not the same draws as the reference).
     """
+    chex.assert_rank([omega, phase, amp, v], 4)
+    chex.assert_equal_shape([omega, phase, amp])
+    chex.assert_equal_shape_prefix([omega, v], 3)
     b, h, t, w = omega.shape
     block = max(1, min(block_size, t))
     n_blocks = -(-t // block)
@@ -181,6 +186,8 @@ def pure_wave_linear_reference(q, k, v, kernel: str):
 def pure_wave_linear(q, k, v, kernel: str, chunk_size: int = 64):
     """O(T) causal linear attention: a lax.scan over chunks of C positions carries S = sum_k phi(k) v_k^T [W,D] and
     Z = sum_k phi(k) [W]; inside a chunk the causal C x C part is exact. Memory O(B*H*(T*C + W*D))."""
+    chex.assert_rank([q, k, v], 4)
+    chex.assert_equal_shape([q, k])
     b, h, t, w = q.shape
     chunk = max(1, min(chunk_size, t))
     n_chunks = -(-t // chunk)
