@@ -16,7 +16,7 @@ applied first, and two other presets that disagree on a setting are refused):
   coupling_full  the spec's sweep: 100 x 100 lattice, 100 K values, 50 trials (a GPU job)
   pallas         the coupling sweep on the lattice only, integrated by the fused Pallas kernel
                  (pallas_kernels/kuramoto_lattice.py; same results as the default XLA path, interpret mode on a CPU;
-                 GPU speed not measured yet): `tiny+pallas`, `coupling_full+pallas`
+                 docs/RESULTS.md has its measurements): `tiny+pallas`, `coupling_full+pallas`
   tiny           every experiment shrunk to seconds on a CPU (tests, CI)
 """
 

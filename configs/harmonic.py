@@ -13,7 +13,7 @@ Arguments, combinable with "+" (e.g. `tiny+moe`, `f0125+w128`):
   report_coupling  the report's sparse mode coupling (layer i feeds i+1 if odd, i+8 if even) instead of all-earlier
   masked           wave-selective attention computed as dense T×T scores with the mask (the reference; slow)
   pallas           wave-selective attention by the Pallas flash kernel (pallas_kernels/selective_attention.py;
-                   interpret mode on CPU, slow there; GPU speed not measured yet, so "xla" stays the default)
+                   interpret mode on CPU, slow there; "xla" is the default)
   f0125 f025 f05   wave fraction 0.125 / 0.25 / 0.5
   w32 w128         local window 32 / 128
   cpu              width 128, batch 8 × 256, 400 steps, no dropout: the size of the CPU quality sweep

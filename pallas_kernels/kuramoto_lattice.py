@@ -15,16 +15,14 @@ around its TH x TW output tile (TH = P - 2h, TW = Q - 2h), with a halo of h = st
 (stages: 1 for Euler, 4 for RK4) taken with periodic wrap, so that `steps` fused steps need no data from other
 programs: each right-hand-side evaluation makes the outermost still-valid ring of the window stale, and after
 `steps` steps exactly the halo is stale. The phases stay in registers between steps; only the neighbour shifts go
-through a per-program scratch window in global memory (Triton cannot shift a register tile), small enough to stay in
-L1/L2 (not yet measured). Tiles past the lattice edge (side not a multiple of TH) are masked on store. Trials are
+through a per-program scratch window in global memory (Triton cannot shift a register tile), meant to stay in L1/L2. Tiles past the lattice edge (side not a multiple of TH) are masked on store. Trials are
 independent programs, so multi-device runs need only a shard_map over the leading trial axis (a sharded jit cannot
 partition the kernel's custom call; in interpret mode it can).
 
 Written for the GPU (Triton lowering: power-of-two windows, `pl.program_id`, gathered ref loads, masked stores, a
 barrier around the scratch exchange); on CPU it runs with `interpret=True` (chosen automatically), where it is a
-correctness check only. The tests lower it for "cuda" on a CPU, so every operation has a Triton lowering rule; it has
-not yet been compiled by Triton or run on a GPU, and GPU timings are not measured, so the simulator's default stays
-`impl="xla"`.
+correctness check only. The tests lower it for "cuda" on a CPU, so every operation has a Triton lowering rule. The
+simulator's default is `impl="xla"`; what the kernel has measured is in docs/RESULTS.md.
 Gradient: `lattice_kuramoto_steps` is a `jax.custom_vjp` whose backward pass is the VJP of the jnp reference
 (recomputed from the launch's inputs, an XLA scan, not a Pallas adjoint kernel): the simulator never differentiates
 its trajectories, but a fit of ω or K through the kernel gets the reference's exact gradients (θ, ω, K, noise).

@@ -29,9 +29,7 @@ head dimension to a power of two (at least 16 when compiled) with zeros: Triton 
 matmul dimensions >= 16. f32 inputs use the default dot precision (TF32 on recent NVIDIA GPUs, as XLA's own f32
 matmuls there), so on a GPU expect agreement with the reference near 1e-3 for f32; the 1e-4 checks run on CPU.
 
-Status: on CPU the kernels run with interpret=True (selected automatically) and match the reference in the tests;
-GPU timings are NOT measured yet (no GPU in the session that wrote this), so the models keep impl="xla" by default
-on every backend until experiments/bench_kernels.py has been run on a GPU.
+On CPU the kernels run with interpret=True (selected automatically). The models' default is impl="xla".
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ BAD_VALUES = [
     ("model.n_layer", 0, "model.n_layer must be > 0, got 0"),
     ("model.block_size", -1, "model.block_size must be > 0"),
     ("model.dropout", 1.5, "model.dropout must be in [0, 1), got 1.5"),
+    ("model.family", "gtp", "model.family must be one of"),
     ("model.attn_dropout", -0.1, "model.attn_dropout must be in [0, 1)"),
     ("model.dtype", "float16", "model.dtype must be one of"),
     ("model.embedding", "rotary", "model.embedding 'rotary' is unknown"),

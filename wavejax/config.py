@@ -251,7 +251,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def _validate_lm(config: ml_collections.ConfigDict) -> None:
     # Late: the registries fill when the model families are imported (flax, jax); config files import this module
     # for base_config() and must load in a blink, so that a broken config file is reported before JAX loads.
-    import wavejax.models  # noqa: F401  (registers every family's parts, optimizers and objectives)
+    import wavejax.models  # registers every family's parts, optimizers and objectives
     from wavejax.nn import registry
     from wavejax.nn.coupling import COUPLINGS
     from wavejax.nn.objectives import LOSSES
@@ -259,6 +259,8 @@ def _validate_lm(config: ml_collections.ConfigDict) -> None:
     from wavejax.train.optim import SCHEDULES
 
     d, m, t = config.data, config.model, config.train
+    _require(m.family in wavejax.models.FAMILIES,
+             f"model.family must be one of {wavejax.models.FAMILIES}, got {m.family!r}.")
 
     check_data_config(d)
 

@@ -88,7 +88,7 @@ def default_field_config() -> ml_collections.ConfigDict:
     f.kuramoto.wave_min_score = 0.5  # a plane wave must also explain this fraction of the phase variance (ρ²)
     f.kuramoto.modes = 100  # eigenmodes for C(t) of the phase field
     f.kuramoto.batch = 32  # (K, trial) runs per jitted call
-    f.kuramoto.impl = "xla"  # xla | pallas (lattices: fused steps, pallas_kernels/kuramoto_lattice.py; GPU untimed)
+    f.kuramoto.impl = "xla"  # xla | pallas (lattices: fused steps, pallas_kernels/kuramoto_lattice.py)
     return f
 
 

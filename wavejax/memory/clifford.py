@@ -91,14 +91,6 @@ def frobenius(a, b):
     return jnp.sum(a * b, axis=(-1, -2))
 
 
-def frobenius_norm(a):
-    return jnp.sqrt(frobenius(a, a))
-
-
-def frobenius_cosine(a, b):
-    return frobenius(a, b) / (frobenius_norm(a) * frobenius_norm(b) + EPS)
-
-
 # -- coefficients and grades -----------------------------------------------------------------------------------------
 
 def decompose(m):

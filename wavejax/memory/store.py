@@ -441,10 +441,6 @@ def generate(spec: StoreSpec, memory: Memory, prompt: np.ndarray, n_new: int, ke
     return np.asarray(out)
 
 
-def memory_bytes(spec: StoreSpec) -> int:
-    return spec.n_slots * (16 * 4 + 4)
-
-
 def slot_load(memory: Memory) -> dict:
     """Occupancy statistics of the slot memory."""
     counts = np.asarray(memory.counts)
