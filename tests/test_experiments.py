@@ -1,4 +1,5 @@
-"""experiments/compare.py and bench_train.py end to end on tiny shapes, plus their pure helpers and FLOP counts."""
+"""experiments.reproductions.compare and experiments.benchmarks.bench_train end to end on tiny shapes, plus their pure
+helpers and FLOP counts."""
 
 import argparse
 import json
@@ -10,14 +11,11 @@ import sys
 import numpy as np
 import pytest
 
+from experiments import common as C
+from experiments.reproductions import compare
+from wavejax.errors import ConfigError
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-EXPERIMENTS = REPO / "experiments"
-sys.path.insert(0, str(EXPERIMENTS))
-
-import _common as C  # noqa: E402
-import compare  # noqa: E402
-
-from wavejax.errors import ConfigError  # noqa: E402
 
 TINY_SETS = ["--set", "train.eval_every=3", "--set", "train.eval_batches=2", "--set", "train.sample_tokens=0"]
 FAST_COMPILE = ["--set", "model.scan_layers=false"]  # halves XLA:CPU compile time of the tiny step
@@ -33,8 +31,8 @@ def _env(cache_dir) -> dict:
     return env
 
 
-def _run(script: str, args, env, timeout=120):
-    return subprocess.run([sys.executable, str(EXPERIMENTS / script), *args], env=env, capture_output=True, text=True,
+def _run(module: str, args, env, timeout=120):
+    return subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=REPO)
 
 
@@ -48,7 +46,7 @@ def bench(tmp_path_factory, env):
     """bench_train.py started in the background, so that it compiles while compare.py trains (2 cores)."""
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     args = ["--configs", "baseline:tiny", "--steps", "3", "--warmup", "1", *FAST_COMPILE, "--json", str(out)]
-    proc = subprocess.Popen([sys.executable, str(EXPERIMENTS / "bench_train.py"), *args], env=env, cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.benchmarks.bench_train", *args], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     yield proc, out
     if proc.poll() is None:
@@ -60,12 +58,12 @@ def bench(tmp_path_factory, env):
 def compared(tmp_path_factory, env, bench):
     out = tmp_path_factory.mktemp("compare")
     args = ["--configs", "baseline:tiny", "--seeds", "2", "--steps", "6", *TINY_SETS, *FAST_COMPILE, "--out", str(out)]
-    proc = _run("compare.py", args, env)
+    proc = _run("experiments.reproductions.compare", args, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, args, proc
 
 
-# -- compare.py --------------------------------------------------------------------------------
+# -- compare -----------------------------------------------------------------------------------
 
 def test_compare_writes_table_json_and_plot(compared):
     out, _, proc = compared
@@ -90,13 +88,13 @@ def test_compare_writes_table_json_and_plot(compared):
 
 def test_compare_rerun_reuses_finished_runs(compared, env):
     out, args, _ = compared
-    proc = _run("compare.py", args, env)
+    proc = _run("experiments.reproductions.compare", args, env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("(reused)") == 2
 
 
 def test_compare_refuses_a_budget_that_does_not_divide(env, tmp_path):
-    proc = _run("compare.py", ["--configs", "baseline:tiny", "--tokens", "1000", "--out", str(tmp_path)], env)
+    proc = _run("experiments.reproductions.compare", ["--configs", "baseline:tiny", "--tokens", "1000", "--out", str(tmp_path)], env)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "1,024" in lines[0], proc.stderr
@@ -104,7 +102,7 @@ def test_compare_refuses_a_budget_that_does_not_divide(env, tmp_path):
 
 
 def test_compare_refuses_an_unknown_config(env, tmp_path):
-    proc = _run("compare.py", ["--configs", "baseline:tiny,nosuch", "--out", str(tmp_path)], env)
+    proc = _run("experiments.reproductions.compare", ["--configs", "baseline:tiny,nosuch", "--out", str(tmp_path)], env)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown config 'nosuch'" in lines[0] and "baseline" in lines[0], proc.stderr
@@ -172,7 +170,7 @@ def test_seed_band_mean_and_sample_std():
     assert std[0] == pytest.approx(2 ** 0.5) and std[1] == 0.0
 
 
-# -- bench_train.py ----------------------------------------------------------------------------
+# -- bench_train -------------------------------------------------------------------------------
 
 def test_bench_train_prints_a_row(bench):
     proc, out = bench
@@ -219,7 +217,7 @@ def test_flops_per_token_matches_a_hand_count():
 def test_future_leak_probe_finds_no_gap_for_a_causal_model(cli_run):
     """The probe on the shared tiny baseline run: hiding the future changes nothing for a causal model, in either way
     (the prefix mode compiles once per length, so it is checked on the first 8 positions)."""
-    import future_leak  # experiments/ is on sys.path (above)
+    from experiments.claims import future_leak
 
     workdir, _ = cli_run
     row = future_leak.measure(str(workdir), batches=1, which="last", modes=("padded",))

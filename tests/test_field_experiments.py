@@ -261,7 +261,7 @@ def tiny_runs(tmp_path_factory):
 
 @pytest.mark.slow
 def test_field_report_condenses_the_run_directories(tiny_runs):
-    proc = subprocess.run([sys.executable, "experiments/field_report.py", "--runs", str(tiny_runs["base"]),
+    proc = subprocess.run([sys.executable, "-m", "experiments.claims.field_report", "--runs", str(tiny_runs["base"]),
                            "--fractions", "0,0.2", "--ks", "0.1,2"], cwd=REPO, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -279,9 +279,8 @@ def test_sharded_trial_axis_equals_unsharded(tiny_runs):
 
 
 def test_bench_script_prints_its_table(capsys):
-    """experiments/bench_field.py at toy sizes, in-process (the tiny experiment's compiled programs are reused)."""
-    sys.path.insert(0, str(REPO / "experiments"))
-    import bench_field
+    """experiments.benchmarks.bench_field at toy sizes, in-process (the tiny experiment's compiled programs are reused)."""
+    from experiments.benchmarks import bench_field
 
     rc = bench_field.main(["--trials", "8", "--ref_trials", "4", "--check", "4", "--nodes", "49", "--modes", "12",
                            "--timesteps", "120", "--side", "8", "--batch", "2", "--steps", "40", "--ref_steps", "4",

@@ -1,5 +1,6 @@
-"""The Harmonic GPT scripts at small sizes: bench_harmonic.py prints both tables with the ratios it computed,
-harmonic_quality.py builds the issue's grid, and the README's main command runs the report-size config end to end."""
+"""The Harmonic GPT scripts at small sizes: experiments.benchmarks.bench_harmonic prints both tables with the ratios it
+computed, experiments.reproductions.harmonic_quality builds the issue's grid, and the README's main command runs the
+report-size config end to end."""
 
 import json
 import math
@@ -12,11 +13,9 @@ import pytest
 
 from conftest import REPO, run_module
 
-sys.path.insert(0, str(REPO / "experiments"))
-
 
 def _bench(*args, timeout=300):
-    return subprocess.run([sys.executable, str(REPO / "experiments" / "bench_harmonic.py"), *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "experiments.benchmarks.bench_harmonic", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
 
 
@@ -52,7 +51,7 @@ def test_bench_harmonic_rejects_bad_arguments():
 
 
 def test_quality_grid_is_the_issues_grid():
-    import harmonic_quality
+    from experiments.reproductions import harmonic_quality
 
     specs = harmonic_quality.grid("cpu")
     assert specs[0] == "harmonic:cpu+standard" and len(specs) == 1 + 6 + 2

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -32,11 +31,9 @@ from pallas_kernels.interference_attention import interference_attention_referen
 from wavejax.config import set_value, validate
 from wavejax.errors import ConfigError
 
-from conftest import REPO, configs, run_with_8_devices
+from conftest import configs, run_with_8_devices
 
 wave_configs = configs("wave")
-
-sys.path.insert(0, str(REPO / "experiments"))  # _bench_interference_kernel
 
 # Tiny blocks run in interpret mode on any backend (Triton needs blocks >= 16); the compiled kernels are checked by
 # the Triton lowering test.
@@ -289,10 +286,11 @@ def test_compiled_kernels_match_the_reference_on_a_gpu(block):
 
 @pytest.mark.slow
 def test_benchmark_prints_both_rows_with_consistent_ratios(capsys):
-    import _bench_interference_kernel as bench
+    from experiments.benchmarks import bench_kernels
 
-    assert bench.main(["--lengths", "24", "--batch", "1", "--heads", "1", "--waves", "3", "--head_dim", "4",
-                       "--block_q", "8", "--block_k", "8", "--repeats", "1", "--warmup", "0"]) == 0
+    assert bench_kernels.main(["--kernels", "interference", "--per_kernel", "--lengths", "24", "--batch", "1", "--heads",
+                               "1", "--interference_waves", "3", "--head_dim", "4", "--block_q", "8", "--block_k", "8",
+                               "--reps", "1", "--warmup", "0"]) == 0
     out = capsys.readouterr().out
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| T")]
     header, rows = cells[0], {r[1]: dict(zip(cells[0], r)) for r in cells[1:] if r[0] == "T=24"}

@@ -315,16 +315,17 @@ def test_config_switch_and_its_errors():
 
 
 def test_benchmark_rows_and_table(capsys):
-    """experiments/_bench_kuramoto_kernel.py on one tiny lattice: both paths agree, the table prints."""
-    import importlib.util
+    """The kuramoto rows of experiments.benchmarks.bench_kernels on one tiny lattice: both paths agree, the table
+    prints."""
+    import argparse
 
-    path = E.__file__.replace("wavejax/field/schema.py", "experiments/_bench_kuramoto_kernel.py")
-    spec = importlib.util.spec_from_file_location("_bench_kuramoto_kernel", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    bench.main(["--sides", "9", "--batches", "2", "--steps", "8", "--integrators", "euler", "--repeats", "1"])
+    from experiments.benchmarks import bench_kernels
+    from experiments.benchmarks.kernels import kuramoto as bench
+
+    bench_kernels.main(["--kernels", "kuramoto", "--per_kernel", "--kuramoto_sides", "9", "--kuramoto_batches", "2",
+                        "--kuramoto_steps", "8", "--kuramoto_integrators", "euler", "--reps", "1"])
     out = capsys.readouterr().out
     assert "2 x 9² euler, L=8, window 32" in out and "interpret mode" in out
-    [row] = bench.rows(bench.argparse.Namespace(kuramoto_sides=(9,), kuramoto_batches=(1,), kuramoto_steps=8,
-                                                kuramoto_integrators="euler", repeats=1))
+    [row] = bench.rows(argparse.Namespace(kuramoto_sides=(9,), kuramoto_batches=(1,), kuramoto_steps=8,
+                                          kuramoto_integrators="euler", repeats=1))
     assert row["max_abs_diff"] < 1e-6 and row["osc_steps_per_s"] > 0 and row["kernel"] == bench.KERNEL

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -31,11 +30,9 @@ from wavejax.config import set_value, validate
 from wavejax.errors import ConfigError
 from wavejax.ops.phase import kuramoto_coupling_reference, kuramoto_dynamics
 
-from conftest import REPO, configs, run_with_8_devices
+from conftest import configs, run_with_8_devices
 
 phase_configs = configs("phase")
-
-sys.path.insert(0, str(REPO / "experiments"))  # _bench_phase_kernel
 
 # Interpret mode on any backend (the checks use blocks a GPU build would not pick); the compiled Triton kernels are
 # checked by the GPU-only test at the end and by the Triton lowering test.
@@ -286,9 +283,10 @@ def test_kernels_lower_to_triton_for_cuda(causal, noise, backward):
 
 @pytest.mark.slow
 def test_phase_bench_prints_both_impls_with_consistent_ratios(capsys):
-    import _bench_phase_kernel
+    from experiments.benchmarks import bench_kernels
 
-    _bench_phase_kernel.main(["--shapes", "1,2,20,4", "--steps", "3", "--repeats", "1"])
+    bench_kernels.main(["--kernels", "phase", "--per_kernel", "--phase_shapes", "1,2,20,4", "--phase_steps", "3",
+                        "--reps", "1"])
     out = capsys.readouterr().out
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| phase")]
     assert [r[2].split(",")[0] for r in rows] == ["xla", "pallas (stored", "pallas (recompute"]
@@ -304,10 +302,10 @@ def test_phase_bench_prints_both_impls_with_consistent_ratios(capsys):
 def test_phase_bench_rejects_bad_shapes(text):
     import argparse
 
-    import _bench_phase_kernel
+    from experiments.benchmarks.kernels import phase as phase_kernel
 
     with pytest.raises(argparse.ArgumentTypeError, match="B,H,S,O"):
-        _bench_phase_kernel._shapes(text)
+        phase_kernel._shapes(text)
 
 
 @on_gpu

@@ -37,8 +37,6 @@ from conftest import REPO, configs
 
 harmonic_configs = configs("harmonic")
 
-sys.path.insert(0, str(REPO / "experiments"))  # bench_kernels
-
 # The checks at tiny blocks and head dims run the kernels in interpret mode on any backend (Triton needs blocks >= 16);
 # the compiled kernels are checked by the GPU-only test at the end and by the Triton lowering test.
 wave_selective_flash_attention = functools.partial(selective_attention.wave_selective_flash_attention, interpret=True)
@@ -304,7 +302,7 @@ def test_kernels_lower_to_triton_for_cuda(t, d, dtype):
 
 @pytest.mark.slow
 def test_bench_kernels_prints_the_table_with_consistent_ratios(capsys, tmp_path):
-    import bench_kernels
+    from experiments.benchmarks import bench_kernels
 
     rc = bench_kernels.main(["--plot", str(tmp_path / "t.png"), "--kernels", "selective", "--lengths", "40",
                              "--batch", "1", "--heads", "1", "--head_dim", "16", "--window", "4", "--block_q", "16",
@@ -326,7 +324,7 @@ def test_bench_kernels_prints_the_table_with_consistent_ratios(capsys, tmp_path)
                                           (["--kernels", "nope"], "unknown kernel"),
                                           (["--lengths", "64,x"], "comma-separated integers")])
 def test_bench_kernels_rejects_bad_arguments(capsys, argv, message):
-    import bench_kernels
+    from experiments.benchmarks import bench_kernels
 
     with pytest.raises(SystemExit) as exit_info:
         bench_kernels.main(argv)
@@ -336,7 +334,7 @@ def test_bench_kernels_rejects_bad_arguments(capsys, argv, message):
 
 
 def test_bench_kernels_splits_reference_pairs_into_two_rows():
-    import bench_kernels
+    from experiments.benchmarks import bench_kernels
 
     pair = {"kernel": "k", "shape": "2 x 16²", "ref_ms": 2.0, "kernel_ms": 0.5, "speedup": 4.0, "ref_temp": 10,
             "kernel_temp": 20, "throughput": "1 osc-steps/s", "of_peak": "3% of 4 GB/s copy", "max_abs_diff": 0.0}
@@ -349,7 +347,7 @@ def test_bench_kernels_splits_reference_pairs_into_two_rows():
 
 
 def test_bench_kernels_work_only_counts_scores_without_running(capsys):
-    import bench_kernels
+    from experiments.benchmarks import bench_kernels
 
     rc = bench_kernels.main(["--work_only", "--lengths", "1024", "--batch", "2", "--window", "32", "--block_q", "32",
                              "--block_k", "32"])

@@ -19,11 +19,11 @@ EVAL_ARGS = ["--lengths", "8", "--seeds", "0", "--max_chars", "20000", "--levels
 def runs(tmp_path_factory):
     """Two scripts at a time (2 cores)."""
     tmp = tmp_path_factory.mktemp("memory_experiments")
-    first = {"bench": _start("bench_memory.py", BENCH_ARGS),
-             "eval": _start("memory_eval.py", [*EVAL_ARGS, "--out", str(tmp / "eval")])}
+    first = {"bench": _start("experiments.benchmarks.bench_memory", BENCH_ARGS),
+             "eval": _start("experiments.reproductions.memory_eval", [*EVAL_ARGS, "--out", str(tmp / "eval")])}
     done = {k: _finish(p, timeout=300) for k, p in first.items()}
-    second = {"capacity": _start("memory_capacity.py", [*CAPACITY_ARGS, "--out", str(tmp / "cap.png")]),
-              "claims": _start("memory_claims.py", CLAIMS_ARGS)}
+    second = {"capacity": _start("experiments.reproductions.memory_capacity", [*CAPACITY_ARGS, "--out", str(tmp / "cap.png")]),
+              "claims": _start("experiments.claims.memory_claims", CLAIMS_ARGS)}
     done.update({k: _finish(p, timeout=300) for k, p in second.items()})
     done["tmp"] = tmp
     return done

@@ -42,8 +42,20 @@ def test_docs_link_only_to_files_in_the_repository():
 
 
 def test_results_commands_name_existing_scripts():
-    text = (REPO / "docs" / "RESULTS.md").read_text(encoding="utf-8")
-    scripts = set(re.findall(r"experiments/[\w]+\.py", text))
-    assert scripts, "docs/RESULTS.md must name the experiments/ scripts behind its numbers"
-    for script in scripts:
-        assert (REPO / script).is_file(), script
+    """Every experiment command in docs/RESULTS.md and the README runs a module of the package experiments that exists
+    and has a command line (`python -m experiments.<kind>.<name>`), and every script file they name exists; no command runs
+    a script by its path."""
+    kinds = "|".join(p.parent.name for p in (REPO / "experiments").glob("*/__init__.py"))
+    named = set()
+    for doc in (REPO / "docs" / "RESULTS.md", REPO / "README.md"):
+        text = doc.read_text(encoding="utf-8")
+        old = re.findall(r"python3? experiments/\S+", text)
+        assert not old, f"{doc.name} runs scripts by path; use python -m experiments.<kind>.<name>: {old}"
+        for module in set(re.findall(r"python -m (experiments(?:\.\w+)+)", text)):
+            script = REPO / (module.replace(".", "/") + ".py")
+            assert script.is_file(), f"{doc.name}: {module} is not a module of experiments/"
+            assert 'if __name__ == "__main__":' in script.read_text(encoding="utf-8"), f"{module} has no command line"
+            named.add(module)
+        for path in set(re.findall(rf"experiments/(?:{kinds})/[\w/]+\.py", text)):
+            assert (REPO / path).is_file(), f"{doc.name} names {path}, which is not in the repository"
+    assert len(named) > 10, "docs/RESULTS.md must name the experiments/ scripts behind its numbers"

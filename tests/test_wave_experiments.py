@@ -1,6 +1,6 @@
-"""experiments/wave_memory.py, wave_optim_cost.py, wave_diagnostics_null.py and wave_benchmark.py on small shapes:
-tables, exit codes, the published-protocol table and run plan (its scoring is tested on a tiny run in
-test_wave_train.py)."""
+"""experiments.benchmarks.wave_memory and wave_optim_cost, experiments.claims.wave_diagnostics_null and
+experiments.reproductions.wave_benchmark on small shapes: tables, exit codes, the published-protocol table and run plan
+(its scoring is tested on a tiny run in test_wave_train.py)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,15 @@ import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-EXPERIMENTS = REPO / "experiments"
 
 MEMORY_ARGS = ["--batch", "2", "--seq", "32", "--d_model", "32", "--heads", "2", "--waves", "4", "--blocks", "4",
                "--long_seq", "64", "--long_batch", "1"]
 COST_ARGS = ["--configs", "tiny", "--vocabs", "65", "--repeats", "1", "--openblas_threads", "1"]
 
 
-def _start(script: str, args) -> subprocess.Popen:
+def _start(module: str, args) -> subprocess.Popen:
     env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")  # conftest's compile cache is inherited
-    return subprocess.Popen([sys.executable, str(EXPERIMENTS / script), *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -39,8 +38,8 @@ def _rows(stdout: str, prefix: str) -> list[list[str]]:
 @pytest.fixture(scope="module")
 def runs():
     """The scripts at once (2 cores; the null-rate script is numpy only)."""
-    memory, cost = _start("wave_memory.py", MEMORY_ARGS), _start("wave_optim_cost.py", COST_ARGS)
-    null = _start("wave_diagnostics_null.py", ["--trials", "5"])
+    memory, cost = _start("experiments.benchmarks.wave_memory", MEMORY_ARGS), _start("experiments.benchmarks.wave_optim_cost", COST_ARGS)
+    null = _start("experiments.claims.wave_diagnostics_null", ["--trials", "5"])
     return {"memory": _finish(memory), "cost": _finish(cost), "null": _finish(null)}
 
 
@@ -75,23 +74,22 @@ def test_wave_diagnostics_null_tables(runs):
     np.testing.assert_allclose(np.diff(values), np.log(4) / 2, atol=0.05)
 
 
-@pytest.mark.parametrize("script,args,message", [
-    ("wave_diagnostics_null.py", ["--workdirs", "/nonexistent/run"], "has no metrics.jsonl"),
-    ("wave_memory.py", ["--blocks", "a,b"], "--blocks takes comma-separated integers"),
-    ("wave_optim_cost.py", ["--repeats", "0"], "--repeats must be >= 1"),
-    ("wave_benchmark.py", ["--classic_steps", "0", "--out", "/nonexistent/never"], "--classic_steps"),
-    ("wave_benchmark.py", ["--preset", "nope", "--out", "/nonexistent/never"], "unknown config argument 'nope'"),
+@pytest.mark.parametrize("module,args,message", [
+    ("experiments.claims.wave_diagnostics_null", ["--workdirs", "/nonexistent/run"], "has no metrics.jsonl"),
+    ("experiments.benchmarks.wave_memory", ["--blocks", "a,b"], "--blocks takes comma-separated integers"),
+    ("experiments.benchmarks.wave_optim_cost", ["--repeats", "0"], "--repeats must be >= 1"),
+    ("experiments.reproductions.wave_benchmark", ["--classic_steps", "0", "--out", "/nonexistent/never"], "--classic_steps"),
+    ("experiments.reproductions.wave_benchmark", ["--preset", "nope", "--out", "/nonexistent/never"], "unknown config argument 'nope'"),
 ])
-def test_bad_arguments_exit_2_with_one_line(script, args, message):
-    rc, out, err = _finish(_start(script, args), timeout=120)
+def test_bad_arguments_exit_2_with_one_line(module, args, message):
+    rc, out, err = _finish(_start(module, args), timeout=120)
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
     assert not os.path.exists("/nonexistent/never")
 
 
 def test_published_table_and_run_plan(tmp_path):
-    sys.path.insert(0, str(EXPERIMENTS))
-    import wave_benchmark as wb
+    from experiments.reproductions import wave_benchmark as wb
 
     args = wb.parse_args(["--preset", "tiny", "--classic_steps", "7", "--out", str(tmp_path)])
     classic, wave = wb.published_runs(args)

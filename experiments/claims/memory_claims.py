@@ -1,7 +1,7 @@
 """What the original's "100%" and related figures measure (spec sections 5-7), reproduced with wavejax.memory.
 
-    python experiments/memory_claims.py
-    python experiments/memory_claims.py --vocab 500 --pairs 100 --long_length 64 --no_corpus   # seconds (the tests)
+    python -m experiments.claims.memory_claims
+    python -m experiments.claims.memory_claims --vocab 500 --pairs 100 --long_length 64 --no_corpus  # seconds
 
 A  "100% at 1024 tokens" (tests/test_modal_long_context.py): learn each pair, then retrieve the same context. The
    original's retrieve_deterministic answers from the episodic dict first, so the figure is a dict lookup; below, the
@@ -23,12 +23,9 @@ F  the training loop's logged "semantic_sim" (evaluate_semantic: routed by Grace
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
+from experiments import common as C
 
 
 def parse_args(argv=None):

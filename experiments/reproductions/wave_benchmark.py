@@ -1,8 +1,9 @@
 """The Wave-Native GPT's published comparison next to a fair one, from one command (spec §11.1, §12, §15).
 
-    python experiments/wave_benchmark.py                                            # full size (a GPU): 5k / 15k steps
-    python experiments/wave_benchmark.py --preset cpu --classic_steps 400 --out runs/wave_benchmark_cpu
-    python experiments/wave_benchmark.py --preset tiny --classic_steps 4 --seeds 2 --score_batches 2 --out /tmp/wb
+    python -m experiments.reproductions.wave_benchmark  # full size (a GPU): 5k / 15k steps
+    python -m experiments.reproductions.wave_benchmark --preset cpu --classic_steps 400 --out runs/wave_benchmark_cpu
+    python -m experiments.reproductions.wave_benchmark --preset tiny --classic_steps 4 --seeds 2 --score_batches 2 \
+        --out /tmp/wb
 
 Published protocol (the benchmark behind "classic 1.1435 / wave 0.8877"): the classic baseline (configs/wave.py
 `classic`: GPT trunk, AdamW 3e-4, CE) trains --classic_steps steps and the [B] wave model (RGD 6e-4 + QFE) trains
@@ -14,7 +15,7 @@ and the loss on the held-out validation split.
 Fair protocol: the classic, the wave model as published (RGD + QFE) and the wave model trained like the classic
 (`adamw`: AdamW 3e-4, CE) all train on the same number of tokens (the wave model's published budget), with
 --seeds seeds each, scored on the held-out validation split (the mean over the run's fixed validation batches);
-this is experiments/compare.py, whose table, per-seed numbers and loss curves land in OUT/fair/. The published
+this is experiments/reproductions/compare.py, whose table, per-seed numbers and loss curves land in OUT/fair/. The published
 wave run is the fair protocol's seed-0 wave run (same config, same steps), trained once.
 
 --preset is applied to every config (e.g. `cpu` for the CPU scale, `tiny` for the tests); runs are resumable:
@@ -28,12 +29,9 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
-import compare  # noqa: E402
-
-from wavejax.errors import ConfigError, WavejaxError  # noqa: E402
+from experiments import common as C
+from experiments.reproductions import compare
+from wavejax.errors import ConfigError, WavejaxError
 
 FAIR = {  # label -> preset (joined with --preset)
     "classic (AdamW, CE)": "classic",
@@ -159,7 +157,7 @@ def main(argv=None) -> int:
     c_pub, w_pub = results[0]["score"]["one_batch"], results[1]["score"]["one_batch"]
     lines = [
         "# Wave-Native GPT: the published comparison and a fair one", "",
-        f"Command: `python experiments/wave_benchmark.py {' '.join(argv)}`; device {fair['device']}.", "",
+        f"Command: `python -m experiments.reproductions.wave_benchmark {' '.join(argv)}`; device {fair['device']}.", "",
         f"## Published protocol: classic {args.classic_steps:,} steps, wave {wave_steps:,} steps, "
         "each scored on ONE training batch", "",
         pub_text, "",

@@ -1,8 +1,8 @@
 """How often the original's wave diagnostics fire on structureless inputs (spec §10): the null rate of each test.
 
-    python experiments/wave_diagnostics_null.py                      # 1000 trials per row
-    python experiments/wave_diagnostics_null.py --trials 20          # a smoke test
-    python experiments/wave_diagnostics_null.py --workdirs runs/wave_benchmark_cpu/fair/runs/wave-cpu_s0,...
+    python -m experiments.claims.wave_diagnostics_null              # 1000 trials per row
+    python -m experiments.claims.wave_diagnostics_null --trials 20  # a smoke test
+    python -m experiments.claims.wave_diagnostics_null --workdirs runs/wave_benchmark_cpu/fair/runs/wave-cpu_s0,...
 
 Rows (numpy only, seeded; the definitions are wavejax/models/wave_diagnostics.py's, which follow the original):
 - "harmonic" spectrum test on i.i.d. N(0,1) tables [V, d] (what the original analysed at init: PyTorch's N(0,1)
@@ -22,11 +22,8 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
-
-from wavejax.models import wave_diagnostics as D  # noqa: E402  (numpy-only functions; jax is not touched)
+from experiments import common as C
+from wavejax.models import wave_diagnostics as D  # (numpy-only functions; jax is not touched)
 
 
 def harmonic_rate(vocab: int, dim: int, trials: int, rng) -> float:

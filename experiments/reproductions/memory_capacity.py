@@ -1,7 +1,8 @@
 """Recall of the holographic slot memory against the number of pairs sharing a slot (all pairs seen; no cache).
 
-    python experiments/memory_capacity.py --out runs/memory_capacity/recall_vs_load.png
-    python experiments/memory_capacity.py --vocabs 65 --pairs 2000 --levels 2 --seeds 1 --out /tmp/cap.png   # seconds
+    python -m experiments.reproductions.memory_capacity --out runs/memory_capacity/recall_vs_load.png
+    python -m experiments.reproductions.memory_capacity --vocabs 65 --pairs 2000 --levels 2 --seeds 1 \
+        --out /tmp/cap.png  # seconds
 
 Random pairs (windows of --length uniform tokens, uniform targets) are written into stores of 16^levels slots at
 several mean loads (--pairs per store); every pair is then read back through its own slot and decoded over the whole
@@ -18,9 +19,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
+from experiments import common as C
 
 K_BUCKETS = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32]
 SPEC_FIGURES = {("digits", 200, "cosine"): "97.5%", ("digits", 5000, "cosine"): "62.5%",

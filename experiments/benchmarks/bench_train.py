@@ -1,8 +1,9 @@
 """Training-step speed of configs in one process: ms/step, tokens/s, model TFLOP/s, MFU, ratio to the first.
 
-    python experiments/bench_train.py                                    # baseline:tiny, baseline:nanogpt_cpu, baseline
-    python experiments/bench_train.py --configs baseline,phase --set model.dtype=bfloat16 --json runs/bench.json
-    python experiments/bench_train.py --configs baseline:tiny --steps 3 --warmup 1    # CPU smoke test
+    python -m experiments.benchmarks.bench_train  # baseline:tiny, baseline:nanogpt_cpu, baseline
+    python -m experiments.benchmarks.bench_train --configs baseline,phase --set model.dtype=bfloat16 \
+        --json runs/bench.json
+    python -m experiments.benchmarks.bench_train --configs baseline:tiny --steps 3 --warmup 1  # CPU smoke test
 
 Each config builds a Trainer in a temporary folder and times its jitted train step alone: batches
 are on the device before timing, each step is waited for (block_until_ready), and the first
@@ -23,11 +24,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
-
-from wavejax.errors import WavejaxError  # noqa: E402
+from experiments import common as C
+from wavejax.errors import WavejaxError
 
 DEFAULT_CONFIGS = "baseline:tiny,baseline:nanogpt_cpu,baseline"
 

@@ -1,8 +1,9 @@
 """Equal-budget comparison of configs over seeds: one table of mean ± std, one loss-curve plot.
 
-    python experiments/compare.py --configs baseline,harmonic,phase,wave --seeds 3
-    python experiments/compare.py --configs baseline:tiny,phase:tiny --seeds 3 --steps 200 --out runs/cmp
-    python experiments/compare.py --configs baseline,phase --arg tiny --tokens 2048000 --set model.dtype=bfloat16
+    python -m experiments.reproductions.compare --configs baseline,harmonic,phase,wave --seeds 3
+    python -m experiments.reproductions.compare --configs baseline:tiny,phase:tiny --seeds 3 --steps 200 --out runs/cmp
+    python -m experiments.reproductions.compare --configs baseline,phase --arg tiny --tokens 2048000 \
+        --set model.dtype=bfloat16
 
 Every config x seed trains on the SAME number of tokens. A config's step consumes
 train.batch_size x model.block_size tokens, so it runs tokens / that many steps; a budget that is
@@ -36,11 +37,8 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
-
-from wavejax.errors import ConfigError, WavejaxError  # noqa: E402
+from experiments import common as C
+from wavejax.errors import ConfigError, WavejaxError
 
 RUN_SUMMARY = "compare_run.json"
 REQUEST = "compare_request.json"
@@ -198,11 +196,13 @@ def launch(entry: dict, run: dict, sets, bar) -> dict:
     req_path = os.path.join(workdir, REQUEST)
     _write_json(req_path, {"name": entry["name"], "arg": entry["arg"], "set": list(sets), "seed": run["seed"],
                            "steps": entry["steps"], "workdir": workdir})
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # the worker is this module run with -m: the repository root goes on its path, wherever the caller runs from
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join([C.REPO, *filter(None, [os.environ.get("PYTHONPATH")])])}
     with open(os.path.join(workdir, LOG), "a", encoding="utf-8") as log:
         log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {entry['label']} seed {run['seed']}\n")
         log.flush()
-        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", req_path],
+        proc = subprocess.Popen([sys.executable, "-m", __spec__.name, "--worker", req_path],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
         shown = None
         try:
@@ -317,7 +317,7 @@ def write_outputs(out: str, plan: dict, configs: list[dict], argv: list[str]) ->
     md = [
         "# Equal-token comparison", "",
         f"Every run trains on {plan['tokens']:,} tokens; seeds {', '.join(map(str, plan['seeds']))}; device {device}.",
-        f"Command: `python experiments/compare.py {' '.join(argv)}`", "",
+        f"Command: `python -m experiments.reproductions.compare {' '.join(argv)}`", "",
         text, "",
         "val loss: at the final evaluation; best val loss: lowest evaluation in the run; both mean ± sample std "
         "over seeds (n = seeds that finished). Δ val: difference of means to the first config ± its standard error. "

@@ -1,8 +1,8 @@
 """Throughput of the holographic store: writes/s and full-vocabulary reads/s on the current backend, against a
 straightforward numpy implementation of the same store (wavejax/memory/numpy_store.py) measured in the same run.
 
-    python experiments/bench_memory.py                                   # V = 10,000, L = 4, 16, 64, 2^18 pairs, 16^5 slots
-    python experiments/bench_memory.py --lengths 64 --pairs 65536 --repeats 2
+    python -m experiments.benchmarks.bench_memory  # V = 10,000, L = 4, 16, 64, 2^18 pairs, 16^5 slots
+    python -m experiments.benchmarks.bench_memory --lengths 64 --pairs 65536 --repeats 2
 
 Writes: every (window, next token) pair of a random token stream goes into a store of 16^levels slots (contexts,
 keys, routing, scatter-add of phi^-1 C T; no episodic cache).
@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
+from experiments import common as C
 
 
 def parse_args(argv=None):
@@ -56,11 +53,6 @@ def parse_args(argv=None):
     if not 1 <= args.levels <= 7:
         C.fail(f"--levels must be in 1..7, got {args.levels}.")
     return args
-
-
-def timed(fn, repeats: int) -> float:
-    """Median seconds of `repeats` runs of fn() after one untimed run (fn waits for its own result)."""
-    return statistics.median(C.time_calls(fn, repeats))
 
 
 def main(argv=None) -> int:
@@ -117,9 +109,9 @@ def main(argv=None) -> int:
                 window_store[0] = windows_step(window_store[0], stream_dev, jnp.int32(first))
             return jax.block_until_ready(window_store[0])
 
-        t_np = timed(numpy_writes, args.repeats)
-        t_stream = timed(jax_stream_writes, args.repeats)
-        t_win = timed(jax_window_writes, args.repeats)
+        t_np = C.median_seconds(numpy_writes, args.repeats)
+        t_stream = C.median_seconds(jax_stream_writes, args.repeats)
+        t_win = C.median_seconds(jax_window_writes, args.repeats)
         agree = float(np.mean(np.asarray(jax_store[0].counts) == ref_store.counts))  # both hold repeats + 1 copies
         for name, t in (("numpy (from scratch)", t_np), ("jax, stream (sliding windows)", t_stream),
                         ("jax, windows (from scratch)", t_win)):
@@ -149,7 +141,7 @@ def main(argv=None) -> int:
         def numpy_reads():
             return np.concatenate([ref.read(q_windows[s : s + read_batch]).argmax(1) for s in range(0, len(q_windows), read_batch)])
 
-        r_np, r_jax = timed(numpy_reads, args.repeats), timed(jax_reads, args.repeats)
+        r_np, r_jax = C.median_seconds(numpy_reads, args.repeats), C.median_seconds(jax_reads, args.repeats)
         recall = float(np.mean(jax_reads() == targets[q_rows]))
         read_rows.append([length, f"{len(q_windows) / r_np:,.0f}", f"{len(q_windows) / r_jax:,.0f}", f"{r_np / r_jax:.1f}x",
                           f"{recall:.3f}"])
@@ -168,8 +160,8 @@ def main(argv=None) -> int:
                     cache[window.tobytes()] = int(target)
             return cache
 
-        c_jax = timed(jax_cache, args.repeats) - t_stream  # learn_stream with the cache, minus the same writes without
-        c_np = timed(numpy_cache, 1)
+        c_jax = C.median_seconds(jax_cache, args.repeats) - t_stream  # learn_stream with the cache, minus the same writes without
+        c_np = C.median_seconds(numpy_cache, 1)
         cache_rows.append([length, f"{args.pairs / c_np:,.0f}", f"{args.pairs / max(c_jax, 1e-9):,.0f}",
                            f"{c_np / max(c_jax, 1e-9):.1f}x"])
         print(f"L = {length}: done", flush=True)

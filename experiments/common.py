@@ -1,7 +1,7 @@
-"""Helpers shared by the experiment scripts: config specs, overrides, token budgets, tables.
+"""Helpers shared by the experiment scripts: config specs, overrides, token budgets, timing, tables.
 
-Nothing here imports jax: the scripts resolve and check every config (and fail with one line)
-before any device is touched.
+Nothing here imports jax at import time: the scripts resolve and check every config (and fail with one line)
+before any device is touched; the timing helpers import it when called.
 """
 
 from __future__ import annotations
@@ -14,14 +14,11 @@ import statistics
 import sys
 from collections.abc import Mapping, Sequence
 
+from wavejax.config import load_config_file, parent_of
+from wavejax.errors import ConfigError
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "configs")
-
-if REPO not in sys.path:  # the scripts run from a checkout; an installed wavejax works too
-    sys.path.insert(1, REPO)
-
-from wavejax.config import load_config_file, parent_of  # noqa: E402
-from wavejax.errors import ConfigError  # noqa: E402
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -226,6 +223,18 @@ def fmt_bytes(n: float | None) -> str:
     return f"{int(n)} B"
 
 
+GB = 1e9  # the memory scripts' unit, as in the specs
+
+
+def fmt_gb(n: float | None) -> str:
+    """Bytes in GB (10^9), or in MB below 0.1 GB."""
+    if n is None:
+        return "n/a"
+    if n >= 0.1 * GB:
+        return f"{n / GB:,.2f} GB"
+    return f"{n / 1e6:,.1f} MB"
+
+
 def fmt_seconds(s: float | None) -> str:
     if s is None:
         return "n/a"
@@ -264,3 +273,42 @@ def time_calls(fn, reps: int, warmup: int = 1) -> list[float]:
         fn()
         times.append(time.perf_counter() - t0)
     return times
+
+
+def median_seconds(fn, reps: int, warmup: int = 1) -> float:
+    """Median wall seconds of `reps` calls of fn() after `warmup` untimed ones (fn waits for its own result)."""
+    return statistics.median(time_calls(fn, reps, warmup))
+
+
+def compile_and_time(fn, args, reps: int, warmup: int):
+    """(median ms, temp bytes or None, output) of the jitted fn(*args)."""
+    import jax
+
+    compiled = jax.jit(fn).lower(*args).compile()
+    mem = compiled.memory_analysis()
+    temp = getattr(mem, "temp_size_in_bytes", None) if mem is not None else None
+    out = compiled(*args)
+    times = time_calls(lambda: jax.block_until_ready(compiled(*args)), reps, warmup)
+    return 1e3 * statistics.median(times), temp, out
+
+
+def matmul_peak_flops(dtype: str, gpu: bool, reps: int) -> float:
+    """FLOP/s of one square matmul (8192 on GPU, 512 on CPU) in `dtype`, measured now: a '% of peak' base."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    n = 8192 if gpu else 512
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.dtype(dtype))
+    ms, _, _ = compile_and_time(lambda x, y: x @ y, (a, a), max(reps, 3), 1)
+    return 2 * n**3 / (ms / 1e3)
+
+
+def copy_bandwidth(on_gpu: bool, reps: int) -> float:
+    """Bytes/s of y = 2x over a large float32 array (one read + one write per element), this device's peak proxy."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones((2**26 if on_gpu else 2**22,), jnp.float32)
+    double = jax.jit(lambda v: v * 2)
+    seconds = median_seconds(lambda: jax.block_until_ready(double(x)), reps)
+    return 2 * x.size * 4 / seconds

@@ -1,8 +1,9 @@
 """Compiled memory of ONE wave attention layer's forward + backward: the blockwise interference attention against
 the original's [B,H,T,T,W] form, and the pure-wave linear attention against its quadratic mode.
 
-    python experiments/wave_memory.py                               # [K] shape: B=32, T=256, d=384, H=8, W=48
-    python experiments/wave_memory.py --batch 2 --seq 32 --d_model 32 --heads 2 --waves 4 --blocks 4,8 --long_seq 64
+    python -m experiments.benchmarks.wave_memory  # [K] shape: B=32, T=256, d=384, H=8, W=48
+    python -m experiments.benchmarks.wave_memory --batch 2 --seq 32 --d_model 32 --heads 2 --waves 4 --blocks 4,8 \
+        --long_seq 64
 
 Nothing is executed: each variant is lowered from abstract inputs (jax.ShapeDtypeStruct), compiled, and XLA's
 compiled.memory_analysis() is read (argument, output and temp bytes; temp is the working memory beyond inputs and
@@ -22,14 +23,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
-from phase_memory import fmt_gb as fmt  # noqa: E402  (GB = 10^9 bytes, MB below 0.1 GB)
+from experiments import common as C
 
 DEFAULT_BLOCK = 64
 
@@ -128,19 +125,19 @@ def main(argv=None) -> int:
     for block in sorted(set(blocks)):
         r = compile_layer(layer_config(args, "wave_interference", interference_block=block), "wave_interference", b, t)
         rows.append({"variant": "interference, blockwise (shipped)", "block": min(block, t), **r})
-        print(f"  blockwise block={block}: temp {fmt(r['temp'])}", flush=True)
+        print(f"  blockwise block={block}: temp {C.fmt_gb(r['temp'])}", flush=True)
     if not args.no_naive:
         r = compile_layer(layer_config(args, "wave_interference"), "wave_interference", b, t, naive=True)
         rows.append({"variant": "interference, naive [B,H,T,T,W] (original)", "block": t, **r})
-        print(f"  naive: temp {fmt(r['temp'])}", flush=True)
+        print(f"  naive: temp {C.fmt_gb(r['temp'])}", flush=True)
     r = compile_layer(layer_config(args, "wave_cosine"), "wave_cosine", b, t)
     rows.append({"variant": "cosine 'hybrid' (published runs)", "block": None, **r})
 
     def block_bytes(block):
         return b * h * t * block * w * 4
 
-    body = [[r["variant"], "—" if r["block"] is None else str(r["block"]), f"{r['params']:,}", fmt(r["argument"]),
-             fmt(r["output"]), fmt(r["temp"]),
+    body = [[r["variant"], "—" if r["block"] is None else str(r["block"]), f"{r['params']:,}", C.fmt_gb(r["argument"]),
+             C.fmt_gb(r["output"]), C.fmt_gb(r["temp"]),
              "—" if r["block"] is None else f"{r['temp'] / block_bytes(r['block']):.1f}", f"{r['compile_s']:.1f}"]
             for r in rows]
     print()
@@ -151,19 +148,19 @@ def main(argv=None) -> int:
     long_rows = []
     for mode in ("quadratic", "linear"):
         r = compile_layer(layer_config(args, "wave_pure", pure_mode=mode), "wave_pure", lb, lt)
-        long_rows.append([f"pure wave (elu+1), {mode}", f"{lb}×{lt:,}", fmt(r["temp"]), f"{r['compile_s']:.1f}"])
+        long_rows.append([f"pure wave (elu+1), {mode}", f"{lb}×{lt:,}", C.fmt_gb(r["temp"]), f"{r['compile_s']:.1f}"])
     print()
     print(C.markdown_table(["attention", "B×T", "temp", "compile s"], long_rows, align="lrrr"))
 
     naive = next((r for r in rows if r["variant"].startswith("interference, naive")), None)
     shipped = next(r for r in rows if r["variant"].startswith("interference, blockwise") and r["block"] == checked)
-    print(f"\n[B,H,T,T,W] float32 = [{b},{h},{t},{t},{w}]: {fmt(b * h * t * t * w * 4)} per tensor; "
-          f"[B,H,T,{shipped['block']},W]: {fmt(block_bytes(shipped['block']))}")
+    print(f"\n[B,H,T,T,W] float32 = [{b},{h},{t},{t},{w}]: {C.fmt_gb(b * h * t * t * w * 4)} per tensor; "
+          f"[B,H,T,{shipped['block']},W]: {C.fmt_gb(block_bytes(shipped['block']))}")
     if naive is None:
         return 0
     ok = shipped["temp"] <= naive["temp"] / 4
-    print(f"{'PASS' if ok else 'FAIL'}: blockwise (block {shipped['block']}) temp {fmt(shipped['temp'])} vs naive "
-          f"{fmt(naive['temp'])} ({naive['temp'] / max(shipped['temp'], 1):.1f}x less)")
+    print(f"{'PASS' if ok else 'FAIL'}: blockwise (block {shipped['block']}) temp {C.fmt_gb(shipped['temp'])} vs naive "
+          f"{C.fmt_gb(naive['temp'])} ({naive['temp'] / max(shipped['temp'], 1):.1f}x less)")
     return 0 if ok else 1
 
 

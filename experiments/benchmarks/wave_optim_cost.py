@@ -1,9 +1,9 @@
 """Cost of one optimizer update of the wave optimizers against AdamW, on the parameters of real Wave-Native models.
 
-    python experiments/wave_optim_cost.py                                     # [B] model at V=1024, [K] at V=1024
-    python experiments/wave_optim_cost.py --vocabs 1024,50257 --repeats 3    # also the FineWeb vocabulary
-    python experiments/wave_optim_cost.py --configs tiny --vocabs 65 --repeats 2   # a smoke test
-    python experiments/wave_optim_cost.py --openblas_threads 1               # single-threaded LAPACK (see below)
+    python -m experiments.benchmarks.wave_optim_cost                       # [B] model at V=1024, [K] at V=1024
+    python -m experiments.benchmarks.wave_optim_cost --vocabs 1024,50257 --repeats 3  # also the FineWeb vocabulary
+    python -m experiments.benchmarks.wave_optim_cost --configs tiny --vocabs 65 --repeats 2  # a smoke test
+    python -m experiments.benchmarks.wave_optim_cost --openblas_threads 1  # single-threaded LAPACK (see below)
 
 For each model (configs/wave.py with the preset of --configs, parameters from jax.eval_shape, filled with N(0, 0.02)
 and gradients N(0, 1e-3)) and each vocabulary size, the jitted `tx.update` of adamw, resonant (RGD: FFT gating of
@@ -21,27 +21,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
+from experiments import common as C
 
 OPTIMIZERS = ("adamw", "resonant", "wave_native")
 
 
 def timed(fn, args, repeats: int) -> float:
+    """Median ms of `repeats` calls of fn(*args) after one untimed call (compilation), each call waited for."""
     import jax
 
-    jax.block_until_ready(fn(*args))  # compile
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
+    return C.median_seconds(lambda: jax.block_until_ready(fn(*args)), repeats) * 1000
 
 
 def measure(preset: str | None, vocab: int, repeats: int) -> dict:

@@ -1,13 +1,13 @@
 """Harmonic GPT quality at equal tokens: the standard GPT against the wave-fraction × window grid, the original's
-top-k selection and the full MoE, over seeds (experiments/compare.py), then the future-leak probe on each selection.
+top-k selection and the full MoE, over seeds (experiments/reproductions/compare.py), then the future-leak probe on each selection.
 
-    python experiments/harmonic_quality.py                                 # CPU size (configs/harmonic.py:cpu), 3 seeds
-    python experiments/harmonic_quality.py --size "" --seeds 3 --out runs/harmonic_quality_gpu   # the report's size (GPU)
+    python -m experiments.reproductions.harmonic_quality  # CPU size (configs/harmonic.py:cpu), 3 seeds
+    python -m experiments.reproductions.harmonic_quality --size "" --seeds 3 --out runs/harmonic_quality_gpu  # GPU size
 
 Configs (each `harmonic:SIZE+...`): standard; every fraction in {0.125, 0.25, 0.5} × window in {32, 128} with the
 sound (causal) selection; faithful (top-k over the window, hard mask) and moe (full MoE) at 0.25 / 32. Every run
 trains on the same number of tokens (the size preset's train.steps × batch × block) and is scored on the held-out
-split. The leak probe (experiments/future_leak.py, padded mode: generation's fixed window with the future set to 0)
+split. The leak probe (experiments/claims/future_leak.py, padded mode: generation's fixed window with the future set to 0)
 runs on seed 0 of the default and the faithful selection. Outputs: OUT/results.md (compare.py's table),
 OUT/loss_curves.png, OUT/leak.md.
 """
@@ -18,10 +18,8 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
-import compare  # noqa: E402
+from experiments import common as C
+from experiments.reproductions import compare
 
 FRACTIONS = {"0.125": "f0125", "0.25": "f025", "0.5": "f05"}
 WINDOWS = {"32": "w32", "128": "w128"}
@@ -51,7 +49,7 @@ def main(argv=None) -> int:
     code = compare.main(cmp_args)
     if code or args.leak_batches <= 0:
         return code
-    import future_leak
+    from experiments.claims import future_leak
 
     seed0 = compare.parse_seeds(args.seeds)[0]
     pre = f"{args.size}+" if args.size else ""

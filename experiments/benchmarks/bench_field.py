@@ -1,8 +1,9 @@
 """Speed of the field simulator against a straightforward numpy implementation of the same work, in one run.
 
-    python experiments/bench_field.py                                   # small config + 100 x 100 Kuramoto
-    python experiments/bench_field.py --trials 16 --ref_trials 2 --side 16 --batch 2 --steps 50 --ref_steps 5  # quick
-    XLA_FLAGS=--xla_force_host_platform_device_count=2 python experiments/bench_field.py --shard   # both CPU cores
+    python -m experiments.benchmarks.bench_field  # small config + 100 x 100 Kuramoto
+    python -m experiments.benchmarks.bench_field --trials 16 --ref_trials 2 --side 16 --batch 2 --steps 50 \
+        --ref_steps 5                             # quick
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 python -m experiments.benchmarks.bench_field --shard  # 2 cores
 
 1. The original small config (31 x 31 periodic lattice, 200 modes, 1000 timesteps, trial % 4 initial conditions):
    trials/s of the jitted experiment (wavejax.field.trials.mode_trials: initial pattern, scanned mode model,
@@ -30,9 +31,7 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
+from experiments import common as C
 
 
 def parse_args(argv=None):
@@ -62,21 +61,6 @@ def parse_args(argv=None):
     if not 2 <= args.modes <= math.isqrt(args.nodes) ** 2:
         C.fail(f"--modes must be between 2 and the lattice's {math.isqrt(args.nodes) ** 2} nodes, got {args.modes}.")
     return args
-
-
-def timed(fn, repeats: int):
-    """(median seconds, first-call seconds) of fn() with a blocking result."""
-    import jax
-
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), first
 
 
 def trial_sharding(n: int, shard: bool):
@@ -118,7 +102,7 @@ def bench_modes(args):
     start = time.perf_counter()
     compiled = E.mode_trials.lower(keys, types, arrays, **static).compile()
     compile_s = time.perf_counter() - start
-    ours_s, _ = timed(lambda: compiled(keys, types, arrays), args.repeats)
+    ours_s = C.median_seconds(lambda: jax.block_until_ready(compiled(keys, types, arrays)), args.repeats)
     res = jax.device_get(compiled(keys, types, arrays))
 
     # the numpy loop, drawing its own randomness as the original does (numpy's generator for torch's)
@@ -183,7 +167,7 @@ def bench_kuramoto(args, on_gpu: bool):
         start = time.perf_counter()
         compiled = run.lower(theta0, omega, steps).compile()
         compile_s = time.perf_counter() - start
-        seconds, _ = timed(lambda: compiled(theta0, omega), args.repeats)
+        seconds = C.median_seconds(lambda: jax.block_until_ready(compiled(theta0, omega)), args.repeats)
         rows[name] = {"osc_steps": batch * n * steps / seconds, "compile_s": compile_s}
         check = np.asarray(run(theta0, omega, args.ref_steps)[0])
         rows[name]["check"] = check

@@ -1,22 +1,23 @@
-"""Fused lattice Kuramoto kernel (pallas_kernels/kuramoto_lattice.py) against the simulator's XLA path, one run.
+"""Lattice Kuramoto rows of bench_kernels: the fused kernel (pallas_kernels/kuramoto_lattice.py) against the
+simulator's XLA path.
 
-    python experiments/_bench_kuramoto_kernel.py                     # CPU: tiny lattices, interpret mode (smoke test)
-    python experiments/_bench_kuramoto_kernel.py --sides 1000,100 --batches 1,100 --steps 400   # a GPU's target shapes
-    python experiments/_bench_kuramoto_kernel.py --windows 32,64 --integrators rk4               # window sweep
+    python -m experiments.benchmarks.bench_kernels --kernels kuramoto --per_kernel  # CPU: tiny lattices (smoke test)
+    python -m experiments.benchmarks.bench_kernels --kernels kuramoto --per_kernel --kuramoto_sides 1000,100 \
+        --kuramoto_batches 1,100 --kuramoto_steps 400                               # a GPU's target shapes
+    python -m experiments.benchmarks.bench_kernels --kernels kuramoto --per_kernel --kuramoto_windows 32,64 \
+        --kuramoto_integrators rk4                                                  # window sweep
 
 Both columns integrate the same periodic lattice (dt 0.05, K = 1, ω ~ N(0, 0.5²), no noise) through
 wavejax.ops.oscillators.kuramoto_run, vmapped over trials as the simulator runs them: impl="xla" (one scanned step at a
 time, roll stencil) and impl="pallas" (L steps per launch: 8 Euler or 2 RK4, halo 8, 64 x 64 windows on large
-lattices). Reported: oscillator-steps/s (trials x nodes x steps / s, median of --repeats after a warm-up call), the
-ratio kernel / XLA, the largest |Δθ| between the two final states, an effective bandwidth (the bytes a fused launch
-must move, 12 per node: read θ and ω, write θ, over L steps; the XLA path moves them every step) against the
+lattices). Reported: oscillator-steps/s (trials x nodes x steps / s, median of --reps (3 unless given) after a warm-up
+call), the ratio kernel / XLA, the largest |Δθ| between the two final states, an effective bandwidth (the bytes a fused
+launch must move, 12 per node: read θ and ω, write θ, over L steps; the XLA path moves them every step) against the
 device's copy bandwidth measured in the same run, and the compiled programs' temporary memory.
 
 On a CPU the kernel runs in interpret mode (a sequential loop over the grid in XLA): its timings say nothing about
 GPU speed; the run only checks that the benchmark works and that both paths agree. The issue's GPU target is
 1e11 oscillator-steps/s on a 1000 x 1000 lattice or 100 trials of 100 x 100; it has not been measured yet.
-
-experiments/bench_kernels.py imports `rows(args)` (and `add_arguments`) to put these rows in its table.
 """
 
 from __future__ import annotations
@@ -24,35 +25,29 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
-import os
-import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
+from experiments import common as C
 
 KERNEL = "lattice Kuramoto (fused steps)"
 TARGET_OSC_STEPS = 1e11  # issue 9, on an H100/H200
 
 
-def add_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
-    """The benchmark's options; bench_kernels.py adds them with prefix 'kuramoto_'."""
-    p.add_argument(f"--{prefix}sides", type=C.int_list, default=None,
-                   help="lattice sides, paired with --batches (default: 16,32 on CPU; 1000,100 on GPU)")
-    p.add_argument(f"--{prefix}batches", type=C.int_list, default=None,
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """This kernel's options (prefixed kuramoto_); bench_kernels' --reps gives the timed calls (3 unless given)."""
+    p.add_argument("--kuramoto_sides", type=C.int_list, default=None,
+                   help="lattice sides, paired with --kuramoto_batches (default: 16,32 on CPU; 1000,100 on GPU)")
+    p.add_argument("--kuramoto_batches", type=C.int_list, default=None,
                    help="trials per call, one per side (default: 2,2 on CPU; 1,100 on GPU)")
-    p.add_argument(f"--{prefix}steps", type=int, default=0, help="steps per timed call (default 48 CPU, 400 GPU)")
-    p.add_argument(f"--{prefix}integrators", default="euler,rk4")
-    p.add_argument(f"--{prefix}windows", type=C.int_list, default=None,
+    p.add_argument("--kuramoto_steps", type=int, default=0, help="steps per timed call (default 48 CPU, 400 GPU)")
+    p.add_argument("--kuramoto_integrators", default="euler,rk4")
+    p.add_argument("--kuramoto_windows", type=C.int_list, default=None,
                    help="kernel windows P = Q to try (powers of two; default: the kernel's choice per lattice)")
-    if not prefix:
-        p.add_argument("--repeats", type=int, default=3)
 
 
 def _options(args) -> dict:
-    """This benchmark's settings from args (its own flags, or bench_kernels' prefixed ones), defaults per backend."""
+    """This benchmark's settings from bench_kernels' args (its prefixed options, and --reps as given), defaults per
+    backend."""
     import jax
 
     def get(name, default=None):
@@ -86,21 +81,6 @@ def _options(args) -> dict:
                 repeats=max(1, int(get("repeats", 3))), on_gpu=on_gpu)
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    return statistics.median(C.time_calls(fn, repeats, warmup=1))
-
-
-def copy_bandwidth(on_gpu: bool, repeats: int) -> float:
-    """Bytes/s of y = 2x over a large float32 array (one read + one write per element), this device's peak proxy."""
-    import jax
-    import jax.numpy as jnp
-
-    x = jnp.ones((2**26 if on_gpu else 2**22,), jnp.float32)
-    double = jax.jit(lambda v: v * 2)
-    seconds = _median_seconds(lambda: jax.block_until_ready(double(x)), repeats)
-    return 2 * x.size * 4 / seconds
-
-
 def _temp_bytes(compiled) -> float | None:
     try:
         return float(compiled.memory_analysis().temp_size_in_bytes)
@@ -132,30 +112,30 @@ def measure(side: int, batch: int, steps: int, integrator: str, repeats: int, wi
         start = time.perf_counter()
         compiled = run.lower(theta0, omega).compile()
         compile_s = time.perf_counter() - start
-        seconds = _median_seconds(lambda: jax.block_until_ready(compiled(theta0, omega)), repeats)
+        seconds = C.median_seconds(lambda: jax.block_until_ready(compiled(theta0, omega)), repeats)
         out[impl] = dict(seconds=seconds, compile_s=compile_s, temp=_temp_bytes(compiled),
                          final=np.asarray(compiled(theta0, omega)))
     return dict(out, per_launch=per_launch, window=window)
 
 
 def rows(args) -> list[dict]:
-    """One dict per (lattice, integrator): the columns of this script's table (and of bench_kernels')."""
+    """One dict per (lattice, integrator): the columns of this kernel's own table (and a pair for bench_kernels')."""
     import jax
     import numpy as np
 
     from pallas_kernels.kuramoto_lattice import default_interpret
 
     o = _options(args)
-    peak = copy_bandwidth(o["on_gpu"], o["repeats"])
+    peak = C.copy_bandwidth(o["on_gpu"], o["repeats"])
     device = f"{jax.devices()[0].device_kind} (jax {jax.__version__}{', interpret' if default_interpret() else ''})"
-    table = []
+    out = []
     for side, batch in zip(o["sides"], o["batches"]):
         for integrator, window in itertools.product(o["integrators"], o["windows"]):
             m = measure(side, batch, o["steps"], integrator, o["repeats"], window)
             work = batch * side * side * o["steps"]
             xla_rate, kern_rate = work / m["xla"]["seconds"], work / m["pallas"]["seconds"]
             kern_bytes = 12.0 * batch * side * side * o["steps"] / m["per_launch"]
-            table.append({
+            out.append({
                 "kernel": KERNEL,
                 "shape": f"{batch} x {side}² {integrator}, L={m['per_launch']}, window {m['window']}",
                 "device": device,
@@ -174,7 +154,7 @@ def rows(args) -> list[dict]:
                 "xla_osc_steps_per_s": xla_rate,
                 "meets_target": kern_rate >= TARGET_OSC_STEPS,
             })
-    return table
+    return out
 
 
 COLUMNS = (("shape", "lattice"), ("ref_ms", "XLA ms"), ("kernel_ms", "kernel ms"), ("speedup", "kernel / XLA"),
@@ -182,7 +162,8 @@ COLUMNS = (("shape", "lattice"), ("ref_ms", "XLA ms"), ("kernel_ms", "kernel ms"
            ("ref_temp", "XLA temp"), ("kernel_temp", "kernel temp"), ("max_abs_diff", "max |Δθ|"))
 
 
-def markdown(table: list[dict]) -> str:
+def table(rows: list[dict]) -> str:
+    """This kernel's own table: both paths' times, rates and memory on one line per lattice."""
     def cell(key, value):
         if key in ("ref_temp", "kernel_temp"):
             return C.fmt_bytes(value)
@@ -194,25 +175,14 @@ def markdown(table: list[dict]) -> str:
             return f"{value:.1e}"
         return str(value)
 
-    return C.markdown_table([h for _, h in COLUMNS], [[cell(k, r[k]) for k, _ in COLUMNS] for r in table])
+    return C.markdown_table([h for _, h in COLUMNS], [[cell(k, r[k]) for k, _ in COLUMNS] for r in rows])
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    table = rows(args)
+def verdict(rows: list[dict]) -> list[str]:
+    """On a GPU, whether the kernel reaches TARGET_OSC_STEPS oscillator-steps/s (issue 9)."""
     from pallas_kernels.kuramoto_lattice import default_interpret
 
-    print(f"device: {table[0]['device']}; {table[0]['kernel']}, steps per call {_options(args)['steps']}")
-    print(markdown(table))
     if default_interpret():
-        print("\nCPU: the kernel ran in interpret mode; these timings say nothing about GPU speed (a smoke test).")
-    else:
-        hits = [r["shape"] for r in table if r["meets_target"]]
-        verdict = "met by " + "; ".join(hits) if hits else "not met"
-        print(f"\ntarget {TARGET_OSC_STEPS:.0e} oscillator-steps/s: {verdict}")
-
-
-if __name__ == "__main__":
-    main()
+        return []
+    hits = [r["shape"] for r in rows if r["meets_target"]]
+    return [f"target {TARGET_OSC_STEPS:.0e} oscillator-steps/s: " + ("met by " + "; ".join(hits) if hits else "not met")]

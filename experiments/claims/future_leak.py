@@ -1,7 +1,8 @@
 """How much of a model's validation loss depends on seeing the future: the loss as evaluated during training (all
 positions of a window at once) against the loss position i gets when it can see tokens <= i only.
 
-    python experiments/future_leak.py --workdirs runs/a,runs/b [--batches 8] [--checkpoint best] [--modes prefix,padded]
+    python -m experiments.claims.future_leak --workdirs runs/a,runs/b [--batches 8] [--checkpoint best] \
+        [--modes prefix,padded]
 
 Two ways to hide the future, one column each:
   prefix  position i predicted from the window cut after i (one forward pass per prefix length; one compile each)
@@ -16,17 +17,14 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import sys
 
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from wavejax.data import BatchSampler, prepare_lm_data  # noqa: E402
-from wavejax.nn.objectives import cross_entropy  # noqa: E402
-from wavejax.sample import load_run  # noqa: E402
+from wavejax.data import BatchSampler, prepare_lm_data
+from wavejax.nn.objectives import cross_entropy
+from wavejax.sample import load_run
 
 MODES = ("prefix", "padded")
 

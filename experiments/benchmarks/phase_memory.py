@@ -1,8 +1,8 @@
 """Compiled memory of ONE PhaseGPT layer's forward + backward, mean-field against the naive pairwise form.
 
-    python experiments/phase_memory.py                         # Phase A shape: B=32, S=512, D=768, H=12, O=32, T=10
-    python experiments/phase_memory.py --batch 2 --seq 64      # a small shape (the tests)
-    python experiments/phase_memory.py --naive_batch 1         # naive rows compiled at B=1, scaled linearly to --batch
+    python -m experiments.benchmarks.phase_memory                  # Phase A shape: B=32, S=512, D=768, H=12, O=32, T=10
+    python -m experiments.benchmarks.phase_memory --batch 2 --seq 64  # a small shape (the tests)
+    python -m experiments.benchmarks.phase_memory --naive_batch 1  # naive rows compiled at B=1, scaled to --batch
 
 Nothing is executed: each variant is lowered from abstract inputs (jax.ShapeDtypeStruct), compiled with
 jax.jit(...).lower(...).compile(), and XLA's compiled.memory_analysis() is printed (argument, output and temp
@@ -27,23 +27,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
-
-GB = 1e9
-
-
-def fmt_gb(n: float | None) -> str:
-    if n is None:
-        return "n/a"
-    if n >= 0.1 * GB:
-        return f"{n / GB:,.2f} GB"
-    return f"{n / 1e6:,.1f} MB"
+from experiments import common as C
 
 
 def layer_config(faithful: bool, causal: bool | None, remat: bool, steps: int, oscillators: int, d_model: int, n_head: int):
@@ -135,10 +122,10 @@ def analytic(batch: int, seq: int, heads: int, osc: int, steps: int) -> list[lis
     diff = batch * heads * seq * seq * osc * 4
     theta = batch * heads * seq * osc * 4
     return [
-        [f"phase_diff [B,H,S,S,O] = [{batch},{heads},{seq},{seq},{osc}]", "one tensor", fmt_gb(diff)],
-        ["phase_diff + sin(phase_diff) kept for backward", "per Euler step", fmt_gb(2 * diff)],
-        ["phase_diff + sin(phase_diff) kept for backward", f"{steps} steps", fmt_gb(2 * diff * steps)],
-        [f"theta [B,H,S,O] = [{batch},{heads},{seq},{osc}] (mean-field residual)", f"{steps} steps", fmt_gb(theta * steps)],
+        [f"phase_diff [B,H,S,S,O] = [{batch},{heads},{seq},{seq},{osc}]", "one tensor", C.fmt_gb(diff)],
+        ["phase_diff + sin(phase_diff) kept for backward", "per Euler step", C.fmt_gb(2 * diff)],
+        ["phase_diff + sin(phase_diff) kept for backward", f"{steps} steps", C.fmt_gb(2 * diff * steps)],
+        [f"theta [B,H,S,O] = [{batch},{heads},{seq},{osc}] (mean-field residual)", f"{steps} steps", C.fmt_gb(theta * steps)],
     ]
 
 
@@ -147,13 +134,13 @@ def render(rows: list[dict]) -> str:
     body = []
     for r in rows:
         shape = f"{r['batch']}×{r['seq']}"
-        temp = fmt_gb(r["temp"])
+        temp = C.fmt_gb(r["temp"])
         if r.get("scaled_from"):
             shape += f" (compiled at B={r['scaled_from']})"
-            temp += f" (B={r['scaled_from']}: {fmt_gb(r['temp'] * r['scaled_from'] / r['batch'])}, ×{r['batch'] // r['scaled_from']})"
+            temp += f" (B={r['scaled_from']}: {C.fmt_gb(r['temp'] * r['scaled_from'] / r['batch'])}, ×{r['batch'] // r['scaled_from']})"
         body.append([r["coupling"], "yes" if r["causal"] else "no", f"{r['sign']} / {r['features']}", f"{r['params']:,}", shape,
-                     "n/a" if r.get("scaled_from") else fmt_gb(r["argument"]),
-                     "n/a" if r.get("scaled_from") else fmt_gb(r["output"]), temp, f"{r['compile_s']:.1f}"])
+                     "n/a" if r.get("scaled_from") else C.fmt_gb(r["argument"]),
+                     "n/a" if r.get("scaled_from") else C.fmt_gb(r["output"]), temp, f"{r['compile_s']:.1f}"])
     return C.markdown_table(headers, body, align="lllrrrrrr")
 
 
@@ -202,19 +189,19 @@ def main(argv=None) -> int:
             row = scaled(row, args.batch / b)
         row["checked"] = checked
         rows.append(row)
-        print(f"  {coupling}, {'faithful' if faithful else 'default'}, causal={row['causal']}: temp {fmt_gb(row['temp'])}, "
+        print(f"  {coupling}, {'faithful' if faithful else 'default'}, causal={row['causal']}: temp {C.fmt_gb(row['temp'])}, "
               f"compiled in {row['compile_s']:.1f} s", flush=True)
     print()
     print(render(rows))
     print()
     print(C.markdown_table(["tensor (float32)", "kept", "size"],
                            analytic(args.batch, args.seq, args.heads, args.osc, args.steps), align="llr"))
-    limit = args.limit_gb * GB
+    limit = args.limit_gb * C.GB
     checked = [r for r in rows if r["checked"]]
     worst = max(checked, key=lambda r: r["temp"])
     over = [r for r in checked if r["temp"] >= limit]
     verdict = "FAIL" if over else "PASS"
-    print(f"\n{verdict}: largest mean-field temp {fmt_gb(worst['temp'])} (causal={worst['causal']}, {worst['features']}) "
+    print(f"\n{verdict}: largest mean-field temp {C.fmt_gb(worst['temp'])} (causal={worst['causal']}, {worst['features']}) "
           f"vs limit {args.limit_gb:g} GB; {len(over)} of {len(checked)} layer variants at or over it")
     return 1 if over else 0
 

@@ -1,9 +1,9 @@
 """Harmonic GPT speed: (a) the report's step-time benchmark, (b) wave-selective vs dense causal attention alone.
 
-    python experiments/bench_harmonic.py                          # both parts at the report's settings
-    python experiments/bench_harmonic.py --part steps --steps 20  # (a) only
-    python experiments/bench_harmonic.py --part attention --lengths 256,512,1024,2048
-    python experiments/bench_harmonic.py --part attention --lengths 256,1024,4096,8192 --dtype bfloat16   # GPU
+    python -m experiments.benchmarks.bench_harmonic                          # both parts at the report's settings
+    python -m experiments.benchmarks.bench_harmonic --part steps --steps 20  # (a) only
+    python -m experiments.benchmarks.bench_harmonic --part attention --lengths 256,512,1024,2048
+    python -m experiments.benchmarks.bench_harmonic --part attention --lengths 256,1024,4096,8192 --dtype bfloat16 # GPU
 
 (a) steps: configs/harmonic.py's standard GPT, Harmonic "no MoE" and "full MoE" at the report's batch 4 × 256, in one
 process: median time of the jitted forward pass (evaluation mode) and of the jitted train step (forward, backward, AdamW
@@ -24,15 +24,11 @@ is selective / dense as measured here (< 1 means the selective op is faster).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
-
-from wavejax.errors import WavejaxError  # noqa: E402
+from experiments import common as C
+from wavejax.errors import WavejaxError
 
 REPORT = {"harmonic:standard": 3.57, "harmonic": 991.12, "harmonic:moe": 1003.37}  # ms / iteration, RTX 4070 Ti
 STEP_CONFIGS = "harmonic:standard,harmonic,harmonic:moe"
@@ -42,8 +38,9 @@ VOCAB = 65  # char tinyshakespeare, the data bench_train.bench_one trains on
 # -- (a) whole-model steps -----------------------------------------------------------------------------------------
 
 def bench_steps(specs, batch: int, steps: int, warmup: int, sets) -> list[dict]:
-    import bench_train
     import jax
+
+    from experiments.benchmarks import bench_train
 
     rows = []
     for name, arg in specs:
@@ -85,6 +82,7 @@ def bench_attention(lengths, batch: int, heads: int, head_dim: int, fraction: fl
     import jax.numpy as jnp
     import numpy as np
 
+    from experiments.benchmarks.kernels.selective import random_waves
     from wavejax.ops.selective import capacity, selection_indices, wave_selective_attention
 
     dt = jnp.dtype(dtype)
@@ -93,9 +91,7 @@ def bench_attention(lengths, batch: int, heads: int, head_dim: int, fraction: fl
         rng = np.random.default_rng(t)
         q, k, v, w = (jnp.asarray(rng.standard_normal((batch, t, heads, head_dim)), dt) for _ in range(4))
         kk = capacity(fraction, t)
-        is_wave = np.zeros((batch, t), bool)
-        for b in range(batch):
-            is_wave[b, rng.choice(t, kk, replace=False)] = True
+        is_wave = random_waves(rng, batch, t, fraction)  # exactly kk wave tokens per row
         idx, valid = selection_indices(jnp.asarray(is_wave), kk)
         ops = {  # selection arrays are arguments, not constants, so XLA cannot fold them into the program
             "dense": lambda q, k, v, idx, valid: jax.nn.dot_product_attention(q, k, v, is_causal=True),

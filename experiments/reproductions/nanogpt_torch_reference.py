@@ -2,11 +2,11 @@
 
 A compact transcription of nanoGPT's model.py and train.py logic (bias-free LayerNorm/Linear, tied
 head, GPT-2 init, AdamW with 2-D-only decay, warmup + cosine, clip 1.0, random windows), so that
-experiments/nanogpt_cpu.py can be compared with the original at the same settings and the same
+experiments/reproductions/nanogpt_cpu.py can be compared with the original at the same settings and the same
 evaluation (200 batches instead of the README's 20). Needs PyTorch, which is not a wavejax
 dependency:  pip install torch
 
-    python experiments/nanogpt_torch_reference.py --seeds 1337,0
+    python -m experiments.reproductions.nanogpt_torch_reference --seeds 1337,0
 """
 
 from __future__ import annotations
@@ -119,14 +119,14 @@ def run(seed: int, text: str, eval_iters: int, threads: int) -> dict:
     return {"seed": seed, "val_loss": val_loss(), "train_s": train_s}
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="1337")
     ap.add_argument("--data", default="", help="a text file (default: the tinyshakespeare copy shipped with wavejax)")
     ap.add_argument("--eval_iters", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.data:
         with open(args.data, encoding="utf-8") as f:
             text = f.read()

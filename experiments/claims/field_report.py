@@ -2,7 +2,7 @@
 
     python -m wavejax.main --config=configs/field.py:small        # ... and :small+random_ic, medium, large, xlarge,
     python -m wavejax.main --config=configs/field.py:scaling      #     scaling, hubs, coupling (runs/field-NAME)
-    python experiments/field_report.py --runs runs                 # prints the markdown tables
+    python -m experiments.claims.field_report --runs runs  # prints the markdown tables
 
 Reads summary.json / results.csv / scaling.csv / hubs.csv / coupling.csv; computes nothing new beyond selecting rows
 (hub removal at --fractions, the coupling sweep at --ks) and the per-type counts of results.csv. A missing run
@@ -18,9 +18,7 @@ import math
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
+from experiments import common as C
 
 TYPES = ("gaussian", "plane", "spiral", "noise")
 

@@ -1,27 +1,31 @@
-"""Fused phase-attention kernel (pallas_kernels/kuramoto_attention.py) against the XLA scan, one table.
+"""Phase-attention rows of bench_kernels: the fused kernel (pallas_kernels/kuramoto_attention.py) against the XLA scan.
 
-    python experiments/_bench_phase_kernel.py                         # CPU: tiny shapes, interpret mode (smoke test)
-    python experiments/_bench_phase_kernel.py --shapes 32,12,512,32   # on a GPU: the Phase A shape (issue 9's target)
-    python experiments/_bench_phase_kernel.py --shapes 32,12,512,32 --block_os 4,8,16 --num_warps 4,8   # a sweep
+    python -m experiments.benchmarks.bench_kernels --kernels phase --per_kernel       # CPU: tiny shapes, interpret mode
+    python -m experiments.benchmarks.bench_kernels --kernels phase --per_kernel --phase_shapes 32,12,512,32
+                                                       # on a GPU: the Phase A shape (issue 9's target)
+    python -m experiments.benchmarks.bench_kernels --kernels phase --per_kernel --phase_shapes 32,12,512,32 \
+        --phase_block_os 4,8,16 --phase_num_warps 4,8  # a sweep
 
 Per shape B,H,S,O (T steps, dt 0.1, attractive sign, θ⁰ = π tanh(N(0,1)), ω ~ N(0, 0.1²), K = 1 per head), both
 implementations of the phase layer's dynamics, each jitted and timed in this process:
   xla     wavejax.ops.phase.kuramoto_dynamics: a lax.scan of T Euler steps with per-step remat, the layer's default
           (the baseline of the speed-up column)
-  pallas  the fused kernel (all T steps of a (b, h, channel block) tile on chip), once per --backwards: "stored"
+  pallas  the fused kernel (all T steps of a (b, h, channel block) tile on chip), once per --phase_backwards: "stored"
           (the forward also writes θ^0..θ^{T-1}; the backward reads them) and "recompute" (θ^t recomputed on chip)
-Columns: fwd ms and fwd+bwd ms (the gradient of sum(w · θ^T) w.r.t. θ⁰, ω, K), medians of --repeats calls after a
+Options: --phase_shapes, --phase_steps, --phase_modes, --phase_backwards, --phase_block_os, --phase_num_warps, and
+bench_kernels' --reps (3 for this kernel unless given).
+Columns: fwd ms and fwd+bwd ms (the gradient of sum(w · θ^T) w.r.t. θ⁰, ω, K), medians of --reps calls after a
 warm-up; temp = XLA's memory_analysis of the compiled fwd+bwd program (working memory beyond inputs and outputs);
 throughput = oscillator-steps (B·H·S·O·T) per second of fwd+bwd; % of peak = the bytes the kernel's fwd+bwd must
 move (θ⁰ read twice, θ^T written, its cotangent read, dθ⁰ written: 20 bytes per oscillator in float32, plus 8·T for
 the stored trajectory's write and read) per second against a float32 copy measured in this run (for the xla row the
 same count, a lower bound of what it moves); max err = the largest angular distance |wrap(θ^T_pallas - θ^T_xla)| (a raw
 difference would show 2π where a phase within rounding of ±π wraps one way in one implementation and the other way in
-the other); grad err (this script's table only) = the largest relative error of the three gradients.
+the other); grad err (this kernel's own table only, --per_kernel) = the largest relative error of the three gradients.
 
 On a CPU the kernel runs in interpret mode (a sequential loop over the grid): its timings say nothing about GPU speed.
 The issue's GPU target, at least 3x the XLA reference's speed at the Phase A shape (B=32, H=12, S=512, O=32, T=10),
-has not been measured yet. experiments/bench_kernels.py imports `add_arguments` (prefix "phase_") and `rows(args)`.
+has not been measured yet.
 """
 
 from __future__ import annotations
@@ -30,15 +34,10 @@ import argparse
 import functools
 import itertools
 import math
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from experiments import common as C
+from experiments.benchmarks.kernels.table import fmt_cell, render
 
-import _common as C  # noqa: E402
-from _bench_kuramoto_kernel import copy_bandwidth  # noqa: E402
-
-KERNEL = "phase attention (fused T steps)"
 PHASE_A = (32, 12, 512, 32)
 TARGET_SPEEDUP = 3.0  # issue 9, fwd+bwd at the Phase A shape on an H100/H200
 BYTES_PER_OSCILLATOR = 20  # float32: θ⁰ read by fwd and bwd, θ^T written, its cotangent read, dθ⁰ written
@@ -56,24 +55,24 @@ def _shapes(text: str) -> tuple[tuple[int, int, int, int], ...]:
     return shapes
 
 
-def add_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
-    """The benchmark's options; bench_kernels.py adds them with prefix 'phase_'."""
-    p.add_argument(f"--{prefix}shapes", type=_shapes, default=None,
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """This kernel's options (prefixed phase_); bench_kernels' --reps gives the timed calls (3 unless given)."""
+    p.add_argument("--phase_shapes", type=_shapes, default=None,
                    help="B,H,S,O shapes separated by ';' (default: 2,2,64,8;2,4,128,8 on CPU; "
                         "8,12,512,32;32,12,512,32;32,12,1024,32 on GPU)")
-    p.add_argument(f"--{prefix}steps", type=int, default=10, help="Euler steps T (default 10, Phase A)")
-    p.add_argument(f"--{prefix}modes", default="causal", help="comma-separated: causal (count norm), noncausal")
-    p.add_argument(f"--{prefix}backwards", default="stored,recompute",
+    p.add_argument("--phase_steps", type=int, default=10, help="Euler steps T (default 10, Phase A)")
+    p.add_argument("--phase_modes", default="causal", help="comma-separated: causal (count norm), noncausal")
+    p.add_argument("--phase_backwards", default="stored,recompute",
                    help="where the kernel's backward gets θ^t: stored (the forward's trajectory), recompute (on chip)")
-    p.add_argument(f"--{prefix}block_os", type=C.int_list, default=None,
+    p.add_argument("--phase_block_os", type=C.int_list, default=None,
                    help="channels per program to try (powers of two; default: the kernel's)")
-    p.add_argument(f"--{prefix}num_warps", type=C.int_list, default=None, help="Triton warps to try (default: the kernel's)")
-    if not prefix:
-        p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--phase_num_warps", type=C.int_list, default=None,
+                   help="Triton warps to try (default: the kernel's)")
 
 
 def _options(args) -> dict:
-    """This benchmark's settings from args (its own flags or bench_kernels' prefixed ones), defaults per backend."""
+    """This benchmark's settings from bench_kernels' args (its prefixed options, and --reps as given), defaults per
+    backend."""
     import jax
 
     from pallas_kernels import kuramoto_attention as KA
@@ -114,7 +113,6 @@ def measure(shape, steps: int, causal: bool, repeats: int, backwards=("stored",)
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from bench_kernels import compile_and_time
 
     from pallas_kernels import kuramoto_attention as KA
     from wavejax.ops.phase import kuramoto_dynamics
@@ -137,8 +135,8 @@ def measure(shape, steps: int, causal: bool, repeats: int, backwards=("stored",)
         def loss(th, om, kk, w, dynamics=dynamics):
             return jnp.sum(w * dynamics(th, om, kk))
 
-        fwd_ms, _, theta = compile_and_time(dynamics, (theta0, omega, k), repeats, 1)
-        bwd_ms, temp, grads = compile_and_time(jax.grad(loss, argnums=(0, 1, 2)), (theta0, omega, k, w), repeats, 1)
+        fwd_ms, _, theta = C.compile_and_time(dynamics, (theta0, omega, k), repeats, 1)
+        bwd_ms, temp, grads = C.compile_and_time(jax.grad(loss, argnums=(0, 1, 2)), (theta0, omega, k, w), repeats, 1)
         out[name] = dict(fwd_ms=fwd_ms, fwd_bwd_ms=bwd_ms, temp=temp, theta=np.asarray(theta),
                          grads=[np.asarray(g) for g in grads])
     return out
@@ -153,16 +151,16 @@ def angular_distance(a, b):
 
 
 def rows(args) -> list[dict]:
-    """Two rows (xla, pallas) per shape, mode and kernel setting, in bench_kernels.py's column keys."""
+    """Two rows (xla, pallas) per shape, mode and kernel setting, in bench_kernels' column keys."""
     import jax
     import numpy as np
 
     from pallas_kernels import default_interpret
 
     o = _options(args)
-    peak = copy_bandwidth(o["on_gpu"], o["repeats"])
+    peak = C.copy_bandwidth(o["on_gpu"], o["repeats"])
     device = f"{jax.devices()[0].device_kind} (jax {jax.__version__}{', interpret' if default_interpret() else ''})"
-    table = []
+    out = []
     refs = {}  # the XLA scan, timed once per (shape, mode) whatever kernel settings are swept
     for shape, mode, block_o, warps in itertools.product(o["shapes"], o["modes"], o["block_os"], o["num_warps"]):
         m = measure(shape, o["steps"], mode == "causal", o["repeats"], o["backwards"], block_o, warps,
@@ -185,38 +183,21 @@ def rows(args) -> list[dict]:
                 row["max_err"] = angular_distance(r["theta"], ref["theta"])
                 row["grad_err"] = max(float(np.abs(g - rg).max() / np.abs(rg).max())
                                       for g, rg in zip(r["grads"], ref["grads"]))
-            table.append(row)
-    return table
+            out.append(row)
+    return out
 
 
-def verdict(table: list[dict]) -> list[str]:
+def verdict(rows: list[dict]) -> list[str]:
     """One line per shape: the kernel's fwd+bwd speed-up over the XLA scan (issue 9: >= 3x at the Phase A shape)."""
     return [f"phase {r['size']}: {r['impl']} fwd+bwd is {r['speedup']:.2f}x as fast as the XLA scan"
             + (f" (target >= {TARGET_SPEEDUP:.0f}x: {'met' if r['speedup'] >= TARGET_SPEEDUP else 'not met'})"
                if r["size"].startswith("x".join(map(str, PHASE_A)) + " T=10 causal") else "")
-            for r in table if r["impl"].startswith("pallas")]
+            for r in rows if r["impl"].startswith("pallas")]
 
 
-def main(argv=None) -> None:
-    from bench_kernels import COLUMNS, fmt_cell
+def table(rows: list[dict]) -> str:
+    """This kernel's own table: the shared columns and the gradients' largest relative error."""
+    def cell(key, value):
+        return f"{value:.1e}" if key == "grad_err" and value is not None else fmt_cell(key, value)
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    table = rows(args)
-    print(f"device: {table[0]['device']}; {KERNEL}, median of {_options(args)['repeats']} calls; "
-          f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    columns = [(k, hd) for k, hd in COLUMNS if any(r.get(k) is not None for r in table)] + [("grad_err", "grad err")]
-    cell = lambda k, v: f"{v:.1e}" if k == "grad_err" and v is not None else fmt_cell(k, v)  # noqa: E731
-    print(C.markdown_table([hd for _, hd in columns], [[cell(k, r.get(k)) for k, _ in columns] for r in table],
-                           align="".join("l" if k in ("kernel", "size", "impl") else "r" for k, _ in columns)))
-    for line in verdict(table):
-        print(line)
-    from pallas_kernels import default_interpret
-
-    if default_interpret():
-        print("\nCPU: the kernel ran in interpret mode; these timings say nothing about GPU speed (a smoke test).")
-
-
-if __name__ == "__main__":
-    main()
+    return render(rows, extra_columns=[("grad_err", "grad err")], cell=cell)

@@ -1,7 +1,7 @@
 """PhaseGPT's Kuramoto dynamics on their own: coherence against coupling K, and the interpretability R of noise.
 
-    python experiments/phase_dynamics.py                                       # both tables, plot + CSV
-    python experiments/phase_dynamics.py --seq 32 --osc 8 --heads 4 --trials 10 --interp_seq 64 --k_step 1   # quick
+    python -m experiments.claims.phase_dynamics  # both tables, plot + CSV
+    python -m experiments.claims.phase_dynamics --seq 32 --osc 8 --heads 4 --trials 10 --interp_seq 64 --k_step 1
 
 (b) Coherence vs K (spec 1.3 setup): theta^0 = pi*tanh(N(0, theta_std^2)) of shape [B,H,S,O], omega ~
 N(0, freq_std^2) of shape [H,O], then T explicit-Euler steps of wavejax.ops.phase.kuramoto_dynamics (the
@@ -34,9 +34,7 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
+from experiments import common as C
 
 COMBOS = [("repulsive", False), ("repulsive", True), ("attractive", False), ("attractive", True)]
 REPORTED = {"mean": 0.8837, "std": 0.0263, "min": 0.8096, "max": 0.9489}  # results/interpretability/notes.md
@@ -48,10 +46,8 @@ def k_grid(k_min: float, k_max: float, k_step: float) -> list[float]:
 
 
 def fmt(values, digits: int = 3) -> str:
-    m, s, _ = C.mean_std(values)
-    if m is None:
-        return "n/a"
-    return f"{m:.{digits}f}" if s is None else f"{m:.{digits}f} ± {s:.{digits}f}"
+    """mean ± std of the values at `digits` decimals (the mean alone for one value, n/a for none)."""
+    return C.fmt_mean_std(values, f"{{:.{digits}f}}", show_n=False)
 
 
 # -- (b) coherence against K ----------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The holographic memory's evaluation table on tinyshakespeare (char tokens), with baselines on the same queries.
 
-    python experiments/memory_eval.py --out runs/memory_eval                       # L = 4, 16, 64; seeds 0, 1, 2
-    python experiments/memory_eval.py --lengths 8 --seeds 0 --max_chars 20000 --levels 3 --queries 200 \
-        --calibration 100 --gpt_seconds 0 --ngram_orders 3 --out runs/memory_eval_tiny   # seconds (the tests)
+    python -m experiments.reproductions.memory_eval --out runs/memory_eval              # L = 4, 16, 64; seeds 0, 1, 2
+    python -m experiments.reproductions.memory_eval --lengths 8 --seeds 0 --max_chars 20000 --levels 3 --queries 200 \
+        --calibration 100 --gpt_seconds 0 --ngram_orders 3 --out runs/memory_eval_tiny  # seconds (the tests)
 
 For every seed the same queries serve every method (history of --history tokens before each target):
   seen     targets in the training split, every window of which was written (episodic cache off)
@@ -31,11 +31,8 @@ import shutil
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common as C  # noqa: E402
-
-from wavejax.errors import WavejaxError  # noqa: E402
+from experiments import common as C
+from wavejax.errors import WavejaxError
 
 
 def parse_args(argv=None):

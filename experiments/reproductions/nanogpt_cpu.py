@@ -5,7 +5,7 @@ dropout 0, lr 1e-3 decayed over 2000 iterations to 1e-4 (warmup 100, beta2 0.99,
 clip 1.0). Config: configs/baseline.py:nanogpt_cpu. We evaluate on 200 fixed validation batches
 (nanoGPT used 20 random ones).
 
-    python experiments/nanogpt_cpu.py --seeds 0,1,2 --out runs/nanogpt_cpu
+    python -m experiments.reproductions.nanogpt_cpu --seeds 0,1,2 --out runs/nanogpt_cpu
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ import statistics
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from wavejax.config import config_module  # noqa: E402
-from wavejax.train.logging import read_metrics  # noqa: E402
-from wavejax.train.loop import Trainer  # noqa: E402
+from experiments import common as C
+from wavejax.config import config_module
+from wavejax.train.logging import read_metrics
+from wavejax.train.loop import Trainer
 
 TARGET = 1.88  # nanoGPT README, CPU settings
-baseline = config_module(os.path.join(REPO, "configs", "baseline.py"))
+baseline = config_module(os.path.join(C.CONFIG_DIR, "baseline.py"))
 
 
 def train_seconds(workdir: str, tokens_per_step: int) -> float:
@@ -43,12 +42,12 @@ def eval_batch_std(trainer) -> float:
     return float(trainer.eval_losses().std(ddof=1))
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0", help="comma-separated seeds")
     ap.add_argument("--out", default="runs/nanogpt_cpu")
     ap.add_argument("--steps", type=int, default=0, help="override train.steps (0 = the preset's 2000)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         config = baseline.get_config("nanogpt_cpu")

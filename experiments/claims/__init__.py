@@ -1,0 +1,1 @@
+"""Probes of what a figure or diagnostic of an original system measures (see experiments/__init__.py)."""
