@@ -55,116 +55,129 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def bench_writes(args, spec, table, tokens):
+    """Rows of the writes table for one L, the numpy and stream times, and the stream path's store (reused by the cache
+    timing). Each timed run writes all pairs into an existing store (allocation is not a write); the stores
+    accumulate."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    from wavejax.memory import so4, store
+    from wavejax.memory import store
     from wavejax.memory.numpy_store import NumpyStore
 
-    rng = np.random.default_rng(args.seed)
-    table = so4.embedding_table("haar", args.vocab, args.seed)
-    device = jax.devices()[0]
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"backend {jax.default_backend()} ({device.device_kind}), {os.cpu_count()} CPUs, load average "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; V = {args.vocab:,}, {16 ** args.levels:,} slots, "
-          f"{args.pairs:,} pairs per run, median of {args.repeats}")
+    length = spec.context_length
+    starts, targets = np.arange(args.pairs), tokens[length:]
+    ref_store, jax_store = NumpyStore(spec, table), [store.init_memory(spec, table)]
 
-    write_rows, read_rows, cache_rows, verdict = [], [], [], None
-    for length in args.lengths:
-        spec = store.StoreSpec(vocab_size=args.vocab, context_length=length, levels=args.levels)
-        tokens = rng.integers(0, args.vocab, args.pairs + length).astype(np.int32)
-        starts = np.arange(args.pairs)
-        targets = tokens[length:]
-
-        # Each timed run writes all pairs into an existing store (allocation is not a write); the stores accumulate.
-        ref_store, jax_store = NumpyStore(spec, table), [store.init_memory(spec, table)]
-
-        def numpy_writes():
-            for s in range(0, args.pairs, args.numpy_batch):
-                rows = starts[s : s + args.numpy_batch]
-                ref_store.write(tokens[rows[:, None] + np.arange(length)], targets[rows])
-            return ref_store
-
-        def jax_stream_writes():
-            jax_store[0], _ = store.learn_stream(spec, jax_store[0], tokens, use_cache=False)
-            return jax.block_until_ready(jax_store[0])
-
-        @jax.jit
-        def windows_step(memory, stream, first):
-            rows = first + jnp.arange(chunk)
-            windows = stream[rows[:, None] + jnp.arange(length)]
-            contexts = store.window_contexts(spec, memory.table, windows)
-            return store.write(spec, memory, contexts, stream[rows + length], rows < args.pairs)
-
-        chunk = store.stream_chunk(spec, len(tokens))  # the stream path's batch, for the independent windows too
-        stream_dev = jnp.asarray(np.concatenate([tokens, np.zeros(chunk, np.int32)]))
-
-        window_store = [store.init_memory(spec, table)]
-
-        def jax_window_writes():
-            for first in range(0, args.pairs, chunk):
-                window_store[0] = windows_step(window_store[0], stream_dev, jnp.int32(first))
-            return jax.block_until_ready(window_store[0])
-
-        t_np = C.median_seconds(numpy_writes, args.repeats)
-        t_stream = C.median_seconds(jax_stream_writes, args.repeats)
-        t_win = C.median_seconds(jax_window_writes, args.repeats)
-        agree = float(np.mean(np.asarray(jax_store[0].counts) == ref_store.counts))  # both hold repeats + 1 copies
-        for name, t in (("numpy (from scratch)", t_np), ("jax, stream (sliding windows)", t_stream),
-                        ("jax, windows (from scratch)", t_win)):
-            write_rows.append([length, name, f"{args.pairs / t:,.0f}", f"{t_np / t:.1f}x", f"{agree:.4f}" if "stream" in name else ""])
-        if length == 64:
-            verdict = t_np / t_stream
-
-        # -- reads: full-vocabulary decode of --queries seen windows (one copy of every pair written) -------------
-        memory, _ = store.learn_stream(spec, store.init_memory(spec, table), tokens, use_cache=False)
-        ref = NumpyStore(spec, table)
+    def numpy_writes():
         for s in range(0, args.pairs, args.numpy_batch):
             rows = starts[s : s + args.numpy_batch]
-            ref.write(tokens[rows[:, None] + np.arange(length)], targets[rows])
-        q_rows = rng.choice(args.pairs, size=min(args.queries, args.pairs), replace=False)
-        q_windows = tokens[q_rows[:, None] + np.arange(length)]
-        read_batch = 2048
+            ref_store.write(tokens[rows[:, None] + np.arange(length)], targets[rows])
+        return ref_store
 
-        @jax.jit
-        def read_step(memory, windows):
-            contexts = store.window_contexts(spec, memory.table, windows)
-            return jnp.argmax(store.scores(spec, memory, contexts, "cosine"), axis=-1)
+    def jax_stream_writes():
+        jax_store[0], _ = store.learn_stream(spec, jax_store[0], tokens, use_cache=False)
+        return jax.block_until_ready(jax_store[0])
 
-        def jax_reads():
-            out = [read_step(memory, jnp.asarray(q_windows[s : s + read_batch])) for s in range(0, len(q_windows), read_batch)]
-            return np.concatenate([np.asarray(o) for o in out])
+    @jax.jit
+    def windows_step(memory, stream, first):
+        rows = first + jnp.arange(chunk)
+        windows = stream[rows[:, None] + jnp.arange(length)]
+        contexts = store.window_contexts(spec, memory.table, windows)
+        return store.write(spec, memory, contexts, stream[rows + length], rows < args.pairs)
 
-        def numpy_reads():
-            return np.concatenate([ref.read(q_windows[s : s + read_batch]).argmax(1) for s in range(0, len(q_windows), read_batch)])
+    chunk = store.stream_chunk(spec, len(tokens))  # the stream path's batch, for the independent windows too
+    stream_dev = jnp.asarray(np.concatenate([tokens, np.zeros(chunk, np.int32)]))
 
-        r_np, r_jax = C.median_seconds(numpy_reads, args.repeats), C.median_seconds(jax_reads, args.repeats)
-        recall = float(np.mean(jax_reads() == targets[q_rows]))
-        read_rows.append([length, f"{len(q_windows) / r_np:,.0f}", f"{len(q_windows) / r_jax:,.0f}", f"{r_np / r_jax:.1f}x",
-                          f"{recall:.3f}"])
+    window_store = [store.init_memory(spec, table)]
 
-        # -- the episodic cache of every window ------------------------------------------------------------------
-        def jax_cache():
-            jax_store[0] = jax_store[0].replace(cache=store.empty_cache(0))
-            jax_store[0], _ = store.learn_stream(spec, jax_store[0], tokens, use_cache=True)
-            return jax.block_until_ready(jax_store[0])
+    def jax_window_writes():
+        for first in range(0, args.pairs, chunk):
+            window_store[0] = windows_step(window_store[0], stream_dev, jnp.int32(first))
+        return jax.block_until_ready(window_store[0])
 
-        def numpy_cache():
-            cache = {}  # the original's dict: window bytes -> the last target written
-            for s in range(0, args.pairs, args.numpy_batch):
-                rows = starts[s : s + args.numpy_batch]
-                for window, target in zip(tokens[rows[:, None] + np.arange(length)], targets[rows]):
-                    cache[window.tobytes()] = int(target)
-            return cache
+    t_np = C.median_seconds(numpy_writes, args.repeats)
+    t_stream = C.median_seconds(jax_stream_writes, args.repeats)
+    t_win = C.median_seconds(jax_window_writes, args.repeats)
+    agree = float(np.mean(np.asarray(jax_store[0].counts) == ref_store.counts))  # both hold repeats + 1 copies
+    rows = []
+    for name, t in (("numpy (from scratch)", t_np), ("jax, stream (sliding windows)", t_stream),
+                    ("jax, windows (from scratch)", t_win)):
+        rows.append([length, name, f"{args.pairs / t:,.0f}", f"{t_np / t:.1f}x", f"{agree:.4f}" if "stream" in name else ""])
+    return rows, t_np, t_stream, jax_store
 
-        c_jax = C.median_seconds(jax_cache, args.repeats) - t_stream  # learn_stream with the cache, minus the same writes without
-        c_np = C.median_seconds(numpy_cache, 1)
-        cache_rows.append([length, f"{args.pairs / c_np:,.0f}", f"{args.pairs / max(c_jax, 1e-9):,.0f}",
-                           f"{c_np / max(c_jax, 1e-9):.1f}x"])
-        print(f"L = {length}: done", flush=True)
+
+def bench_reads(args, spec, table, tokens, rng) -> list:
+    """The reads row for one L: full-vocabulary decode of --queries seen windows (one copy of every pair written)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from wavejax.memory import store
+    from wavejax.memory.numpy_store import NumpyStore
+
+    length = spec.context_length
+    starts, targets = np.arange(args.pairs), tokens[length:]
+    memory, _ = store.learn_stream(spec, store.init_memory(spec, table), tokens, use_cache=False)
+    ref = NumpyStore(spec, table)
+    for s in range(0, args.pairs, args.numpy_batch):
+        rows = starts[s : s + args.numpy_batch]
+        ref.write(tokens[rows[:, None] + np.arange(length)], targets[rows])
+    q_rows = rng.choice(args.pairs, size=min(args.queries, args.pairs), replace=False)
+    q_windows = tokens[q_rows[:, None] + np.arange(length)]
+    read_batch = 2048
+
+    @jax.jit
+    def read_step(memory, windows):
+        contexts = store.window_contexts(spec, memory.table, windows)
+        return jnp.argmax(store.scores(spec, memory, contexts, "cosine"), axis=-1)
+
+    def jax_reads():
+        out = [read_step(memory, jnp.asarray(q_windows[s : s + read_batch])) for s in range(0, len(q_windows), read_batch)]
+        return np.concatenate([np.asarray(o) for o in out])
+
+    def numpy_reads():
+        return np.concatenate([ref.read(q_windows[s : s + read_batch]).argmax(1) for s in range(0, len(q_windows), read_batch)])
+
+    r_np, r_jax = C.median_seconds(numpy_reads, args.repeats), C.median_seconds(jax_reads, args.repeats)
+    recall = float(np.mean(jax_reads() == targets[q_rows]))
+    return [length, f"{len(q_windows) / r_np:,.0f}", f"{len(q_windows) / r_jax:,.0f}", f"{r_np / r_jax:.1f}x",
+            f"{recall:.3f}"]
+
+
+def bench_cache(args, spec, tokens, jax_store, t_stream) -> list:
+    """The cache row for one L: the episodic cache of every window, jax's (learn_stream with the cache, minus the same
+    writes without) against the original's dict."""
+    import jax
+    import numpy as np
+
+    from wavejax.memory import store
+
+    length = spec.context_length
+    starts, targets = np.arange(args.pairs), tokens[length:]
+
+    def jax_cache():
+        jax_store[0] = jax_store[0].replace(cache=store.empty_cache(0))
+        jax_store[0], _ = store.learn_stream(spec, jax_store[0], tokens, use_cache=True)
+        return jax.block_until_ready(jax_store[0])
+
+    def numpy_cache():
+        cache = {}  # the original's dict: window bytes -> the last target written
+        for s in range(0, args.pairs, args.numpy_batch):
+            rows = starts[s : s + args.numpy_batch]
+            for window, target in zip(tokens[rows[:, None] + np.arange(length)], targets[rows]):
+                cache[window.tobytes()] = int(target)
+        return cache
+
+    c_jax = C.median_seconds(jax_cache, args.repeats) - t_stream  # learn_stream with the cache, minus without
+    c_np = C.median_seconds(numpy_cache, 1)
+    return [length, f"{args.pairs / c_np:,.0f}", f"{args.pairs / max(c_jax, 1e-9):,.0f}", f"{c_np / max(c_jax, 1e-9):.1f}x"]
+
+
+def report(args, write_rows, read_rows, cache_rows, verdict) -> int:
+    """Prints the three tables and the verdict at L = 64; the exit status (1: the target missed on CPU)."""
+    import jax
 
     print("\nWrites (pairs/s):\n")
     print(C.markdown_table(["L", "implementation", "writes/s", "vs numpy", "slots agree"], write_rows, align="llrrr"))
@@ -180,6 +193,35 @@ def main(argv=None) -> int:
     print(f"\n{'PASS' if ok else 'FAIL'}: jax stream writes at L = 64 are {verdict:.1f}x numpy's "
           f"(target >= {args.target:g}x{' on CPU' if on_cpu else '; the target is set for CPU'})")
     return 0 if ok or not on_cpu else 1
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import jax
+    import numpy as np
+
+    from wavejax.memory import so4, store
+
+    rng = np.random.default_rng(args.seed)
+    table = so4.embedding_table("haar", args.vocab, args.seed)
+    device = jax.devices()[0]
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"backend {jax.default_backend()} ({device.device_kind}), {os.cpu_count()} CPUs, load average "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; V = {args.vocab:,}, {16 ** args.levels:,} slots, "
+          f"{args.pairs:,} pairs per run, median of {args.repeats}")
+
+    write_rows, read_rows, cache_rows, verdict = [], [], [], None
+    for length in args.lengths:
+        spec = store.StoreSpec(vocab_size=args.vocab, context_length=length, levels=args.levels)
+        tokens = rng.integers(0, args.vocab, args.pairs + length).astype(np.int32)
+        rows, t_np, t_stream, jax_store = bench_writes(args, spec, table, tokens)
+        write_rows += rows
+        if length == 64:
+            verdict = t_np / t_stream
+        read_rows.append(bench_reads(args, spec, table, tokens, rng))
+        cache_rows.append(bench_cache(args, spec, tokens, jax_store, t_stream))
+        print(f"L = {length}: done", flush=True)
+    return report(args, write_rows, read_rows, cache_rows, verdict)
 
 
 if __name__ == "__main__":

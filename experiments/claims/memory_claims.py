@@ -102,39 +102,34 @@ def so4_errors(contexts):
     return np.linalg.norm(c, axis=(-1, -2)).mean(), np.abs(np.linalg.det(c) - 1).max(), orth
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    import jax
-    import jax.numpy as jnp
+STORES = {"sound": dict(routing="hash"), "faithful": dict(routing="digits")}  # each table's store settings
+PATHS = (("sound", ("cosine",)), ("faithful", ("coherence", "tower.retrieve")))  # the read paths of each store
+PATH_NAMES = {"cosine": "cosine (C^T M, sound store)", "coherence": "retrieve_parallel: Grace(C^T M) + coherence",
+              "tower.retrieve": "tower.retrieve: Grace(C)^T M + Grace + coherence"}
+
+
+def path_rows(results_by_store) -> list[list[str]]:
+    """One [path, exact match] row per read path of the sound and the faithful store."""
+    rows = []
+    for kind, names in PATHS:
+        for name in names:
+            rows.append([PATH_NAMES[name] + ("" if kind == "sound" else " (faithful store)"),
+                         f"{results_by_store[kind][name].mean():.3f}"])
+    return rows
+
+
+def section_a(args, rng, tables) -> None:
+    """A: the long-context test: learn each pair, then retrieve the same contexts through every path."""
     import numpy as np
 
-    from wavejax.memory import clifford as cl
-    from wavejax.memory import so4, store
+    from wavejax.memory import store
 
-    rng = np.random.default_rng(args.seed)
-    v = args.vocab
-    tables = {"sound": so4.embedding_table("haar", v, args.seed), "faithful": so4.original_embeddings(v)}
-    stores = {"sound": dict(routing="hash"), "faithful": dict(routing="digits")}
-    sound_paths = ("cosine",)
-    faithful_paths = ("coherence", "tower.retrieve")
-    path_names = {"cosine": "cosine (C^T M, sound store)", "coherence": "retrieve_parallel: Grace(C^T M) + coherence",
-                  "tower.retrieve": "tower.retrieve: Grace(C)^T M + Grace + coherence"}
-
-    def path_rows(results_by_store):
-        rows = []
-        for kind, names in (("sound", sound_paths), ("faithful", faithful_paths)):
-            for name in names:
-                rows.append([path_names[name] + ("" if kind == "sound" else " (faithful store)"),
-                             f"{results_by_store[kind][name].mean():.3f}"])
-        return rows
-
-    # -- A: the long-context test ----------------------------------------------------------------------------------
-    length = args.long_length
+    v, length = args.vocab, args.long_length
     windows = rng.integers(0, v, (args.pairs, length)).astype(np.int32)
     targets = rng.integers(0, v, args.pairs).astype(np.int32)
     results, norms = {}, {}
     for kind in ("sound", "faithful"):
-        spec = store.StoreSpec(vocab_size=v, context_length=length, levels=4, **stores[kind])
+        spec = store.StoreSpec(vocab_size=v, context_length=length, levels=4, **STORES[kind])
         memory, contexts = build(spec, tables[kind], windows, targets)
         results[kind] = paths(spec, memory, contexts, targets)
         norms[kind] = so4_errors(contexts)
@@ -147,14 +142,23 @@ def main(argv=None) -> int:
     for kind, (norm, det, orth) in norms.items():
         print(f"   {kind} store: mean ||C||_F = {norm:.6f}, max abs(det C - 1) = {det:.1e}, max abs(C^T C - I) = {orth:.1e}")
 
-    # -- B and C: one pair per slot, then one token changed ------------------------------------------------------------
+
+def sections_b_c(args, rng, tables) -> None:
+    """B: pairs alone in their slot, through every path; C: the same seen contexts with their last token replaced."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from wavejax.memory import store
+
+    v = args.vocab
     windows = rng.integers(0, v, (args.single_pairs, 8)).astype(np.int32)
     targets = rng.integers(0, v, args.single_pairs).astype(np.int32)
     changed = windows.copy()
     changed[:, -1] = (changed[:, -1] + rng.integers(1, v, len(changed))) % v
     alone_n, results_b, results_c = 0, {}, {}
     for kind in ("sound", "faithful"):
-        spec = store.StoreSpec(vocab_size=v, context_length=8, levels=args.levels, **stores[kind])
+        spec = store.StoreSpec(vocab_size=v, context_length=8, levels=args.levels, **STORES[kind])
         memory, contexts = build(spec, tables[kind], windows, targets)
         alone = np.asarray(memory.counts)[np.asarray(store.route(spec, contexts))] == 1
         alone_n = int(alone.sum()) if kind == "sound" else alone_n
@@ -170,15 +174,23 @@ def main(argv=None) -> int:
     print(f"\nC. The same {args.single_pairs:,} seen contexts with their last token replaced:\n")
     print(C.markdown_table(["path", "exact match"], rows_c))
 
-    # -- D: embedding tables --------------------------------------------------------------------------------------------
-    def table_stats(name, t):
-        t = np.asarray(t, np.float64)
-        sub = t[: min(1000, len(t))].reshape(-1, 16) / 2.0  # ||E||_F = 2
-        cos = sub @ sub.T
-        off = cos[~np.eye(len(sub), dtype=bool)]
-        mean = t.mean(0)
-        return [name, f"{len(t):,}", f"{np.abs(mean).max():.3f}", f"{np.round(np.diag(mean), 2).tolist()}",
-                f"{off.mean():.3f} ± {off.std():.3f}", f"{off.min():.2f} .. {off.max():.2f}"]
+
+def table_stats(name: str, t) -> list[str]:
+    """A row of section D: the mean matrix and the pairwise Frobenius cosines of a table's first 1,000 tokens."""
+    import numpy as np
+
+    t = np.asarray(t, np.float64)
+    sub = t[: min(1000, len(t))].reshape(-1, 16) / 2.0  # ||E||_F = 2
+    cos = sub @ sub.T
+    off = cos[~np.eye(len(sub), dtype=bool)]
+    mean = t.mean(0)
+    return [name, f"{len(t):,}", f"{np.abs(mean).max():.3f}", f"{np.round(np.diag(mean), 2).tolist()}",
+            f"{off.mean():.3f} ± {off.std():.3f}", f"{off.min():.2f} .. {off.max():.2f}"]
+
+
+def section_d(args) -> None:
+    """D: the embedding tables (Haar, uncorrected QR, the original's, and the grounded ones unless --no_corpus)."""
+    from wavejax.memory import so4
 
     big = args.table_tokens
     rows_d = [table_stats("Haar (default)", so4.embedding_table("haar", big, args.seed)),
@@ -199,7 +211,15 @@ def main(argv=None) -> int:
     print(C.markdown_table(["table", "tokens", "largest mean entry (abs)", "diagonal of the mean", "pairwise cos_F", "range"], rows_d,
                            align="lrrlrr"))
 
-    # -- E: closure after 1024 factors in float32 -----------------------------------------------------------------------
+
+def section_e(args, rng) -> None:
+    """E: group closure in float32 after 1024 factors, for tables built three ways."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from wavejax.memory import so4, store
+
     seqs = rng.integers(0, 256, (8, 1024)).astype(np.int32)
     spec = store.StoreSpec(vocab_size=256, context_length=1024)
     rows_e = []
@@ -215,12 +235,21 @@ def main(argv=None) -> int:
     print(C.markdown_table(["table", "factor: max abs(E^T E - I)", "max abs(C^T C - I)", "max abs(det C - 1)",
                             "abs(mean Frobenius norm - 2)"], rows_e))
 
-    # -- F: the logged "semantic_sim" -----------------------------------------------------------------------------------
-    n, length = args.semantic_pairs, 64
+
+def section_f(args, rng, faithful_table) -> None:
+    """F: the training loop's logged "semantic_sim" on seen pairs, with the true and with random targets."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from wavejax.memory import clifford as cl
+    from wavejax.memory import store
+
+    v, n, length = args.vocab, args.semantic_pairs, 64
     windows = rng.integers(0, v, (n, length)).astype(np.int32)
     targets = rng.integers(0, v, n).astype(np.int32)
     spec = store.StoreSpec(vocab_size=v, context_length=length, levels=args.levels, routing="digits")
-    memory, contexts = build(spec, tables["faithful"], windows, targets)
+    memory, contexts = build(spec, faithful_table, windows, targets)
 
     @jax.jit
     def semantic_sim(memory, contexts, target_ids):
@@ -239,6 +268,21 @@ def main(argv=None) -> int:
           "the query reaches the "
           f"slot it was written to for {float(same_slot.mean()):.1%} of them):\n")
     print(C.markdown_table(["targets scored", "semantic_sim", "logged 'perplexity' V^(1 - sim)"], rows_f))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import numpy as np
+
+    from wavejax.memory import so4
+
+    rng = np.random.default_rng(args.seed)  # one stream, drawn by the sections in order
+    tables = {"sound": so4.embedding_table("haar", args.vocab, args.seed), "faithful": so4.original_embeddings(args.vocab)}
+    section_a(args, rng, tables)
+    sections_b_c(args, rng, tables)
+    section_d(args)
+    section_e(args, rng)
+    section_f(args, rng, tables["faithful"])
     return 0
 
 

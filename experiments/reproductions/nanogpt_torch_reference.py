@@ -23,23 +23,12 @@ B, T, L, H, D = 12, 64, 4, 4, 128
 ITERS, LR, MIN_LR, WARMUP, DECAY, WD, CLIP, BETAS = 2000, 1e-3, 1e-4, 100, 2000, 0.1, 1.0, (0.9, 0.99)
 
 
-def run(seed: int, text: str, eval_iters: int, threads: int) -> dict:
+def gpt_class():
+    """nanoGPT's model.py at the README's CPU size (bias-free LayerNorm and Linear, tied head, GPT-2 init), as a class
+    built on call so that torch is imported only when the reference runs."""
     import torch
     import torch.nn as nn
     from torch.nn import functional as F
-
-    torch.manual_seed(seed)
-    torch.set_num_threads(threads)
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    data = np.array([stoi[c] for c in text], dtype=np.int64)
-    n = int(len(data) * 0.9)
-    splits = {"train": torch.from_numpy(data[:n]), "val": torch.from_numpy(data[n:])}
-
-    def get_batch(split):
-        d = splits[split]
-        ix = torch.randint(len(d) - T, (B,))
-        return torch.stack([d[i : i + T] for i in ix]), torch.stack([d[i + 1 : i + 1 + T] for i in ix])
 
     class LayerNorm(nn.Module):
         def __init__(self):
@@ -85,17 +74,38 @@ def run(seed: int, text: str, eval_iters: int, threads: int) -> dict:
             logits = self.lm_head(self.ln_f(x))
             return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
 
-    model = GPT(len(chars))
+    return GPT
+
+
+def lr_at(it: int) -> float:
+    """train.py's get_lr: linear warmup, cosine decay to MIN_LR over DECAY iterations, then MIN_LR."""
+    if it < WARMUP:
+        return LR * (it + 1) / (WARMUP + 1)
+    if it > DECAY:
+        return MIN_LR
+    return MIN_LR + 0.5 * (1.0 + math.cos(math.pi * (it - WARMUP) / (DECAY - WARMUP))) * (LR - MIN_LR)
+
+
+def run(seed: int, text: str, eval_iters: int, threads: int) -> dict:
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    data = np.array([stoi[c] for c in text], dtype=np.int64)
+    n = int(len(data) * 0.9)
+    splits = {"train": torch.from_numpy(data[:n]), "val": torch.from_numpy(data[n:])}
+
+    def get_batch(split):
+        d = splits[split]
+        ix = torch.randint(len(d) - T, (B,))
+        return torch.stack([d[i : i + T] for i in ix]), torch.stack([d[i + 1 : i + 1 + T] for i in ix])
+
+    model = gpt_class()(len(chars))
     params = list(model.parameters())
     opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": WD},
                              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}], lr=LR, betas=BETAS)
-
-    def get_lr(it):
-        if it < WARMUP:
-            return LR * (it + 1) / (WARMUP + 1)
-        if it > DECAY:
-            return MIN_LR
-        return MIN_LR + 0.5 * (1.0 + math.cos(math.pi * (it - WARMUP) / (DECAY - WARMUP))) * (LR - MIN_LR)
 
     @torch.no_grad()
     def val_loss():
@@ -108,7 +118,7 @@ def run(seed: int, text: str, eval_iters: int, threads: int) -> dict:
     x, y = get_batch("train")
     for it in range(ITERS):
         for group in opt.param_groups:
-            group["lr"] = get_lr(it)
+            group["lr"] = lr_at(it)
         loss = model(x, y)
         x, y = get_batch("train")
         loss.backward()
