@@ -5,60 +5,34 @@ import argparse
 import json
 import os
 import pathlib
-import subprocess
-import sys
+import types
 
 import numpy as np
 import pytest
+from experiments_support import run_main
 
 from experiments import common as C
+from experiments.benchmarks import bench_train
 from experiments.reproductions import compare
 from wavejax.errors import ConfigError
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 TINY_SETS = ["--set", "train.eval_every=3", "--set", "train.eval_batches=2", "--set", "train.sample_tokens=0"]
 FAST_COMPILE = ["--set", "model.scan_layers=false"]  # halves XLA:CPU compile time of the tiny step
 
 
-def _env(cache_dir) -> dict:
-    env = dict(os.environ)
-    env.update({
-        "JAX_PLATFORMS": "cpu", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg",
-        # seed 2 reuses seed 1's compiled step: same shapes, so the same executable
-        "JAX_COMPILATION_CACHE_DIR": str(cache_dir), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-    })
-    return env
-
-
-def _run(module: str, args, env, timeout=120):
-    return subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+def _compare(args):
+    """compare's main(args) in this process (each run still trains in a subprocess of its own, as compare runs them;
+    seed 2 reuses seed 1's compiled step through the tests' compile cache): its exit status, stdout and stderr, named as
+    a finished process's."""
+    code, out, err = run_main(compare.main, args)
+    return types.SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    return _env(tmp_path_factory.mktemp("jax-cache"))
-
-
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory, env):
-    """bench_train.py started in the background, so that it compiles while compare.py trains (2 cores)."""
-    out = tmp_path_factory.mktemp("bench") / "bench.json"
-    args = ["--configs", "baseline:tiny", "--steps", "3", "--warmup", "1", *FAST_COMPILE, "--json", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.benchmarks.bench_train", *args], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    yield proc, out
-    if proc.poll() is None:
-        proc.kill()
-        proc.communicate()
-
-
-@pytest.fixture(scope="module")
-def compared(tmp_path_factory, env, bench):
+def compared(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     args = ["--configs", "baseline:tiny", "--seeds", "2", "--steps", "6", *TINY_SETS, *FAST_COMPILE, "--out", str(out)]
-    proc = _run("experiments.reproductions.compare", args, env)
+    proc = _compare(args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, args, proc
 
@@ -86,23 +60,23 @@ def test_compare_writes_table_json_and_plot(compared):
         assert max(steps) * 16 * 64 == results["tokens"]
 
 
-def test_compare_rerun_reuses_finished_runs(compared, env):
+def test_compare_rerun_reuses_finished_runs(compared):
     out, args, _ = compared
-    proc = _run("experiments.reproductions.compare", args, env)
+    proc = _compare(args)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("(reused)") == 2
 
 
-def test_compare_refuses_a_budget_that_does_not_divide(env, tmp_path):
-    proc = _run("experiments.reproductions.compare", ["--configs", "baseline:tiny", "--tokens", "1000", "--out", str(tmp_path)], env)
+def test_compare_refuses_a_budget_that_does_not_divide(tmp_path):
+    proc = _compare(["--configs", "baseline:tiny", "--tokens", "1000", "--out", str(tmp_path)])
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "1,024" in lines[0], proc.stderr
     assert not (tmp_path / "runs").exists()
 
 
-def test_compare_refuses_an_unknown_config(env, tmp_path):
-    proc = _run("experiments.reproductions.compare", ["--configs", "baseline:tiny,nosuch", "--out", str(tmp_path)], env)
+def test_compare_refuses_an_unknown_config(tmp_path):
+    proc = _compare(["--configs", "baseline:tiny,nosuch", "--out", str(tmp_path)])
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown config 'nosuch'" in lines[0] and "baseline" in lines[0], proc.stderr
@@ -172,10 +146,12 @@ def test_seed_band_mean_and_sample_std():
 
 # -- bench_train -------------------------------------------------------------------------------
 
-def test_bench_train_prints_a_row(bench):
-    proc, out = bench
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stdout + stderr
+def test_bench_train_prints_a_row(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    returncode = bench_train.main(["--configs", "baseline:tiny", "--steps", "3", "--warmup", "1", *FAST_COMPILE,
+                                   "--json", str(out)])
+    stdout, stderr = capsys.readouterr()
+    assert returncode == 0, stdout + stderr
     row = next(line for line in stdout.splitlines() if line.startswith("| baseline:tiny"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "106,880" and cells[2] == "16×64" and cells[-2] == "n/a" and cells[-1] == "1.00×", row

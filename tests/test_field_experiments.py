@@ -260,16 +260,17 @@ def tiny_runs(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_field_report_condenses_the_run_directories(tiny_runs):
-    proc = subprocess.run([sys.executable, "-m", "experiments.claims.field_report", "--runs", str(tiny_runs["base"]),
-                           "--fractions", "0,0.2", "--ks", "0.1,2"], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "(no " in proc.stderr and "field-small" in proc.stderr  # the original configs were not run here
+def test_field_report_condenses_the_run_directories(tiny_runs, capsys):
+    from experiments.claims import field_report
+
+    returncode = field_report.main(["--runs", str(tiny_runs["base"]), "--fractions", "0,0.2", "--ks", "0.1,2"])
+    stdout, stderr = capsys.readouterr()
+    assert returncode == 0, stderr
+    assert "(no " in stderr and "field-small" in stderr  # the original configs were not run here
     for title in ("### scaling", "### hubs", "### coupling"):
-        assert title in proc.stdout
-    assert proc.stdout.count("| highest_degree |") == 2 and "| mean_field | 2.0 |" in proc.stdout
-    assert "### original configs" not in proc.stdout
+        assert title in stdout
+    assert stdout.count("| highest_degree |") == 2 and "| mean_field | 2.0 |" in stdout
+    assert "### original configs" not in stdout
 
 
 @pytest.mark.slow

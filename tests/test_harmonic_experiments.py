@@ -4,19 +4,21 @@ report-size config end to end."""
 
 import json
 import math
-import os
 import re
-import subprocess
-import sys
+import types
 
 import pytest
+from experiments_support import run_main
 
-from conftest import REPO, run_module
+from experiments.benchmarks import bench_harmonic
+
+from conftest import run_module
 
 
-def _bench(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "experiments.benchmarks.bench_harmonic", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+def _bench(*args):
+    """bench_harmonic's main(args) in this process: its exit status, stdout and stderr, named as a finished process's."""
+    code, out, err = run_main(bench_harmonic.main, args)
+    return types.SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
 
 def _table(text: str, first_header: str) -> list[list[str]]:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_phase_experiments import _finish, _rows, _start  # the same subprocess helpers (start, wait, table rows)
+from experiments_support import run_main
+from experiments_support import table_rows as _rows
+
+from experiments.benchmarks import bench_memory
+from experiments.claims import memory_claims
+from experiments.reproductions import memory_capacity, memory_eval
 
 BENCH_ARGS = ["--vocab", "200", "--lengths", "64", "--pairs", "4096", "--queries", "256", "--repeats", "1", "--levels", "4"]
 CAPACITY_ARGS = ["--vocabs", "65", "--loads", "0.25,8", "--levels", "2", "--seeds", "2", "--no_spec"]
@@ -17,16 +22,12 @@ EVAL_ARGS = ["--lengths", "8", "--seeds", "0", "--max_chars", "20000", "--levels
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two scripts at a time (2 cores)."""
+    """The four scripts once, in this process; the tests read their exit status, tables and files."""
     tmp = tmp_path_factory.mktemp("memory_experiments")
-    first = {"bench": _start("experiments.benchmarks.bench_memory", BENCH_ARGS),
-             "eval": _start("experiments.reproductions.memory_eval", [*EVAL_ARGS, "--out", str(tmp / "eval")])}
-    done = {k: _finish(p, timeout=300) for k, p in first.items()}
-    second = {"capacity": _start("experiments.reproductions.memory_capacity", [*CAPACITY_ARGS, "--out", str(tmp / "cap.png")]),
-              "claims": _start("experiments.claims.memory_claims", CLAIMS_ARGS)}
-    done.update({k: _finish(p, timeout=300) for k, p in second.items()})
-    done["tmp"] = tmp
-    return done
+    return {"bench": run_main(bench_memory.main, BENCH_ARGS),
+            "eval": run_main(memory_eval.main, [*EVAL_ARGS, "--out", str(tmp / "eval")]),
+            "capacity": run_main(memory_capacity.main, [*CAPACITY_ARGS, "--out", str(tmp / "cap.png")]),
+            "claims": run_main(memory_claims.main, CLAIMS_ARGS), "tmp": tmp}
 
 
 @pytest.mark.slow

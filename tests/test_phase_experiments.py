@@ -2,52 +2,25 @@
 exit codes."""
 
 import csv
-import os
-import pathlib
-import subprocess
-import sys
 
 import pytest
+from experiments_support import run_main
+from experiments_support import table_rows as _rows
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from experiments.benchmarks import phase_memory
+from experiments.claims import phase_dynamics
 
 MEMORY_ARGS = ["--batch", "2", "--seq", "32", "--d_model", "64", "--heads", "4", "--osc", "8", "--naive_batch", "1"]
 DYNAMICS_ARGS = ["--batch", "1", "--heads", "4", "--seq", "32", "--osc", "8", "--seeds", "3", "--k_step", "1",
                  "--trials", "20", "--interp_seq", "64", "--tanh_sigmas", "1"]
 
 
-def _start(module: str, args) -> subprocess.Popen:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")  # conftest's compile cache is inherited
-    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _finish(proc: subprocess.Popen, timeout: float = 120):
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise
-    return proc.returncode, out, err
-
-
-def _rows(stdout: str, first_cell: str) -> list[list[str]]:
-    rows = []
-    for line in stdout.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("|") and cells[0] == first_cell:
-            rows.append(cells)
-    return rows
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Both scripts at once (2 cores): the memory script compiles while the dynamics script integrates."""
+    """Both scripts once, in this process; the tests read their exit status, tables and files."""
     out = tmp_path_factory.mktemp("phase_dynamics") / "coherence.png"
-    memory = _start("experiments.benchmarks.phase_memory", MEMORY_ARGS)
-    dynamics = _start("experiments.claims.phase_dynamics", [*DYNAMICS_ARGS, "--out", str(out)])
-    yield {"memory": _finish(memory), "dynamics": _finish(dynamics), "out": out}
+    yield {"memory": run_main(phase_memory.main, MEMORY_ARGS),
+           "dynamics": run_main(phase_dynamics.main, [*DYNAMICS_ARGS, "--out", str(out)]), "out": out}
 
 
 def test_phase_memory_prints_the_table_and_passes(runs):
@@ -66,14 +39,14 @@ def test_phase_memory_prints_the_table_and_passes(runs):
 def test_phase_memory_fails_over_the_limit(runs):
     """The same programs (served by the compile cache) against a tiny limit: exit 1, the tables still printed."""
     assert runs["memory"][0] == 0
-    rc, out, err = _finish(_start("experiments.benchmarks.phase_memory", [*MEMORY_ARGS, "--no_naive", "--limit_gb", "1e-6"]))
+    rc, out, err = run_main(phase_memory.main, [*MEMORY_ARGS, "--no_naive", "--limit_gb", "1e-6"])
     assert rc == 1, out + err
     assert len(_rows(out, "mean-field")) == 3 and not _rows(out, "naive pairwise")
     assert "FAIL: largest mean-field temp" in out and "3 of 3 layer variants" in out
 
 
 def test_phase_memory_refuses_a_batch_it_cannot_scale():
-    rc, out, err = _finish(_start("experiments.benchmarks.phase_memory", ["--batch", "3", "--naive_batch", "2"]))
+    rc, out, err = run_main(phase_memory.main, ["--batch", "3", "--naive_batch", "2"])
     assert rc == 2 and err.strip().startswith("error: --naive_batch must divide --batch"), err
 
 

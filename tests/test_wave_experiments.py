@@ -4,30 +4,19 @@ experiments.reproductions.wave_benchmark on small shapes: tables, exit codes, th
 
 from __future__ import annotations
 
+import importlib
 import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from experiments_support import run_main
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from experiments.benchmarks import wave_memory, wave_optim_cost
+from experiments.claims import wave_diagnostics_null
 
 MEMORY_ARGS = ["--batch", "2", "--seq", "32", "--d_model", "32", "--heads", "2", "--waves", "4", "--blocks", "4",
                "--long_seq", "64", "--long_batch", "1"]
 COST_ARGS = ["--configs", "tiny", "--vocabs", "65", "--repeats", "1", "--openblas_threads", "1"]
-
-
-def _start(module: str, args) -> subprocess.Popen:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")  # conftest's compile cache is inherited
-    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _finish(proc: subprocess.Popen, timeout: float = 300):
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out, err
 
 
 def _rows(stdout: str, prefix: str) -> list[list[str]]:
@@ -37,10 +26,12 @@ def _rows(stdout: str, prefix: str) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def runs():
-    """The scripts at once (2 cores; the null-rate script is numpy only)."""
-    memory, cost = _start("experiments.benchmarks.wave_memory", MEMORY_ARGS), _start("experiments.benchmarks.wave_optim_cost", COST_ARGS)
-    null = _start("experiments.claims.wave_diagnostics_null", ["--trials", "5"])
-    return {"memory": _finish(memory), "cost": _finish(cost), "null": _finish(null)}
+    """The three scripts once, in this process (the null-rate script is numpy only)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OPENBLAS_NUM_THREADS", "1")  # what --openblas_threads 1 sets; put back afterwards
+        cost = run_main(wave_optim_cost.main, COST_ARGS)
+    return {"memory": run_main(wave_memory.main, MEMORY_ARGS), "cost": cost,
+            "null": run_main(wave_diagnostics_null.main, ["--trials", "5"])}
 
 
 @pytest.mark.slow
@@ -82,7 +73,7 @@ def test_wave_diagnostics_null_tables(runs):
     ("experiments.reproductions.wave_benchmark", ["--preset", "nope", "--out", "/nonexistent/never"], "unknown config argument 'nope'"),
 ])
 def test_bad_arguments_exit_2_with_one_line(module, args, message):
-    rc, out, err = _finish(_start(module, args), timeout=120)
+    rc, out, err = run_main(importlib.import_module(module).main, args)
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
     assert not os.path.exists("/nonexistent/never")
