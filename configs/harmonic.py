@@ -17,7 +17,7 @@ Arguments, combinable with "+" (e.g. `tiny+moe`, `f0125+w128`):
   f0125 f025 f05   wave fraction 0.125 / 0.25 / 0.5
   w32 w128         local window 32 / 128
   cpu              width 128, batch 8 × 256, 400 steps, no dropout: the size of the CPU quality sweep
-                   (experiments/harmonic_quality.py)
+                   (experiments/reproductions/harmonic_quality.py)
   tiny             2 layers, width 64, context 64, window 8: trains in well under a minute on a CPU
 """
 

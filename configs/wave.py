@@ -22,7 +22,7 @@ with 1024 output classes instead of the 65 of the char tokenizer. Arguments, com
   linear         the pure-wave attention's O(T) linear mode (e.g. pure_elu+linear); the original never reached it
   adamw          the wave model trained like the classic: AdamW 3e-4, plain cross-entropy (architecture alone)
   faithful       model.wave.seed_faithful=True (see wavejax/models/wave.py)
-  cpu            the CPU scale of experiments/wave_benchmark.py: 4 layers, width 128, 4 heads, 32 waves, context 128
+  cpu            the CPU scale of experiments/reproductions/wave_benchmark.py: 4 layers, width 128, 4 heads, 32 waves, context 128
   tiny           2 layers, width 64, 8 waves x 2 harmonics, context 64: trains in well under a minute on a CPU
 
 Optimizer and objective are chosen like any other: --config.train.optimizer=resonant|wave_native|wave_adamw|adamw,

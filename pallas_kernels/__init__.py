@@ -10,7 +10,7 @@
                           field.kuramoto.impl = "pallas" (default "xla")
 
 CPU runs use `interpret=True` (`default_interpret()`); the kernels are written for Pallas' Triton GPU backend. GPU timings
-come from experiments/bench_kernels.py; until one is measured every switch defaults to the XLA path.
+come from experiments/benchmarks/bench_kernels.py; until one is measured every switch defaults to the XLA path.
 
 JAX 0.11 deprecated Pallas' Triton backend: lowering a kernel for a GPU warns "The Pallas Triton backend is deprecated
 and will be removed". The kernels keep working; the warning is shown once per process (not at every lowering, and not

@@ -11,7 +11,7 @@
 6. the tiny phase model with model.phase.impl = "pallas" gives the "xla" model's loss and gradients (training mode,
    with phase noise and frequency jitter); config checks; under an 8-device
    data x fsdp mesh the dynamics run per device (shard_map) and equal one device's;
-7. the kernels pass Pallas' Triton lowering for CUDA (no GPU needed); experiments/_bench_phase_kernel.py runs.
+7. the kernels pass Pallas' Triton lowering for CUDA (no GPU needed); experiments/benchmarks/bench_kernels.py --kernels phase runs.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
 5. the tile schedule: every visible (query, key) pair lies inside the ranges the kernels loop over, and at
    fraction 0.25 the forward visits well under half the causal key blocks;
 6. the harmonic model with model.harmonic.impl = "pallas" gives the "xla" model's logits; config checks;
-7. the kernels pass Pallas' Triton lowering for CUDA (checked here without a GPU); experiments/bench_kernels.py.
+7. the kernels pass Pallas' Triton lowering for CUDA (checked here without a GPU); experiments/benchmarks/bench_kernels.py.
 """
 
 from __future__ import annotations

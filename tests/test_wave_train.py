@@ -415,10 +415,9 @@ def test_physics_runs_anneal_the_ratio_and_log_wave_numbers(cli_runs):
 
 @pytest.mark.slow
 def test_benchmark_score_of_a_finished_run(cli_runs):
-    """experiments/wave_benchmark.py's published score is the CE of one train batch; its held-out number is the run's
-    own final validation loss (same fixed validation batches)."""
-    sys.path.insert(0, str(REPO / "experiments"))
-    import wave_benchmark
+    """experiments/reproductions/wave_benchmark.py's published score is the CE of one train batch; its held-out
+    number is the run's own final validation loss (same fixed validation batches)."""
+    from experiments.reproductions import wave_benchmark
 
     workdir = cli_runs["resonant_qfe"][3]
     s = wave_benchmark.score(str(workdir), 3)

@@ -1,4 +1,4 @@
-"""Plain numpy implementations, step by step as the original code runs: the baseline of experiments/bench_field.py
+"""Plain numpy implementations, step by step as the original code runs: the baseline of experiments/benchmarks/bench_field.py
 and the reference the tests hold the jitted experiment to.
 
 `original_trial` is exp_gpu_massive.py's trial loop body transcribed to numpy float32: a Python loop over timesteps,

@@ -1,5 +1,5 @@
 """A straightforward numpy implementation of the same store, as the original computes it (the reference for the tests
-and the baseline of experiments/bench_memory.py).
+and the baseline of experiments/benchmarks/bench_memory.py).
 
 Each window's context is computed from scratch: every token is conjugated by its position rotation,
 R(i) E R(i)^T, and the window is multiplied out by a pairwise tree with np.matmul (the original's

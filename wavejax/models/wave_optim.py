@@ -69,7 +69,7 @@ def wave_native(lr, *, damping: float = 0.1, coherence_weight: float = 0.7, weig
     exact. It only acts on rectangular matrices (the MLP's 4d x d, the V x d tables, the per-token f and phi
     tables, the head), where it drops the part of g outside the span of the smaller side. No per-parameter
     scaling: this is SGD with momentum, not an Adam variant. The SVD runs on every rectangular matrix at every
-    step, O(m n min(m, n)): on a CPU it dominates the step (experiments/wave_optim_cost.py).
+    step, O(m n min(m, n)): on a CPU it dominates the step (experiments/benchmarks/wave_optim_cost.py).
     """
 
     def init_fn(params):
