@@ -5,7 +5,7 @@
         sel = selector(LN1(x))                              # optional token selection (model.selector)
         x = x + attention(LN1(x)[, sel])
         x = x + coupling_ℓ(h_0 .. h_{ℓ-1})                  # optional cross-layer coupling (model.layer_coupling)
-        x = x + mixer(LN2(x)[, sel])
+        x = x + mixer(LN2(x)[, sel])                        # none for model.mixer = "none" (attention only)
         h_ℓ = x
     logits = head(LN_f(x))                                  # "tied": embedding.attend; LN_f optional
 
@@ -57,7 +57,9 @@ class Block(nn.Module):
         x = x + part("attention", registry.ATTENTIONS, self.attention, h)
         if earlier:
             x = x + ModeCoupling(c, len(earlier), name="coupling")(earlier)
-        x = constrain(x + part("mixer", registry.MIXERS, c.mixer, ln("ln2")(x)), ACTIVATION)
+        if c.mixer != "none":
+            x = x + part("mixer", registry.MIXERS, c.mixer, ln("ln2")(x))
+        x = constrain(x, ACTIVATION)
         self.sow("layer_outputs", "h", x)
         return x
 

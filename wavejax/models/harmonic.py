@@ -169,7 +169,7 @@ class WaveSelectiveAttention(nn.Module):
         c = self.config
         h = resolved(c.harmonic)
         dtype = init.dtype_of(c.dtype)
-        q, k, v = QKVProjection(c.n_head, c.d_model, c.use_bias, dtype, name="proj")(x)
+        q, k, v = QKVProjection(c.n_head, c.d_model, c.use_bias, dtype, init.std_of(c), name="proj")(x)
         if h["impl"] == "pallas":
             kernel = functools.partial(wave_selective_flash_attention, window=h["window"])
             y = per_device_in_context_mesh(kernel, (q, k, v, selection.is_wave))  # a sharded jit cannot split it
@@ -249,13 +249,13 @@ class HarmonicMoE(nn.Module):
         h = resolved(c.harmonic)
         dtype = init.dtype_of(c.dtype)
         e, d, f = h["n_experts"], c.d_model, c.mlp_ratio * c.d_model
-        w_up = self.param("w_up", init.named(init.normal(), "experts", "embed", "mlp"), (e, d, f))
+        w_up = self.param("w_up", init.named(init.weights(c), "experts", "embed", "mlp"), (e, d, f))
         w_down = self.param("w_down", init.named(init.residual_out(c), "experts", "mlp", "embed"), (e, f, d))
         zeros = nn.initializers.zeros
         b_up = self.param("b_up", init.named(zeros, "experts", "mlp"), (e, f)) if c.use_bias else jnp.zeros((e, f))
         b_down = self.param("b_down", init.named(zeros, "experts", "embed"), (e, d)) if c.use_bias else jnp.zeros((e, d))
         xw = jnp.take_along_axis(x, selection.idx[..., None], axis=1)
-        router_logits = init.dense(e, ("embed", None), use_bias=False, dtype=dtype, kernel_init=init.normal(), name="router")(xw)
+        router_logits = init.dense(e, ("embed", None), use_bias=False, dtype=dtype, kernel_init=init.weights(c), name="router")(xw)
         cap = expert_capacity(h, selection.idx.shape[1])
         cast = lambda a: a.astype(dtype)  # noqa: E731
         y, aux, load, keep = moe_combine(x, selection.idx, selection.valid, router_logits, cast(w_up), cast(b_up),

@@ -118,7 +118,7 @@ class KuramotoAttention(nn.Module):
         dtype = init.dtype_of(c.dtype)
         b, s, _ = x.shape
         h, o = c.n_head, p["oscillators"]
-        u = init.dense(h * o, ("embed", "heads"), dtype=dtype, kernel_init=init.normal(), name="to_phase")(x)
+        u = init.dense(h * o, ("embed", "heads"), dtype=dtype, kernel_init=init.weights(c), name="to_phase")(x)
         theta0 = rearrange(math.pi * jnp.tanh(u.astype(jnp.float32)), "b s (h o) -> b h s o", h=h)
         omega = self.param("omega", init.named(lambda key: p["freq_std"] * jax.random.normal(key, (h, o), jnp.float32),
                                                 "heads", None))
@@ -139,7 +139,7 @@ class KuramotoAttention(nn.Module):
         feats = rearrange(theta, "b h s o -> b s (h o)")
         if p["output_features"] == "cossin":
             feats = jnp.concatenate([jnp.cos(feats), jnp.sin(feats)], axis=-1)
-        y = init.dense(c.d_model, ("heads", "embed"), dtype=dtype, kernel_init=init.normal(), name="from_phase")(
+        y = init.dense(c.d_model, ("heads", "embed"), dtype=dtype, kernel_init=init.weights(c), name="from_phase")(
             feats.astype(dtype))
         return nn.Dropout(c.dropout)(y, deterministic=deterministic)
 

@@ -202,7 +202,7 @@ class _WaveEmbeddingBase(nn.Module):
 
     def projection(self):
         c = self.config
-        return init.dense(c.d_model, (None, "embed"), dtype=compute_dtype(c), kernel_init=init.normal())
+        return init.dense(c.d_model, (None, "embed"), dtype=compute_dtype(c), kernel_init=init.weights(c))
 
     def norm(self):
         c = self.config
@@ -297,7 +297,7 @@ class WaveResonanceMLP(nn.Module):
     def __call__(self, x, deterministic: bool = True):
         c = self.config
         dt = compute_dtype(c)
-        h = init.dense(c.mlp_ratio * c.d_model, ("embed", "mlp"), use_bias=c.use_bias, dtype=dt, kernel_init=init.normal(),
+        h = init.dense(c.mlp_ratio * c.d_model, ("embed", "mlp"), use_bias=c.use_bias, dtype=dt, kernel_init=init.weights(c),
                        name="up")(x)
         h = nn.Dropout(c.dropout)(resonance_activation(h, c.wave.mlp_sin_scale), deterministic=deterministic)
         y = init.dense(c.d_model, ("mlp", "embed"), use_bias=c.use_bias, dtype=dt, kernel_init=init.residual_out(c),
@@ -316,7 +316,7 @@ class CollapseHead(nn.Module):
         c = self.config
         dt = compute_dtype(c)
         x = init.layer_norm(use_bias=c.use_bias, dtype=dt, name="ln")(x)
-        return init.dense(self.vocab_size, ("embed", "vocab"), dtype=dt, kernel_init=init.normal(), name="out")(x).astype(
+        return init.dense(self.vocab_size, ("embed", "vocab"), dtype=dt, kernel_init=init.weights(c), name="out")(x).astype(
             jnp.float32)
 
 
@@ -361,7 +361,7 @@ class _WaveAttentionBase(nn.Module):
 
     def dense(self, features: int, name: str, out: bool = False):
         c = self.config
-        kernel_init = init.residual_out(c) if out else init.normal()
+        kernel_init = init.residual_out(c) if out else init.weights(c)
         axes = ("heads", "embed") if out else ("embed", "heads")
         return init.dense(features, axes, use_bias=c.use_bias, dtype=compute_dtype(c), kernel_init=kernel_init, name=name)
 

@@ -1,3 +1,3 @@
 """Reusable layers; importing this package registers the standard parts."""
 
-from wavejax.nn import attention, coupling, embed, heads, mlp, registry  # noqa: F401
+from wavejax.nn import attention, baselines, coupling, embed, heads, mlp, registry  # noqa: F401

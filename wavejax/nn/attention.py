@@ -37,10 +37,11 @@ class QKVProjection(nn.Module):
     d_model: int
     use_bias: bool
     dtype: jnp.dtype
+    std: float = 0.02  # of the projection's normal init (model.init_std)
 
     @nn.compact
     def __call__(self, x):
-        qkv = init.dense(3 * self.d_model, ("embed", "qkv"), use_bias=self.use_bias, dtype=self.dtype, kernel_init=init.normal(),
+        qkv = init.dense(3 * self.d_model, ("embed", "qkv"), use_bias=self.use_bias, dtype=self.dtype, kernel_init=init.normal(self.std),
                          name="qkv")(x)
         q, k, v = rearrange(qkv, "b t (three h d) -> three b t h d", three=3, h=self.n_head)
         return q, k, v
@@ -53,7 +54,7 @@ class CausalSelfAttention(nn.Module):
     def __call__(self, x, deterministic: bool = True):
         c = self.config
         dtype = init.dtype_of(c.dtype)
-        q, k, v = QKVProjection(c.n_head, c.d_model, c.use_bias, dtype, name="proj")(x)
+        q, k, v = QKVProjection(c.n_head, c.d_model, c.use_bias, dtype, init.std_of(c), name="proj")(x)
         if c.attn_dropout > 0.0 and not deterministic:
             y = causal_attention_reference(q, k, v, self.make_rng("dropout"), c.attn_dropout)
         else:

@@ -14,8 +14,8 @@ class LearnedEmbedding(nn.Module):
     def setup(self):
         c = self.config
         self.dtype = init.dtype_of(c.dtype)
-        self.wte = init.embed(self.vocab_size, c.d_model, ("vocab", "embed"), dtype=self.dtype)
-        self.wpe = init.embed(c.block_size, c.d_model, ("length", "embed"), dtype=self.dtype)
+        self.wte = init.embed(self.vocab_size, c.d_model, ("vocab", "embed"), embedding_init=init.weights(c), dtype=self.dtype)
+        self.wpe = init.embed(c.block_size, c.d_model, ("length", "embed"), embedding_init=init.weights(c), dtype=self.dtype)
         self.drop = nn.Dropout(c.dropout)
 
     def __call__(self, tokens, deterministic: bool = True):

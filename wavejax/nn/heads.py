@@ -17,7 +17,7 @@ class LinearHead(nn.Module):
     @nn.compact
     def __call__(self, x):
         dense = init.dense(self.vocab_size, ("embed", "vocab"), use_bias=self.use_bias,
-                           dtype=init.dtype_of(self.config.dtype), kernel_init=init.normal(), name="out")
+                           dtype=init.dtype_of(self.config.dtype), kernel_init=init.weights(self.config), name="out")
         return dense(x).astype(jnp.float32)
 
 

@@ -13,9 +13,21 @@ def normal(std: float = 0.02):
     return nn.initializers.normal(stddev=std)
 
 
-def residual_out(model_config, std: float = 0.02):
+def std_of(model_config) -> float:
+    """model.init_std: the std of the normal initialisers (0.02 is GPT-2's, tuned for width 768; at width 64 it leaves
+    attention logits so small that learning to look things up stalls for thousands of steps, ~1/sqrt(d_model) does not)."""
+    return float(model_config.get("init_std", 0.02))
+
+
+def weights(model_config):
+    """The normal initialiser of weight matrices and embeddings, with model.init_std."""
+    return normal(std_of(model_config))
+
+
+def residual_out(model_config, std: float | None = None):
     """Output projections into the residual stream: std / sqrt(2 * n_layer) (GPT-2), or plain std when
-    model.scaled_residual_init is off (PhaseGPT's init)."""
+    model.scaled_residual_init is off (PhaseGPT's init); std defaults to model.init_std."""
+    std = std_of(model_config) if std is None else std
     if not model_config.scaled_residual_init:
         return normal(std)
     return nn.initializers.normal(stddev=std / math.sqrt(2 * model_config.n_layer))

@@ -13,7 +13,7 @@ class MLP(nn.Module):
     def __call__(self, x, deterministic: bool = True):
         c = self.config
         dtype = init.dtype_of(c.dtype)
-        h = init.dense(c.mlp_ratio * c.d_model, ("embed", "mlp"), use_bias=c.use_bias, dtype=dtype, kernel_init=init.normal(),
+        h = init.dense(c.mlp_ratio * c.d_model, ("embed", "mlp"), use_bias=c.use_bias, dtype=dtype, kernel_init=init.weights(c),
                        name="up")(x)
         h = nn.gelu(h, approximate=False)
         y = init.dense(c.d_model, ("mlp", "embed"), use_bias=c.use_bias, dtype=dtype, kernel_init=init.residual_out(c),
