@@ -11,6 +11,7 @@ import os
 
 import ml_collections
 
+from wavejax.data import synthetic
 from wavejax.data.sources import check_data_config, default_data_config
 from wavejax.errors import ConfigError, WavejaxError
 
@@ -263,16 +264,21 @@ def _validate_lm(config: ml_collections.ConfigDict) -> None:
              f"model.family must be one of {wavejax.models.FAMILIES}, got {m.family!r}.")
 
     check_data_config(d)
+    if d.dataset == "synthetic":
+        synthetic.check(d.synthetic, m.block_size)
 
     for key in ("model.n_layer", "model.n_head", "model.d_model", "model.block_size", "model.mlp_ratio"):
         _positive(config, key)
+    if "init_std" in m:  # optional (configs/synthetic.py sets it); 0.02 where absent
+        _positive(config, "model.init_std")
     _require(m.d_model % m.n_head == 0, f"model.d_model ({m.d_model}) must be divisible by model.n_head ({m.n_head}).")
     for key in ("model.dropout", "model.attn_dropout"):
         v = _get(config, key)
         _require(0.0 <= v < 1.0, f"{key} must be in [0, 1), got {v}.")
     _require(m.dtype in DTYPES, f"model.dtype must be one of {DTYPES}, got {m.dtype!r}.")
     _require(m.embedding in registry.EMBEDDINGS, f"model.embedding {m.embedding!r} is unknown; choose one of {sorted(registry.EMBEDDINGS)}.")
-    _require(m.mixer in registry.MIXERS, f"model.mixer {m.mixer!r} is unknown; choose one of {sorted(registry.MIXERS)}.")
+    _require(m.mixer in registry.MIXERS or m.mixer == "none",
+             f"model.mixer {m.mixer!r} is unknown; choose none or one of {sorted(registry.MIXERS)}.")
     names = tuple(m.layer_attention) or (m.attention,)
     _require(not m.layer_attention or len(m.layer_attention) == m.n_layer,
              f"model.layer_attention has {len(m.layer_attention)} entries but model.n_layer is {m.n_layer}.")

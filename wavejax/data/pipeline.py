@@ -7,6 +7,8 @@ import dataclasses
 import numpy as np
 
 from wavejax.data import sources, tokenizers
+from wavejax.data.sampler import BatchSampler
+from wavejax.data.synthetic import prepare_synthetic_data
 from wavejax.errors import DataError
 
 
@@ -21,10 +23,22 @@ class LMData:
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
 
+    def describe(self) -> str:
+        return f"{len(self.train):,} train / {len(self.val):,} val tokens"
 
-def prepare_lm_data(config, tokenizer=None) -> LMData:
-    """Loads the corpus and tokenizes it with `tokenizer` (a resumed run's) or a new one trained
-    on the corpus (char: the whole text, as nanoGPT; BPE: the train split only). Writes nothing."""
+    def sampler(self, batch_size: int, block_size: int, seed: int, process_index: int, process_count: int,
+                split: str) -> BatchSampler:
+        tokens = self.train if split == "train" else self.val
+        return BatchSampler(tokens, batch_size, block_size, seed, process_index=process_index,
+                            process_count=process_count, split=split)
+
+
+def prepare_lm_data(config, tokenizer=None):
+    """The run's data: a synthetic task (data.dataset = "synthetic", wavejax.data.synthetic), or the corpus tokenized
+    with `tokenizer` (a resumed run's) or a new one trained on it (char: the whole text, as nanoGPT; BPE: the train
+    split only). Writes nothing."""
+    if config.data.dataset == "synthetic":
+        return prepare_synthetic_data(config)
     corpus = sources.load_corpus(config.data)
     tok = tokenizer
     if tok is None:

@@ -13,7 +13,34 @@ import numpy as np
 from wavejax.errors import DataError
 
 
-class BatchSampler:
+class PositionSampler:
+    """A sampler whose batch p is a pure function of (seed, p): its whole state is the position. Subclasses define
+    batch_at(position) -> (inputs, targets)."""
+
+    seed: int
+    position: int = 0
+
+    def batch_at(self, position: int):
+        raise NotImplementedError
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = self.batch_at(self.position)
+        self.position += 1
+        return batch
+
+    def state(self) -> dict:
+        return {"seed": self.seed, "position": self.position}
+
+    def restore(self, state: dict) -> None:
+        if state["seed"] != self.seed:
+            raise DataError(f"checkpoint sampler seed {state['seed']} differs from config seed {self.seed}; resume with the run's own seed.")
+        self.position = int(state["position"])
+
+
+class BatchSampler(PositionSampler):
     def __init__(self, tokens: np.ndarray, batch_size: int, block_size: int, seed: int, position: int = 0,
                  process_index: int = 0, process_count: int = 1, split: str = "train"):
         if len(tokens) < block_size + 2:
@@ -40,19 +67,3 @@ class BatchSampler:
         offsets = offsets[self.process_index * per : (self.process_index + 1) * per]
         window = self.tokens[offsets[:, None] + self._window]
         return window[:, :-1].astype(np.int32), window[:, 1:].astype(np.int32)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        batch = self.batch_at(self.position)
-        self.position += 1
-        return batch
-
-    def state(self) -> dict:
-        return {"seed": self.seed, "position": self.position}
-
-    def restore(self, state: dict) -> None:
-        if state["seed"] != self.seed:
-            raise DataError(f"checkpoint sampler seed {state['seed']} differs from config seed {self.seed}; resume with the run's own seed.")
-        self.position = int(state["position"])

@@ -120,6 +120,8 @@ def check_data_config(d) -> None:
             raise DataError(message)
 
     need(d.tokenizer in TOKENIZERS, f"data.tokenizer must be one of {TOKENIZERS}, got {d.tokenizer!r}.")
+    if d.dataset == "synthetic":
+        need("synthetic" in d, "data.dataset='synthetic' needs a data.synthetic section; start from configs/synthetic.py.")
     if d.dataset == "file":
         need(bool(d.path), "data.dataset='file' needs --config.data.path=PATH to a text file.")
     if d.path:
@@ -143,7 +145,7 @@ def load_corpus(data_config) -> Corpus:
     elif name == "tinyshakespeare":
         text = _read(data_config.path) if data_config.path else tinyshakespeare()
     else:
-        raise DataError(f"data.dataset {name!r} is unknown; choose tinyshakespeare, file, or one of {sorted(HF_DATASETS)}.")
+        raise DataError(f"data.dataset {name!r} is unknown; choose tinyshakespeare, file, synthetic, or one of {sorted(HF_DATASETS)}.")
     if max_chars:
         text = text[:max_chars]
     train, val = split(text, data_config.val_fraction)

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from wavejax.data.synthetic import IdTokenizer
 from wavejax.errors import DataError
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -97,6 +98,8 @@ def load_tokenizer(workdir: str):
             blob = json.load(f)
         if blob["kind"] == "char":
             return CharTokenizer(str(blob["chars"]))
+        if blob["kind"] == "ids":
+            return IdTokenizer(int(blob["vocab_size"]))
         from tokenizers import Tokenizer
 
         return BPETokenizer(Tokenizer.from_str(json.dumps(blob["tokenizer"])))

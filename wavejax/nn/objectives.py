@@ -22,6 +22,20 @@ def cross_entropy(logits, targets):
     return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets).mean()
 
 
+def masked_cross_entropy(logits, targets):
+    """Mean cross-entropy over the scored positions (targets >= 0; synthetic tasks mark the others -1)."""
+    scored = targets >= 0
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), jnp.maximum(targets, 0))
+    return jnp.sum(jnp.where(scored, ce, 0.0)) / jnp.maximum(jnp.sum(scored), 1)
+
+
+def masked_accuracy(logits, targets):
+    """The fraction of scored positions (targets >= 0) whose most likely token is the target."""
+    scored = targets >= 0
+    hit = (jnp.argmax(logits, axis=-1) == targets) & scored
+    return jnp.sum(hit) / jnp.maximum(jnp.sum(scored), 1)
+
+
 def auxiliary_loss(collection) -> jax.Array:
     """Sum of every scalar sowed into the "losses" collection (0 when there is none)."""
     leaves = jax.tree.leaves(collection)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from wavejax import parallel
 from wavejax.analysis.flops import count_params
 from wavejax.analysis.reports import REPORTERS, ReportContext
-from wavejax.data import BatchSampler, prepare_lm_data, tokenizers
+from wavejax.data import prepare_lm_data, tokenizers
 from wavejax.errors import (
     CheckpointError,
     ConfigError,
@@ -101,6 +101,7 @@ class Trainer:
             tokenizers.save_tokenizer(self.data.tokenizer, workdir)  # files in the run dir: process 0 only
 
         self.model = build_model(config.model, self.data.vocab_size)
+        self.synthetic = config.data.dataset == "synthetic"  # targets -1 where nothing is scored
         self.tx, self.lr = make_optimizer(config.train)
         self.rep = parallel.replicated(self.mesh)
         self.batch_sharding = parallel.batch_sharding(self.mesh)
@@ -117,22 +118,20 @@ class Trainer:
         self.n_params = count_params(self.state.params)
 
         self.train_step = parallel.in_mesh(self.mesh, jax.jit(
-            make_train_step(self.model, self.tx, self.lr, config.train),
+            make_train_step(self.model, self.tx, self.lr, config.train, masked=self.synthetic),
             in_shardings=(self.state_sharding, self.accum_sharding, self.accum_sharding),
             out_shardings=(self.state_sharding, self.rep),
             donate_argnums=(0,),
         ))
         self.eval_step = parallel.in_mesh(self.mesh, jax.jit(
-            make_eval_step(self.model), in_shardings=(self.state_sharding.params, self.batch_sharding, self.batch_sharding),
+            make_eval_step(self.model, masked=self.synthetic), in_shardings=(self.state_sharding.params, self.batch_sharding, self.batch_sharding),
             out_shardings=self.rep,
         ))
         pi, pc = jax.process_index(), jax.process_count()
         t = config.train
-        self.sampler = BatchSampler(self.data.train, t.batch_size, config.model.block_size, config.seed,
-                                    process_index=pi, process_count=pc, split="train")
+        self.sampler = self.data.sampler(t.batch_size, config.model.block_size, config.seed, pi, pc, "train")
         # Validation batches are fixed: the same eval_batches windows at every evaluation.
-        self.val_sampler = BatchSampler(self.data.val, micro, config.model.block_size, config.seed + 1,
-                                        process_index=pi, process_count=pc, split="val")
+        self.val_sampler = self.data.sampler(micro, config.model.block_size, config.seed + 1, pi, pc, "val")
         self.ckpt = Checkpointer(workdir, keep=t.keep_checkpoints, read_only=self.rundir.read_only)
         self.best_val = math.inf
         self.start_step = 0
@@ -227,7 +226,7 @@ class Trainer:
         c, t = self.config, self.config.train
         tokens_per_step = t.batch_size * c.model.block_size
         self._log(f"wavejax: {c.model.family} model, {self.n_params:,} parameters, vocab {self.data.vocab_size}, "
-                  f"{len(self.data.train):,} train / {len(self.data.val):,} val tokens, mesh {dict(self.mesh.shape)}")
+                  f"{self.data.describe()}, mesh {dict(self.mesh.shape)}")
         if self.start_step:
             self._log(f"resumed from step {self.start_step} in {self.workdir}")
         if self.start_step >= t.steps:
@@ -237,7 +236,7 @@ class Trainer:
                    unit="step", dynamic_ncols=True, smoothing=0.1)
         window_t0, timed_steps = time.perf_counter(), 0  # throughput: steps since the clock was last reset
         sums = self.window["sums"]  # the train means: resumed with the checkpoint, so resumed logs are exact
-        last_val = None
+        last_val = last_accuracy = None
         pending = None  # (step, metrics) not yet checked: one step of lag keeps the device busy on GPU
         step = self.start_step
         finished = False
@@ -270,17 +269,7 @@ class Trainer:
                     sums.clear()
                     self.window["steps"] = timed_steps = 0
                 if evals:
-                    val_losses, val_diag = self.eval_batches()
-                    last_val = float(val_losses.mean())
-                    if not math.isfinite(last_val):
-                        self._diverged(step, f"validation loss is {last_val}")
-                    self.writer.write(step, "val", {"loss": last_val, **scalar_diagnostics(val_diag)})
-                    self._log(f"step {step}: val loss {last_val:.4f}")
-                    if last_val < self.best_val:
-                        self.best_val = last_val
-                        self.save(best=True)
-                    if t.sample_tokens:
-                        self._write_sample(step)
+                    last_val, last_accuracy = self._evaluate_and_log(step)
                 if saves:
                     self.save()
                 if is_last:
@@ -299,9 +288,31 @@ class Trainer:
                     raise  # else the error already in flight is the one to report
             self.writer.close()
         if last_val is None:
-            last_val = self.evaluate()
-        return {"step": step, "val_loss": last_val, "best_val_loss": self.best_val, "params": self.n_params,
-                "workdir": self.workdir}
+            val_losses, val_diag = self.eval_batches()
+            last_val, last_accuracy = float(val_losses.mean()), scalar_diagnostics(val_diag).get("accuracy")
+        summary = {"step": step, "val_loss": last_val, "best_val_loss": self.best_val, "params": self.n_params,
+                   "workdir": self.workdir}
+        if self.synthetic:
+            summary["val_accuracy"] = last_accuracy
+        return summary
+
+    def _evaluate_and_log(self, step: int) -> tuple[float, float | None]:
+        """The evaluation at `step`: logged, the best checkpoint saved when it improves, a sample written. Returns the
+        validation loss and (synthetic tasks) the accuracy on the answer positions."""
+        val_losses, val_diag = self.eval_batches()
+        val = float(val_losses.mean())
+        if not math.isfinite(val):
+            self._diverged(step, f"validation loss is {val}")
+        scalars = scalar_diagnostics(val_diag)
+        self.writer.write(step, "val", {"loss": val, **scalars})
+        accuracy = scalars.get("accuracy")
+        self._log(f"step {step}: val loss {val:.4f}" + (f", accuracy {accuracy:.4f}" if accuracy is not None else ""))
+        if val < self.best_val:
+            self.best_val = val
+            self.save(best=True)
+        if self.config.train.sample_tokens:
+            self._write_sample(step)
+        return val, accuracy
 
     def _check(self, step: int, metrics, sums: dict) -> None:
         m = jax.device_get(metrics)
@@ -347,8 +358,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         summary = trainer.run()
     finally:
         trainer.close()
-    summary["message"] = (f"step {summary['step']}, val loss {summary['val_loss']:.4f} (best {summary['best_val_loss']:.4f}), "
-                          f"checkpoints in {os.path.join(workdir, 'checkpoints')}")
+    accuracy = f", accuracy {summary['val_accuracy']:.4f}" if "val_accuracy" in summary else ""
+    summary["message"] = (f"step {summary['step']}, val loss {summary['val_loss']:.4f} (best {summary['best_val_loss']:.4f})"
+                          f"{accuracy}, checkpoints in {os.path.join(workdir, 'checkpoints')}")
     return summary
 
 

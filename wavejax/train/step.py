@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wavejax.nn.objectives import LOSSES, auxiliary_loss, cross_entropy
+from wavejax.nn.objectives import LOSSES, auxiliary_loss, cross_entropy, masked_accuracy, masked_cross_entropy
 
 
 def tree_norm(tree) -> jax.Array:
@@ -30,14 +30,16 @@ def flat_diagnostics(collection) -> dict:
     return out
 
 
-def make_loss_fn(model, train_config=None):
-    """Cross-entropy + sowed auxiliary losses + the extra term of the objective `train_config.loss` (default "ce")."""
+def make_loss_fn(model, train_config=None, masked: bool = False):
+    """Cross-entropy + sowed auxiliary losses + the extra term of the objective `train_config.loss` (default "ce").
+    masked: only positions with a target >= 0 count (synthetic tasks)."""
     objective = LOSSES[train_config.loss if train_config is not None else "ce"]
     mutable = ["losses", "diagnostics", *objective.collections]
+    ce_fn = masked_cross_entropy if masked else cross_entropy
 
     def loss_fn(params, x, y, rng):
         logits, variables = model.apply({"params": params}, x, deterministic=False, rngs={"dropout": rng}, mutable=mutable)
-        ce = cross_entropy(logits, y)
+        ce = ce_fn(logits, y)
         extra, extra_diag = objective.extra(logits, y, variables, model.config, train_config)
         aux = auxiliary_loss(variables.get("losses", {})) + extra
         diag = flat_diagnostics(variables.get("diagnostics", {}))
@@ -47,8 +49,8 @@ def make_loss_fn(model, train_config=None):
     return loss_fn
 
 
-def make_train_step(model, tx, lr_schedule, train_config=None):
-    loss_fn = make_loss_fn(model, train_config)
+def make_train_step(model, tx, lr_schedule, train_config=None, masked: bool = False):
+    loss_fn = make_loss_fn(model, train_config, masked)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def train_step(state, x, y):
@@ -85,10 +87,14 @@ def make_train_step(model, tx, lr_schedule, train_config=None):
     return train_step
 
 
-def make_eval_step(model):
+def make_eval_step(model, masked: bool = False):
     def eval_step(params, x, y):
-        """(loss, diagnostics) of one batch."""
+        """(loss, diagnostics) of one batch; masked (synthetic tasks): the loss over scored positions, and their
+        accuracy among the diagnostics."""
         logits, variables = model.apply({"params": params}, x, deterministic=True, mutable=["diagnostics"])
-        return cross_entropy(logits, y), flat_diagnostics(variables.get("diagnostics", {}))
+        diag = flat_diagnostics(variables.get("diagnostics", {}))
+        if not masked:
+            return cross_entropy(logits, y), diag
+        return masked_cross_entropy(logits, y), {**diag, "accuracy": masked_accuracy(logits, y)}
 
     return eval_step
