@@ -52,7 +52,8 @@ SCALES = {
         "train": {"steps": 600, "batch_size": 32, "eval_every": 300, "eval_batches": 8, "log_every": 100,
                   "checkpoint_every": 600, "warmup_steps": 50},
         "tasks": {
-            "mqar": {"base": {"pairs": 4, "length": 32, "width": 64}, "sweep": {"pairs": [2, 4, 8], "width": [32, 64]}},
+            "mqar": {"base": {"pairs": 4, "length": 32, "width": 64},
+                     "sweep": {"pairs": [2, 4, 8], "length": [16, 32], "width": [32, 64]}},
             "copy": {"base": {"pairs": 4, "length": 32, "width": 64}, "sweep": {"pairs": [4]}},
             "induction": {"base": {"length": 32, "width": 64}, "sweep": {"length": [32]}},
             "binding": {"base": {"pairs": 3, "length": 32, "width": 64}, "sweep": {"pairs": [3]}},
