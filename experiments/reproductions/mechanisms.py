@@ -117,8 +117,8 @@ def run_config(task: str, model: str, point: dict, seed: int, train: dict):
 
 def make_plan(args) -> list[dict]:
     scale = SCALES[args.scale]
-    tasks = _choose(args.tasks, TASKS, "--tasks")
-    models = _choose(args.models, (*MODELS, "rope"), "--models")
+    tasks = _choose(args.tasks, TASKS, TASKS, "--tasks")
+    models = _choose(args.models, (*MODELS, "rope"), MODELS, "--models")
     seeds = list(range(args.seeds))
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1.")
@@ -134,8 +134,8 @@ def make_plan(args) -> list[dict]:
                     config = run_config(task, model, point, seed, train)
                     validate(config)
                     workdir = os.path.join(args.out, "runs", task, model, f"{point_name(point)}_s{seed}")
-                    plan.append({"task": task, "model": model, "point": point, "seed": seed, "workdir": workdir,
-                                 "config": C.config_json(config)})
+                    plan.append({"task": task, "model": model, "point": point, "seed": seed, "train": train,
+                                 "workdir": workdir, "config": C.config_json(config)})
     for run in plan:  # a folder left by other settings would mix results: refuse before any work
         saved = _read_json(os.path.join(run["workdir"], "config.json"))
         diff = C.configs_differ(saved, run["config"]) if saved is not None else []
@@ -145,9 +145,9 @@ def make_plan(args) -> list[dict]:
     return plan
 
 
-def _choose(text: str | None, allowed: tuple, flag: str) -> list[str]:
+def _choose(text: str | None, allowed: tuple, default: tuple, flag: str) -> list[str]:
     if not text:
-        return list(allowed[: len(MODELS)] if flag == "--models" else allowed)
+        return list(default)
     chosen = [t.strip() for t in text.split(",") if t.strip()]
     bad = [t for t in chosen if t not in allowed]
     if bad or not chosen:
@@ -174,7 +174,7 @@ def train_one(run: dict) -> dict:
     from wavejax.rundir import write_atomic
     from wavejax.train.loop import Trainer
 
-    config = run_config(run["task"], run["model"], run["point"], run["seed"], _train_of(run))
+    config = run_config(run["task"], run["model"], run["point"], run["seed"], run["train"])
     t0 = time.perf_counter()
     trainer = Trainer(config, run["workdir"])
     try:
@@ -222,12 +222,6 @@ def run_all(plan: list[dict], jobs: int):
                 yield futures[future], future.result()
     finally:
         bar.close()
-
-
-def _train_of(run: dict) -> dict:
-    t = run["config"]["train"]
-    return {k: t[k] for k in ("steps", "batch_size", "eval_every", "eval_batches", "log_every", "checkpoint_every",
-                              "warmup_steps")}
 
 
 def memory_rows(plan: list[dict]) -> list[dict]:

@@ -233,6 +233,6 @@ class SyntheticData:
 
 
 def prepare_synthetic_data(config) -> SyntheticData:
-    s, t = config.data.synthetic, config.model.block_size
-    check(s, t)
-    return SyntheticData(IdTokenizer(vocab_size(s, t)), s, s.task)
+    """The task's data; its config was checked by wavejax.config.validate (`check`), as a corpus's is."""
+    s = config.data.synthetic
+    return SyntheticData(IdTokenizer(vocab_size(s, config.model.block_size)), s, s.task)
