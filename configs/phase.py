@@ -11,6 +11,8 @@ layer (causal, attractive, cos/sin features). Arguments, combinable with "+" (e.
   wt2_kpc_soft     Phase B, phase layer at block 7, K0 = 0.5
   wt2_kpc_mid      Phase B, K0 = 0.75
   wt2_kpc_diverse  Phase B, K0 = 0.75, phase noise 0.03, frequency jitter 0.02, coherence ceiling 0.45 (lambda 0.1)
+  osc16, osc32, osc64   16, 32 or 64 oscillators per head (the original's "Goldilocks" sweep)
+  k2               coupling K0 = 2 (the original's "K=2 over-synchronises" run)
   tiny             2 layers (phase layer last), width 64, 8 oscillators: trains in well under a minute on a CPU
   pallas           the phase layer's T Kuramoto steps by the fused Pallas kernel (pallas_kernels/kuramoto_attention.py;
                    interpret mode on CPU); the default stays the XLA scan until the kernel is timed on a GPU
@@ -51,6 +53,10 @@ PRESETS = {
                         "model.phase.freq_jitter": 0.02, "model.phase.reg_lambda": 0.1, "model.phase.reg_mode": "ceiling",
                         "model.phase.reg_target": 0.45},
     "pallas": {"model.phase.impl": "pallas"},
+    "osc16": {"model.phase.oscillators": 16},
+    "osc32": {"model.phase.oscillators": 32},
+    "osc64": {"model.phase.oscillators": 64},
+    "k2": {"model.phase.coupling_init": 2.0},
     "tiny": {**tiny_overrides(), "model.layer_attention": layers(2, 1), "model.phase.oscillators": 8,
              "model.dropout": 0.0, "model.attn_dropout": 0.0, "train.lr": 1e-3, "train.min_lr": 1e-4},
 }

@@ -25,9 +25,13 @@ FRACTIONS = {"0.125": "f0125", "0.25": "f025", "0.5": "f05"}
 WINDOWS = {"32": "w32", "128": "w128"}
 
 
-def grid(size: str) -> list[str]:
+def grid(size: str, which: str = "full") -> list[str]:
+    """The configs of the grid: `full` (every fraction x window, faithful, moe) or `claims` (standard, the default
+    0.25 / 32, its 128-window control and the original's selection: the rows the claims ledger reads)."""
     pre = f"{size}+" if size else ""
     specs = [f"harmonic:{pre}standard"]
+    if which == "claims":
+        return specs + [f"harmonic:{pre}f025+w32", f"harmonic:{pre}f025+w128", f"harmonic:{pre}faithful+f025+w32"]
     specs += [f"harmonic:{pre}{f}+{w}" for w in WINDOWS.values() for f in FRACTIONS.values()]
     specs += [f"harmonic:{pre}faithful+f025+w32", f"harmonic:{pre}moe+f025+w32"]
     return specs
@@ -37,12 +41,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="cpu", help="size preset of configs/harmonic.py ('' = the report's model)")
+    ap.add_argument("--grid", default="full", choices=("full", "claims"),
+                    help="full: every fraction x window, faithful, moe; claims: standard, f025+w32, f025+w128, faithful")
     ap.add_argument("--seeds", default="3")
     ap.add_argument("--out", default="runs/harmonic_quality")
     ap.add_argument("--leak_batches", type=int, default=4, help="validation batches for the leak probe (0 = skip)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every config")
     args = ap.parse_args(argv)
-    specs = grid(args.size)
+    specs = grid(args.size, args.grid)
     cmp_args = ["--configs", ",".join(specs), "--seeds", args.seeds, "--out", args.out]
     for s in args.set:
         cmp_args += ["--set", s]
