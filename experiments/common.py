@@ -312,3 +312,49 @@ def copy_bandwidth(on_gpu: bool, reps: int) -> float:
     double = jax.jit(lambda v: v * 2)
     seconds = median_seconds(lambda: jax.block_until_ready(double(x)), reps)
     return 2 * x.size * 4 / seconds
+
+
+# -- results files: what the claims ledger reads ----------------------------------------------
+
+RESULTS_DIR = os.path.join(REPO, "docs", "results")
+
+
+def add_results_arg(ap, name: str) -> None:
+    """Adds --results PATH: the small JSON summary the claims ledger (python -m experiments.claims) reads."""
+    ap.add_argument("--results", default=None, metavar="PATH",
+                    help=f"also write the summary the claims ledger reads (docs/results/{name}.json)")
+
+
+def _plain(x):
+    """JSON-ready copy of x: floats to 6 significant digits, NaN/inf to None, tuples to lists, keys to str."""
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return x
+    if isinstance(x, Mapping):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if hasattr(x, "tolist"):  # numpy / jax scalars and arrays
+        return _plain(x.tolist())
+    if isinstance(x, int):
+        return x
+    x = float(x)
+    return float(f"{x:.6g}") if math.isfinite(x) else None
+
+
+def write_results(path: str | None, module: str, argv: Sequence[str], data: Mapping) -> None:
+    """Writes `data` with the command that produced it (`python -m MODULE ARGV`) to `path` (nothing when None), as
+    the claims ledger reads it: {"command": ..., "data": ...}; floats kept to 6 significant digits."""
+    if not path:
+        return
+    import shlex
+
+    from wavejax.rundir import write_atomic
+
+    payload = {"command": f"python -m {module} {shlex.join(list(argv))}".strip(), "data": _plain(data)}
+    text = json.dumps(payload, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write_atomic(path, text)
+    except OSError as e:
+        fail(f"cannot write the results file {path}: {e.strerror or e}; choose another --results path.", 4)
+    print(f"wrote {path}")

@@ -144,11 +144,13 @@ def parse_args(argv):
     ap.add_argument("--window", type=int, default=32)
     ap.add_argument("--dtype", default=None, help="(b) float32 or bfloat16 (default: bfloat16 on GPU, float32 on CPU)")
     ap.add_argument("--reps", type=int, default=10, help="(b) timed calls per op")
+    C.add_results_arg(ap, "bench_harmonic")
     return ap.parse_args(argv)
 
 
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     try:
         if args.batch < 1 or args.steps < 1 or args.warmup < 0 or args.reps < 1:
             raise WavejaxError("--batch, --steps and --reps must be >= 1 and --warmup >= 0.")
@@ -166,6 +168,7 @@ def main(argv=None) -> int:
     dev = jax.devices()[0]
     gpu = jax.default_backend() == "gpu"
     print(f"bench_harmonic: {dev.device_kind} ({jax.default_backend()}), jax {jax.__version__}", flush=True)
+    data = {"device": f"{dev.device_kind} ({jax.default_backend()})", "jax": jax.__version__}
     if args.part in ("all", "steps"):
         print(f"\n(a) step time at batch {args.batch}, {args.steps} timed calls after {args.warmup} warmup", flush=True)
         try:
@@ -174,6 +177,7 @@ def main(argv=None) -> int:
             C.fail(str(e), e.exit_code)
         print()
         print(render_steps(rows))
+        data["steps"] = rows
     if args.part in ("all", "attention"):
         lengths = lengths or ([256, 512, 1024, 2048, 4096, 8192] if gpu else [256, 512, 1024, 2048])
         dtype = args.dtype or ("bfloat16" if gpu else "float32")
@@ -183,6 +187,8 @@ def main(argv=None) -> int:
                                args.reps, args.warmup)
         print()
         print(render_attention(rows))
+        data["attention"] = {"dtype": dtype, "fraction": args.fraction, "window": args.window, "rows": rows}
+    C.write_results(args.results, "experiments.benchmarks.bench_harmonic", argv, data)
     return 0
 
 

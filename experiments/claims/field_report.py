@@ -131,11 +131,54 @@ def coupling(runs: str, ks) -> str:
     return table + "\n\n" + peaks.strip()
 
 
+def _summary(runs: str, name: str) -> dict | None:
+    path = os.path.join(runs, f"field-{name}", "summary.json")
+    return json.load(open(path, encoding="utf-8")) if os.path.isfile(path) else None
+
+
+def results_data(runs: str) -> dict:
+    """What the claims ledger reads from the field runs: the original configs (ours and the reported row), the
+    random-type control, the scaling fits and points, the hub removal rows and, per graph of the coupling sweep, the K
+    of the largest susceptibility and of the largest C(t). A missing run directory is left out."""
+    from wavejax.field.report import ORIGINAL_REPORTED
+
+    keep = ("nodes", "timesteps", "trials", "detection", "rotation_mean", "rotation_per_step", "cv", "wave_speed",
+            "mean_distance", "wave_equals_finite")
+    data: dict = {"originals": {}}
+    for name in ("small", "medium", "large", "xlarge", "small-random_ic"):
+        s = _summary(runs, name)
+        if s is not None:
+            data["originals"][name] = {k: s[k] for k in keep} | {"reported": ORIGINAL_REPORTED.get(name)}
+    scaling_summary = _summary(runs, "scaling")
+    if scaling_summary is not None:
+        data["scaling"] = {"fits": scaling_summary["fits"], "points": [
+            {k: p[k] for k in ("varied", "nodes", "timesteps", "detection", "wave_speed", "distance_over_20", "cv",
+                               "rotation_per_step")} for p in scaling_summary["points"]]}
+    path = os.path.join(runs, "field-hubs", "hubs.csv")
+    if os.path.isfile(path):
+        data["hubs"] = [{k: (r[k] if k == "strategy" else float(r[k])) for k in
+                         ("nodes", "strategy", "fraction", "lcc_fraction", "detection", "C_mean", "delta_C", "R_mean",
+                          "delta_R")} for r in _csv(path)]
+    path = os.path.join(runs, "field-coupling", "coupling.csv")
+    if os.path.isfile(path):
+        rows = _csv(path)
+        data["coupling"] = {}
+        for graph in dict.fromkeys(r["graph"] for r in rows):
+            g = [r for r in rows if r["graph"] == graph]
+            top = {col: float(max(g, key=lambda r, col=col: float(r[col]))["K"]) for col in ("chi_N_varR", "C_mean")}
+            data["coupling"][graph] = {"nodes": int(g[0]["nodes"]), "K_chi_peak": top["chi_N_varR"],
+                                       "K_C_peak": top["C_mean"], "K_min": float(g[0]["K"]), "K_max": float(g[-1]["K"]),
+                                       "R_at_K_max": float(g[-1]["R_mean"])}
+    return data
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", default="runs", help="folder holding the field-NAME run directories")
     p.add_argument("--fractions", default="0,0.1,0.25", help="hub removal fractions to show")
     p.add_argument("--ks", default="0.1,0.5,0.8,1,1.2,1.5,2", help="coupling strengths to show")
+    C.add_results_arg(p, "field")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
     if not os.path.isdir(args.runs):
         C.fail(f"--runs {args.runs!r} is not a folder; run the field configs first (see this script's docstring).")
@@ -149,6 +192,7 @@ def main(argv=None) -> int:
                         ("coupling", coupling(args.runs, ks))):
         if text:
             print(f"### {title}\n\n{text}\n")
+    C.write_results(args.results, "experiments.claims.field_report", argv, results_data(args.runs))
     return 0
 
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 
 import jax
 import numpy as np
 
+from experiments import common as C
 from wavejax.data import BatchSampler, prepare_lm_data
 from wavejax.nn.objectives import cross_entropy
 from wavejax.sample import load_run
@@ -95,6 +97,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", type=int, default=8, help="validation batches (the run's first ones)")
     ap.add_argument("--checkpoint", default="last", choices=["best", "last"])
     ap.add_argument("--modes", default="prefix,padded", help=f"comma-separated, from {MODES}")
+    C.add_results_arg(ap, "<name>_leak")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or any(m not in MODES for m in modes):
@@ -102,6 +106,9 @@ def main(argv=None) -> int:
         return 2
     rows = [measure(w, args.batches, args.checkpoint, modes) for w in args.workdirs.split(",")]
     print(render(rows, modes))
+    C.write_results(args.results, "experiments.claims.future_leak", argv,
+                    {"batches": args.batches, "checkpoint": args.checkpoint,
+                     "runs": [{**r, "run": os.path.basename(r["workdir"].rstrip("/"))} for r in rows]})
     return 0
 
 

@@ -252,11 +252,23 @@ def parse_args(argv):
     g.add_argument("--interp_osc", type=int, default=32)
     g.add_argument("--tanh_sigmas", type=parse_floats, default=[0.55, 1.0, 2.0],
                    help="comma-separated sigmas for extra rows with phases pi*tanh(N(0, sigma^2)); empty for none")
+    C.add_results_arg(ap, "phase_dynamics")
     return ap.parse_args(argv)
 
 
+def results_data(out: dict, start: dict, ks: list[float], rows: list[dict], expect: dict) -> dict:
+    """What the claims ledger reads: R_tok at t=0 and at t=T per sign x causal x K (mean, std over seeds), and the
+    interpretability R of each phase distribution with its expectation for uniform phases."""
+    sweep = {f"{sign}_{'causal' if causal else 'noncausal'}": {f"{k:+.2f}": C.mean_std(out[(sign, causal, k)]["tokT"])[:2]
+                                                                for k in ks} for sign, causal in COMBOS}
+    interp = [{"phases": r["phases"], "mean": C.mean_std(r["mean"])[:2], "std": C.mean_std(r["std"])[:2]} for r in rows]
+    return {"R_tok_0": C.mean_std(start["tok0"])[:2], "R_tok_T": sweep, "interpret": interp,
+            "interpret_expected": expect["r_mean"], "reported": REPORTED}
+
+
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     for name in ("batch", "heads", "seq", "osc", "steps", "seeds", "trials", "interp_heads", "interp_seq", "interp_osc"):
         if getattr(args, name) < 1:
             C.fail(f"--{name} must be >= 1.")
@@ -294,6 +306,7 @@ def main(argv=None) -> int:
           f"the S positions. φ std for uniform phases: π/√(3H) = {expect['phi_std']:.3f} rad. "
           f"[{time.perf_counter() - t1:.1f} s]\n")
     print(render_interpret(rows, expect, args))
+    C.write_results(args.results, "experiments.claims.phase_dynamics", argv, results_data(out, start, ks, rows, expect))
     return 0
 
 

@@ -73,19 +73,21 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdirs", default="", help="comma-separated finished wave runs whose report to list")
-    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    C.add_results_arg(ap, "wave_diagnostics_null")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = ap.parse_args(argv)
     if args.trials < 1:
         C.fail("--trials must be >= 1.")
     reports = report_rows([w for w in args.workdirs.split(",") if w.strip()])  # bad run folders fail before any work
     rng = np.random.default_rng(args.seed)
-    rows = []
+    rows, data = [], {"harmonic": {}, "fringes": {}}
     for vocab, dim in ((65, 64), (65, 128), (1024, 384)):
         trials = max(1, args.trials // (10 if vocab > 100 else 1))  # the big table is 10x fewer trials
-        rows.append([f"harmonic pair among top-5 peaks, N(0,1) table {vocab}×{dim}", f"{trials:,}",
-                     f"{harmonic_rate(vocab, dim, trials, rng):.1%}"])
+        rate = data["harmonic"][f"{vocab}x{dim}"] = harmonic_rate(vocab, dim, trials, rng)
+        rows.append([f"harmonic pair among top-5 peaks, N(0,1) table {vocab}×{dim}", f"{trials:,}", f"{rate:.1%}"])
     for scale in (0.1, 1.0, 3.0):
-        rows.append([f"fringes, causal softmax(N(0,{scale}²) scores), 4 heads × T=128", f"{args.trials:,}",
-                     f"{fringe_rate(4, 128, scale, args.trials, rng):.1%}"])
+        rate = data["fringes"][str(scale)] = fringe_rate(4, 128, scale, args.trials, rng)
+        rows.append([f"fringes, causal softmax(N(0,{scale}²) scores), 4 heads × T=128", f"{args.trials:,}", f"{rate:.1%}"])
     print(C.markdown_table(["test on structureless input", "trials", "fires"], rows, align="lrr"))
     batches = (1, 4, 16, 64)
     values = lognorm_by_batch(batches, 128, 128, 5, rng)
@@ -93,6 +95,8 @@ def main(argv=None) -> int:
     print(C.markdown_table(["sequences passed (B)"] + [str(b) for b in batches],
                            [["'Lyapunov exponent' mean log ‖h_l − h_{l−1}‖"] + [f"{v:.2f}" for v in values],
                             ["'stable' (< 0.1)"] + ["yes" if v < 0.1 else "no" for v in values]]))
+    C.write_results(args.results, "experiments.claims.wave_diagnostics_null", argv,
+                    {**data, "trials": args.trials, "lognorm_by_batch": dict(zip(map(str, batches), values))})
     if reports:
         print()
         print(C.markdown_table(["run", "table harmonic pairs", "embedding harmonic pairs", "layers with fringes",

@@ -301,6 +301,13 @@ def table(configs: list[dict]) -> str:
     return C.markdown_table(headers, rows)
 
 
+def summary(plan: dict, configs: list[dict]) -> dict:
+    """The per-seed numbers the claims ledger reads: tokens, seeds and, per config, params, steps and val losses."""
+    return {"tokens": plan["tokens"], "seeds": plan["seeds"], "configs": [
+        {"label": c["label"], "steps": c["steps"], "params": (_ok(c["runs"], "params") or [None])[0],
+         "val_loss": _ok(c["runs"], "val_loss"), "best_val_loss": _ok(c["runs"], "best_val_loss")} for c in configs]}
+
+
 def write_outputs(out: str, plan: dict, configs: list[dict], argv: list[str]) -> str:
     from wavejax.analysis.plots import plot_loss_curves
     from wavejax.train.logging import read_metrics
@@ -353,6 +360,7 @@ def parse_args(argv):
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="dotted override applied to every config, e.g. --set model.dtype=bfloat16 (repeatable)")
     ap.add_argument("--out", default="runs/compare", help="output folder (runs/, results.md, results.json, loss_curves.png)")
+    C.add_results_arg(ap, "<name>")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -395,6 +403,8 @@ def main(argv=None) -> int:
     print()
     print(text)
     print(f"\nwrote {os.path.join(args.out, 'results.md')}, results.json, loss_curves.png")
+    if not any("error" in r for c in configs for r in c["runs"]):
+        C.write_results(args.results, "experiments.reproductions.compare", argv, summary(plan, configs))
     return 1 if any("error" in r for c in configs for r in c["runs"]) else 0
 
 

@@ -15,6 +15,7 @@ OUT/loss_curves.png, OUT/leak.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -47,14 +48,22 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/harmonic_quality")
     ap.add_argument("--leak_batches", type=int, default=4, help="validation batches for the leak probe (0 = skip)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every config")
+    C.add_results_arg(ap, "harmonic_quality")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
     specs = grid(args.size, args.grid)
     cmp_args = ["--configs", ",".join(specs), "--seeds", args.seeds, "--out", args.out]
     for s in args.set:
         cmp_args += ["--set", s]
     code = compare.main(cmp_args)
-    if code or args.leak_batches <= 0:
+    if code:
         return code
+    with open(os.path.join(args.out, "results.json"), encoding="utf-8") as f:
+        done = json.load(f)
+    data = {"size": args.size, "compare": compare.summary(done, done["configs"])}
+    if args.leak_batches <= 0:
+        C.write_results(args.results, "experiments.reproductions.harmonic_quality", argv, data)
+        return 0
     from experiments.claims import future_leak
 
     seed0 = compare.parse_seeds(args.seeds)[0]
@@ -66,6 +75,8 @@ def main(argv=None) -> int:
     with open(os.path.join(args.out, "leak.md"), "w", encoding="utf-8") as f:
         f.write(text + "\n")
     print("\n" + text)
+    data["leak"] = [{**r, "run": os.path.basename(r["workdir"])} for r in rows]
+    C.write_results(args.results, "experiments.reproductions.harmonic_quality", argv, data)
     return 0
 
 

@@ -55,6 +55,7 @@ def parse_args(argv):
     ap.add_argument("--score_batches", type=int, default=50, help="train batches for the spread of one-batch scores")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every config")
     ap.add_argument("--out", default="runs/wave_benchmark")
+    C.add_results_arg(ap, "wave_benchmark")
     return ap.parse_args(argv)
 
 
@@ -176,6 +177,12 @@ def main(argv=None) -> int:
         json.dump({"argv": argv, "published": results, "fair": fair}, f, indent=2)
     print("\n".join(lines))
     print(f"wrote {os.path.join(args.out, 'results.md')}")
+    if code == 0:
+        C.write_results(args.results, "experiments.reproductions.wave_benchmark", argv, {
+            "published": [{"label": r["label"], "steps": r["steps"], "tokens": r["tokens"], "params": r["params"],
+                           **{k: r["score"][k] for k in ("one_batch", "train_std", "val_mean")}} for r in results],
+            "fair": compare.summary(fair, [{**c, "label": labels.get(c["label"], c["label"])} for c in fair["configs"]]),
+            "preset": args.preset, "classic_steps": args.classic_steps, "multiple": args.multiple})
     return code
 
 
