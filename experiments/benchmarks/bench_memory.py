@@ -17,7 +17,8 @@ window bytes). Each figure is the median of --repeats timed runs after one untim
 "slots agree" is the fraction of slots whose pair count is the same in the numpy and jax stores (float32 rounding
 of a different association order can move a context across a key boundary).
 
-Exit status 1 when the jax stream writes are not at least --target (10x) faster than numpy at L = 64 on CPU.
+--results PATH also writes the tables' figures (writes/s, reads/s, inserts/s, ratios, the device) for the claims
+ledger. Exit status 1 when the jax stream writes are not at least --target (10x) faster than numpy at L = 64 on CPU.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--target", type=float, default=10.0, help="required write speed-up of the jax stream path at L=64")
     p.add_argument("--seed", type=int, default=0)
+    C.add_results_arg(p, "bench_memory")
     args = p.parse_args(argv)
     try:
         args.lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
@@ -56,8 +58,8 @@ def parse_args(argv=None):
 
 
 def bench_writes(args, spec, table, tokens):
-    """Rows of the writes table for one L, the numpy and stream times, and the stream path's store (reused by the cache
-    timing). Each timed run writes all pairs into an existing store (allocation is not a write); the stores
+    """Rows of the writes table for one L, its figures for the results file (writes/s, ratios to numpy, slots agree),
+    and the stream path's store (reused by the cache timing). Each timed run writes all pairs into an existing store (allocation is not a write); the stores
     accumulate."""
     import jax
     import jax.numpy as jnp
@@ -105,11 +107,14 @@ def bench_writes(args, spec, table, tokens):
     for name, t in (("numpy (from scratch)", t_np), ("jax, stream (sliding windows)", t_stream),
                     ("jax, windows (from scratch)", t_win)):
         rows.append([length, name, f"{args.pairs / t:,.0f}", f"{t_np / t:.1f}x", f"{agree:.4f}" if "stream" in name else ""])
-    return rows, t_np, t_stream, jax_store
+    data = {"numpy": args.pairs / t_np, "jax_stream": args.pairs / t_stream, "jax_windows": args.pairs / t_win,
+            "stream_vs_numpy": t_np / t_stream, "windows_vs_numpy": t_np / t_win, "slots_agree": agree}
+    return rows, data, jax_store
 
 
-def bench_reads(args, spec, table, tokens, rng) -> list:
-    """The reads row for one L: full-vocabulary decode of --queries seen windows (one copy of every pair written)."""
+def bench_reads(args, spec, table, tokens, rng) -> tuple[list, dict]:
+    """The reads row for one L (full-vocabulary decode of --queries seen windows; one copy of every pair written) and
+    its figures for the results file."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -142,13 +147,14 @@ def bench_reads(args, spec, table, tokens, rng) -> list:
 
     r_np, r_jax = C.median_seconds(numpy_reads, args.repeats), C.median_seconds(jax_reads, args.repeats)
     recall = float(np.mean(jax_reads() == targets[q_rows]))
-    return [length, f"{len(q_windows) / r_np:,.0f}", f"{len(q_windows) / r_jax:,.0f}", f"{r_np / r_jax:.1f}x",
-            f"{recall:.3f}"]
+    row = [length, f"{len(q_windows) / r_np:,.0f}", f"{len(q_windows) / r_jax:,.0f}", f"{r_np / r_jax:.1f}x", f"{recall:.3f}"]
+    return row, {"numpy": len(q_windows) / r_np, "jax": len(q_windows) / r_jax, "jax_vs_numpy": r_np / r_jax,
+                 "recall": recall, "queries": len(q_windows)}
 
 
-def bench_cache(args, spec, tokens, jax_store, t_stream) -> list:
-    """The cache row for one L: the episodic cache of every window, jax's (learn_stream with the cache, minus the same
-    writes without) against the original's dict."""
+def bench_cache(args, spec, tokens, jax_store, t_stream) -> tuple[list, dict]:
+    """The cache row for one L (the episodic cache of every window, jax's (learn_stream with the cache, minus the same
+    writes without) against the original's dict) and its figures for the results file."""
     import jax
     import numpy as np
 
@@ -172,7 +178,8 @@ def bench_cache(args, spec, tokens, jax_store, t_stream) -> list:
 
     c_jax = C.median_seconds(jax_cache, args.repeats) - t_stream  # learn_stream with the cache, minus without
     c_np = C.median_seconds(numpy_cache, 1)
-    return [length, f"{args.pairs / c_np:,.0f}", f"{args.pairs / max(c_jax, 1e-9):,.0f}", f"{c_np / max(c_jax, 1e-9):.1f}x"]
+    row = [length, f"{args.pairs / c_np:,.0f}", f"{args.pairs / max(c_jax, 1e-9):,.0f}", f"{c_np / max(c_jax, 1e-9):.1f}x"]
+    return row, {"numpy": args.pairs / c_np, "jax": args.pairs / max(c_jax, 1e-9), "jax_vs_numpy": c_np / max(c_jax, 1e-9)}
 
 
 def report(args, write_rows, read_rows, cache_rows, verdict) -> int:
@@ -196,6 +203,7 @@ def report(args, write_rows, read_rows, cache_rows, verdict) -> int:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     import jax
     import numpy as np
@@ -211,17 +219,29 @@ def main(argv=None) -> int:
           f"{args.pairs:,} pairs per run, median of {args.repeats}")
 
     write_rows, read_rows, cache_rows, verdict = [], [], [], None
+    data = {"writes": {}, "reads": {}, "cache": {}}
     for length in args.lengths:
         spec = store.StoreSpec(vocab_size=args.vocab, context_length=length, levels=args.levels)
         tokens = rng.integers(0, args.vocab, args.pairs + length).astype(np.int32)
-        rows, t_np, t_stream, jax_store = bench_writes(args, spec, table, tokens)
+        rows, data["writes"][length], jax_store = bench_writes(args, spec, table, tokens)
         write_rows += rows
         if length == 64:
-            verdict = t_np / t_stream
-        read_rows.append(bench_reads(args, spec, table, tokens, rng))
-        cache_rows.append(bench_cache(args, spec, tokens, jax_store, t_stream))
+            verdict = data["writes"][length]["stream_vs_numpy"]
+        t_stream = args.pairs / data["writes"][length]["jax_stream"]
+        for rows_of, key, (row, figures) in ((read_rows, "reads", bench_reads(args, spec, table, tokens, rng)),
+                                             (cache_rows, "cache", bench_cache(args, spec, tokens, jax_store, t_stream))):
+            rows_of.append(row)
+            data[key][length] = figures
         print(f"L = {length}: done", flush=True)
-    return report(args, write_rows, read_rows, cache_rows, verdict)
+    rc = report(args, write_rows, read_rows, cache_rows, verdict)
+    data.update(device={"backend": jax.default_backend(), "kind": device.device_kind, "cpus": os.cpu_count(),
+                        "load_average": list(load)},
+                vocab=args.vocab, pairs=args.pairs, queries=args.queries, levels=args.levels, slots=16 ** args.levels,
+                repeats=args.repeats, numpy_batch=args.numpy_batch,
+                verdict={"length": 64, "stream_vs_numpy": verdict, "target": args.target,
+                         "pass": None if verdict is None else verdict >= args.target})
+    C.write_results(args.results, "experiments.benchmarks.bench_memory", argv, data)
+    return rc
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ Methods:
                               schedule fitted to the steps that fit; then scored on the queries' last block_size tokens
   GPT, --gpt_seconds          the same GPT trained for --gpt_seconds (0: no such row)
 Cells are mean ± sample std over seeds (seeds change the embeddings, the queries and the GPT's initialisation).
-Outputs OUT/results.md and OUT/results.json.
+Outputs OUT/results.md and OUT/results.json; --results PATH also writes the claims ledger's summary (per method and
+condition, [mean, std] over seeds of exact / top_k / nll).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--no_gpt", action="store_true", help="leave out every GPT row")
     p.add_argument("--top_k", type=int, default=5)
     p.add_argument("--out", default="runs/memory_eval")
+    C.add_results_arg(p, "memory_eval")
     args = p.parse_args(argv)
     try:
         args.lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
@@ -174,7 +176,92 @@ def summarise(rows: list[dict], conditions) -> str:
     return "\n\n".join(parts)
 
 
+def memory_rows(args, data, sets, seed: int, keys: dict) -> tuple[list[dict], dict]:
+    """The memory's rows for one seed (every L, sound and faithful; each store learned warm) and {L: learn seconds of
+    the sound store}; keys[method] = its place in the results file."""
+    from wavejax.memory import eval as mem_eval
+    from wavejax.memory import task
+
+    rows, learn_s = [], {}
+    for length in args.lengths:
+        for faithful in (False, True):
+            config = memory_config(length, seed, args, faithful)
+            spec, memory, seconds, pairs = learn_warm(config, data)
+            label = f"memory L={length}" + (", faithful" if faithful else "")
+            decoders = ("coherence",) if faithful else ("cosine", "vorticity", "coherence")
+            new = mem_eval.evaluate_memory(spec, memory, sets, decoders, args.top_k, label=label)
+            new.append(mem_eval.cache_row(spec, memory, sets["seen"][1], decoders[0], label=label))
+            load = task.store.slot_load(memory)
+            for r in new:
+                r.update(seed=seed, learn_s=seconds, pairs=pairs, slots_used=load["slots_used"])
+            rows += new
+            prefix = "faithful_" if faithful else ""
+            for d in decoders:
+                keys[f"{label} ({d})"] = ("memory", length, prefix + d)
+            keys[f"{label} ({decoders[0]}) + episodic cache"] = ("memory", length, f"{prefix}{decoders[0]}_cache")
+            if not faithful:
+                learn_s[length] = seconds
+            print(f"seed {seed}, L={length}{' faithful' if faithful else ''}: learned {pairs:,} pairs in "
+                  f"{seconds:.2f} s; {load['slots_used']:,} slots used", flush=True)
+            del memory
+    return rows, learn_s
+
+
+def baseline_rows(args, data, sets, seed: int, learn_s: dict, models: dict, keys: dict) -> list[dict]:
+    """The unigram's, the n-grams' and (unless --no_gpt) the GPT's rows for one seed; models = {name: probs_fn} of
+    the unigram and the n-grams."""
+    from wavejax.memory import eval as mem_eval
+
+    rows = []
+    for name, probs in models.items():
+        rows += mem_eval.evaluate_probabilities(name, probs, sets, args.top_k)
+        keys[name] = ("baselines", "unigram" if name == "unigram" else f"ngram_{name.split('-')[0]}")
+    if not args.no_gpt:
+        budgets = [("equal wall time", learn_s[max(args.lengths)])] + ([("fixed", args.gpt_seconds)] if args.gpt_seconds > 0 else [])
+        for kind, seconds in budgets:
+            trainer, steps, trained = train_gpt(args, seed, seconds, os.path.join(args.out, f"gpt_s{seed}_{kind.replace(' ', '_')}"))
+            if trainer.data.tokenizer.chars != data.tokenizer.chars:
+                C.fail("the GPT's char vocabulary differs from the memory's; both must tokenize the same text.")
+            label = f"GPT {args.gpt}, " + ("equal wall time" if kind != "fixed" else f"{args.gpt_seconds:g} s")
+            new = mem_eval.evaluate_probabilities(label, lambda h: gpt_probs(trainer, h), sets, args.top_k)
+            for r in new:
+                r.update(learn_s=trained, steps=steps)
+            rows += new
+            keys[label] = ("gpt", "equal_wall_time" if kind != "fixed" else "fixed")
+            print(f"seed {seed}: {label}: {steps} steps in {trained:.1f} s", flush=True)
+    for r in rows:
+        r["seed"] = seed
+    return rows
+
+
+def results_data(args, rows: list[dict], keys: dict, data) -> dict:
+    """What the claims ledger reads: per method (keys) and condition, [mean, std] over seeds of exact, top_k, nll (and
+    the cache's hits); per method its learn / train seconds (and the GPT's steps)."""
+    from wavejax.memory import eval as mem_eval
+
+    out: dict = {}
+    for method, path in keys.items():
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+        mine = [r for r in rows if r["method"] == method]
+        for condition in mem_eval.CONDITIONS:
+            sel = [r for r in mine if r["condition"] == condition]
+            if sel:
+                node[condition] = {m: C.mean_std([r.get(m) for r in sel])[:2] for m in ("exact", "top_k", "nll", "cache_hits")
+                                   if any(r.get(m) is not None for r in sel)}
+        firsts = [r for r in mine if r["condition"] == mine[0]["condition"]]  # one row per seed
+        for m in ("learn_s", "steps", "pairs"):
+            if any(r.get(m) is not None for r in firsts):
+                node[m] = C.mean_std([r.get(m) for r in firsts])[:2]
+    return {**out, "corpus": data.name, "vocab": data.tokenizer.vocab_size, "lengths": args.lengths, "seeds": args.seeds,
+            "levels": args.levels, "queries": args.queries, "calibration": args.calibration, "history": args.history,
+            "top_k": args.top_k, "max_chars": args.max_chars, "gpt_config": None if args.no_gpt else args.gpt,
+            "gpt_seconds": args.gpt_seconds}
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     import numpy as np
 
@@ -191,48 +278,16 @@ def main(argv=None) -> int:
     vocab = data.tokenizer.vocab_size
     print(f"{data.name}: {len(data.train):,} train / {len(data.heldout):,} held-out {base.data.tokenizer} tokens, "
           f"vocabulary {vocab}; load average {os.getloadavg()[0]:.2f}", flush=True)
-    ngrams = {n: mem_eval.NGramModel(data.train, vocab, n) for n in args.ngram_orders}
     unigram = mem_eval.unigram_probs(data.train, vocab)
+    models = {"unigram": lambda h: np.broadcast_to(unigram, (len(h), vocab))}
+    models.update({f"{n}-gram (Witten-Bell)": mem_eval.NGramModel(data.train, vocab, n).probs for n in args.ngram_orders})
 
+    keys: dict = {}  # method -> its place in the results file
     for seed in args.seeds:
         sets = mem_eval.query_sets(data.train, data.heldout, args.queries, args.calibration, args.history,
                                    min(args.lengths), vocab, seed)
-        learn_s = {}
-        for length in args.lengths:
-            for faithful in (False, True):
-                config = memory_config(length, seed, args, faithful)
-                spec, memory, seconds, pairs = learn_warm(config, data)
-                label = f"memory L={length}" + (", faithful" if faithful else "")
-                decoders = ("coherence",) if faithful else ("cosine", "vorticity", "coherence")
-                new = mem_eval.evaluate_memory(spec, memory, sets, decoders, args.top_k, label=label)
-                new.append(mem_eval.cache_row(spec, memory, sets["seen"][1], decoders[0], label=label))
-                load = task.store.slot_load(memory)
-                for r in new:
-                    r.update(seed=seed, learn_s=seconds, pairs=pairs, slots_used=load["slots_used"])
-                rows += new
-                if not faithful:
-                    learn_s[length] = seconds
-                print(f"seed {seed}, L={length}{' faithful' if faithful else ''}: learned {pairs:,} pairs in "
-                      f"{seconds:.2f} s; {load['slots_used']:,} slots used", flush=True)
-                del memory
-        baseline_rows = mem_eval.evaluate_probabilities("unigram", lambda h: np.broadcast_to(unigram, (len(h), vocab)), sets, args.top_k)
-        for n, model in ngrams.items():
-            baseline_rows += mem_eval.evaluate_probabilities(f"{n}-gram (Witten-Bell)", model.probs, sets, args.top_k)
-        if not args.no_gpt:
-            budgets = [("equal wall time", learn_s[max(args.lengths)])] + ([("fixed", args.gpt_seconds)] if args.gpt_seconds > 0 else [])
-            for kind, seconds in budgets:
-                trainer, steps, trained = train_gpt(args, seed, seconds, os.path.join(args.out, f"gpt_s{seed}_{kind.replace(' ', '_')}"))
-                if trainer.data.tokenizer.chars != data.tokenizer.chars:
-                    C.fail("the GPT's char vocabulary differs from the memory's; both must tokenize the same text.")
-                label = f"GPT {args.gpt}, " + ("equal wall time" if kind != "fixed" else f"{args.gpt_seconds:g} s")
-                new = mem_eval.evaluate_probabilities(label, lambda h: gpt_probs(trainer, h), sets, args.top_k)
-                for r in new:
-                    r.update(learn_s=trained, steps=steps)
-                baseline_rows += new
-                print(f"seed {seed}: {label}: {steps} steps in {trained:.1f} s", flush=True)
-        for r in baseline_rows:
-            r["seed"] = seed
-        rows += baseline_rows
+        new, learn_s = memory_rows(args, data, sets, seed, keys)
+        rows += new + baseline_rows(args, data, sets, seed, learn_s, models, keys)
 
     table = summarise(rows, mem_eval.CONDITIONS)
     with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
@@ -240,6 +295,7 @@ def main(argv=None) -> int:
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
         json.dump({"args": vars(args), "rows": rows}, f, indent=1)
     print("\n" + table)
+    C.write_results(args.results, "experiments.reproductions.memory_eval", argv, results_data(args, rows, keys, data))
     return 0
 
 
