@@ -145,9 +145,10 @@ def cli_run(tmp_path_factory):
 
 
 # The smoke set CI runs in its second environment (the newest JAX and Python): every family's tiny run, every kernel's
-# interpret-mode tests, and the multi-device (8 CPU devices, two processes) tests.
+# interpret-mode tests, the multi-device (8 CPU devices, two processes) tests, and the simulator's (diffrax's adaptive and
+# SDE solvers on the newest JAX).
 SMOKE_FILES = ("test_families.py", "test_parallel.py", "test_kernels_selective.py", "test_kernels_interference.py",
-               "test_kernels_phase.py", "test_kernels_kuramoto.py")
+               "test_kernels_phase.py", "test_kernels_kuramoto.py", "test_field_simulate.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -30,13 +30,15 @@ def test_densities_are_normalised_and_match_the_simulators_draws():
         total = integrate.quad(g, -np.inf, np.inf, epsabs=1e-12, limit=400)[0] if name != "uniform" else \
             integrate.quad(g, -2, 2, points=pts)[0]
         assert total == pytest.approx(1.0, abs=1e-7), name
-    for name in ("normal", "lorentzian", "uniform"):
-        draws = np.asarray(D.natural_frequencies(jax.random.PRNGKey(1), 4000, name, 0.3, 0.7), np.float64)
-        assert stats.ks_2samp(draws, T.density(name, 0.3, 0.7).quantiles(4000)).pvalue > 0.01, name
+    for name in ("normal", "gaussian", "lorentzian", "uniform", "bimodal", "bimodal_lorentzian"):
+        sep = 2.0 if name.startswith("bimodal") else 0.0
+        draws = np.asarray(D.natural_frequencies(jax.random.PRNGKey(1), 4000, name, 0.3, 0.7, separation=sep),
+                           np.float64)
+        assert stats.ks_2samp(draws, T.density(name, 0.3, 0.7, sep).quantiles(4000)).pvalue > 0.01, name
     n, gamma = 1000, 0.4
     assert np.allclose(T.density("lorentzian", 0, gamma).quantiles(n),
                        gamma * np.tan(math.pi * (np.arange(n) + 0.5) / n - math.pi / 2))
-    assert set(T.THEORY_ONLY).isdisjoint(D.OMEGA_DISTRIBUTIONS) and set(D.OMEGA_DISTRIBUTIONS) <= set(T.DENSITIES)
+    assert set(D.OMEGA_DISTRIBUTIONS) == set(T.DENSITIES)
     with pytest.raises(ValueError, match="unknown frequency density"):
         T.density("gamma")
 
@@ -222,27 +224,18 @@ def test_gaussian_theory_matches_an_all_to_all_simulation(mean_field_r):
 
 
 def test_sakaguchi_theory_matches_a_lagged_simulation():
-    """Lorentzian ω (quantiles, N = 10,000, centre ω0 = 0.3, γ = 0.5), phase lag α = 0.6, K = 2 K_c(α): R and the
-    collective frequency Ω (slope of the unwrapped arg z over the second half) against oa_steady_r and
-    locked_frequency. The simulator has no phase lag yet, so the right-hand side is written out here, in mean-field
-    form, with RK4 in numpy float64: switch to the simulator's phase_lag when it exists."""
+    """Lorentzian ω (quantiles, N = 10,000, centre ω0 = 0.3, γ = 0.5), phase lag α = 0.6, K = 2 K_c(α), simulated
+    by wavejax.field.simulate (all-to-all, RK4, float64): R and the collective frequency Ω (slope of the unwrapped
+    arg z over the second half) against oa_steady_r and locked_frequency."""
+    from wavejax.field import simulate as S
+
     n, gamma, omega0, alpha, dt, steps = 10_000, 0.5, 0.3, 0.6, 0.05, 1200
     k = 2 * T.oa_critical_coupling(gamma, alpha)
     omega = T.density("lorentzian", omega0, gamma).quantiles(n)
-
-    def rhs(theta):  # ω_i + K Im(e^{-iα} z e^{-iθ_i}) = ω_i + (K/N) Σ_j sin(θ_j - θ_i - α)
-        e = np.exp(1j * theta)
-        return omega + k * np.imag(np.exp(-1j * alpha) * e.mean() * np.conj(e))
-
-    theta, zs = np.zeros(n), []
-    for _ in range(steps):
-        k1 = rhs(theta)
-        k2 = rhs(theta + 0.5 * dt * k1)
-        k3 = rhs(theta + 0.5 * dt * k2)
-        k4 = rhs(theta + dt * k3)
-        theta = theta + dt * (k1 + 2 * k2 + 2 * k3 + k4) / 6
-        zs.append(np.exp(1j * theta).mean())
-    t, z = dt * np.arange(1, steps + 1), np.asarray(zs)
+    with jax.enable_x64(True):
+        traj = S.simulate(S.network(None, n=n), jnp.zeros(n), jnp.asarray(omega), k, dt=dt, steps=steps,
+                          phase_lag=alpha)
+        t, z = np.asarray(traj.times), np.asarray(jnp.exp(1j * traj.theta).mean(-1))
     late = t > t[-1] / 2
     assert np.abs(z[late]).mean() == pytest.approx(T.oa_steady_r(k, gamma, alpha), abs=0.003)
     slope = np.polyfit(t[late], np.unwrap(np.angle(z[late])), 1)[0]

@@ -307,6 +307,12 @@ def graph_coupling(graph, dtype=np.float32, stencil: bool = True, pad_nodes: int
     if stencil and graph.is_lattice and uncut and rows == graph.n:
         return D.LatticeCoupling(jnp.asarray(inv), graph.side, graph.periodic)
     nbr, w = neighbour_table(graph, dtype, pad_nodes)
+    return _tiered(nbr, w, deg, inv, dtype, width, pad_hubs, pad_hub_width)
+
+
+def _tiered(nbr, w, deg, inv, dtype, width=None, pad_hubs=None, pad_hub_width=None):
+    """D.TableCoupling from a full neighbour table nbr/w [rows, D]: the first `width` columns (default table_width)
+    for every row, the rest for the rows with more neighbours (hubs) only."""
     width = min(width or D.table_width(deg), nbr.shape[1])
     hubs = np.flatnonzero(deg > width)
     hub_width = max(nbr.shape[1] - width, pad_hub_width or 0)
@@ -318,3 +324,36 @@ def graph_coupling(graph, dtype=np.float32, stencil: bool = True, pad_nodes: int
     hub_rows = np.concatenate([hubs, np.zeros(n_hubs - len(hubs), np.int64)]).astype(np.int32)  # padding adds 0
     return D.TableCoupling(jnp.asarray(nbr[:, :width]), jnp.asarray(w[:, :width]), jnp.asarray(inv),
                          jnp.asarray(hub_rows), jnp.asarray(hub_n), jnp.asarray(hub_w))
+
+
+def weighted_coupling(adjacency, normalize: str = "in_degree", dtype=np.float32):
+    """D.TableCoupling of a directed, weighted adjacency (dense array or scipy sparse matrix; A[i, j] = the weight of
+    the edge j -> i; explicit zeros are no edge). Row i lists its in-neighbours j with weights A_ij; the
+    normalisation n_i is 1/(number of in-edges) ("in_degree"), 1/Σ_j A_ij ("in_weight") or 1/N ("n"), and 0 for
+    a node with no in-edges (it then turns at its own frequency; the pairwise form 0/0 would be NaN)."""
+    import scipy.sparse as sp
+
+    a = sp.csr_matrix(adjacency, dtype=np.float64)
+    a.eliminate_zeros()
+    a.sort_indices()
+    n = a.shape[0]
+    if a.shape != (n, n):
+        raise ValueError(f"the adjacency must be square, got shape {a.shape}")
+    deg = np.diff(a.indptr).astype(np.int64)
+    if normalize == "in_degree":
+        total = deg.astype(np.float64)
+    elif normalize == "in_weight":
+        total = np.asarray(a.sum(axis=1)).ravel()
+    elif normalize == "n":
+        total = np.where(deg > 0, float(n), 0.0)
+    else:
+        raise ValueError(f"unknown normalisation {normalize!r}; choose in_degree, in_weight or n")
+    inv = np.where(total != 0, 1.0 / np.where(total != 0, total, 1.0), 0.0).astype(dtype)
+    d_max = max(int(deg.max(initial=0)), 1)
+    rows = np.repeat(np.arange(n), deg)
+    slot = np.arange(a.nnz) - np.repeat(a.indptr[:-1], deg)
+    nbr = np.repeat(np.arange(n, dtype=np.int32)[:, None], d_max, axis=1)
+    w = np.zeros((n, d_max), dtype)
+    nbr[rows, slot] = a.indices
+    w[rows, slot] = a.data
+    return _tiered(nbr, w, deg, inv, dtype)

@@ -228,7 +228,10 @@ def plot_coupling(path: str, ks, summary: dict) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.3))
     for kind, sm in summary.items():
         res = sm["res"]
-        axes[0].errorbar(ks, res["R_mean"].mean(1), yerr=res["R_mean"].std(1), marker="o", ms=3, capsize=2, label=kind)
+        line = axes[0].errorbar(ks, res["R_mean"].mean(1), yerr=res["R_mean"].std(1), marker="o", ms=3, capsize=2,
+                                label=kind)
+        if sm.get("theory") is not None:
+            axes[0].plot(ks, sm["theory"], "-", color=line[0].get_color(), alpha=0.6, label=f"{kind}: theory, N → ∞")
         if np.isfinite(res["C_mean"]).any():
             axes[1].plot(ks, np.nanmean(res["C_mean"], 1), marker="o", ms=3, label=kind)
         if np.isfinite(res["xi_mean"]).any():

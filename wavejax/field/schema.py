@@ -82,6 +82,11 @@ def default_field_config() -> ml_collections.ConfigDict:
     f.kuramoto.omega_dist = "normal"
     f.kuramoto.omega_mean = 0.0
     f.kuramoto.omega_width = 0.5
+    f.kuramoto.omega_separation = 0.0  # bimodal distributions: distance between the two peaks
+    f.kuramoto.phase_lag = 0.0  # α (rad): dθ_i/dt = ω_i + K n_i Σ_j A_ij sin(θ_j - θ_i - α) (Sakaguchi–Kuramoto)
+    f.kuramoto.inertia = 0.0  # m > 0: second order, m θ'' + damping θ' = ω + coupling (power-grid style)
+    f.kuramoto.damping = 1.0
+    f.kuramoto.dtype = "float32"  # float64: JAX's x64 mode for the whole run (phases of chaotic runs; see RESULTS.md)
     f.kuramoto.noise_std = 0.0
     f.kuramoto.surrogates = 99
     f.kuramoto.alpha = 0.05
@@ -192,7 +197,18 @@ def _validate_kuramoto(k, need_graphs: bool) -> None:
     for key in ("omega_width", "noise_std"):
         _req(math.isfinite(k[key]) and k[key] >= 0, f"field.kuramoto.{key} must be >= 0, got {k[key]}.")
     _req(0 < k.alpha < 1, f"field.kuramoto.alpha must be in (0, 1), got {k.alpha}.")
+    _req(math.isfinite(k.phase_lag), f"field.kuramoto.phase_lag must be a finite angle (rad), got {k.phase_lag}.")
+    _req(math.isfinite(k.inertia) and k.inertia >= 0,
+         f"field.kuramoto.inertia must be >= 0 (0: first order), got {k.inertia}.")
+    _req(k.inertia == 0 or (math.isfinite(k.damping) and k.damping >= 0),
+         f"field.kuramoto.damping must be >= 0, got {k.damping}.")
+    _req(math.isfinite(k.omega_separation) and k.omega_separation >= 0,
+         f"field.kuramoto.omega_separation must be >= 0, got {k.omega_separation}.")
+    _req(k.dtype in ("float32", "float64"), f"field.kuramoto.dtype must be float32 or float64, got {k.dtype!r}.")
     check_impl("field.kuramoto", k.impl)
+    _req(k.impl == "xla" or (k.phase_lag == 0 and k.inertia == 0 and k.dtype == "float32"),
+         "field.kuramoto.impl='pallas' integrates the first-order model without phase lag in float32; set "
+         "field.kuramoto.impl='xla' for phase_lag, inertia or float64.")
     _req(k.impl == "xla" or (need_graphs and tuple(k.graphs) == ("lattice",)),
          "field.kuramoto.impl='pallas' runs lattices only; set field.kuramoto.graphs=('lattice',) in the coupling "
          "experiment or use impl='xla'.")

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wavejax.field import graphs as G
+from wavejax.field import theory as T
 from wavejax.field.report import (
     crossing,
     device_name,
@@ -222,8 +223,22 @@ def run_hubs(config, workdir: str) -> dict:
     return {"message": f"hub vulnerability over {len(points)} points; {os.path.join(workdir, 'table.md')}"}
 
 
+def mean_field_theory(k, ks) -> np.ndarray | None:
+    """R(K) of the infinite all-to-all model with the sweep's frequencies (wavejax.field.theory): the
+    self-consistent branch without a phase lag, the Ott–Antonsen steady state with one (Lorentzian frequencies
+    only); None where no closed theory applies (inertia, a lag with other frequencies, identical frequencies)."""
+    if k.inertia or k.omega_dist == "constant" or (k.phase_lag and k.omega_dist != "lorentzian"):
+        return None
+    if k.phase_lag:
+        return np.array([T.oa_steady_r(float(x), k.omega_width, k.phase_lag) for x in ks])
+    g = T.density(k.omega_dist, k.omega_mean, k.omega_width, k.omega_separation)
+    return np.asarray(T.self_consistent_r(np.asarray(ks, np.float64), g), np.float64)
+
+
 def run_coupling(config, workdir: str) -> dict:
     f, k = config.field, config.field.kuramoto
+    if k.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)  # before any of the sweep's arrays exist
     ks = np.round(np.linspace(k.k_min, k.k_max, int(k.k_count)), 6)
     keys = trial_keys(config.seed, f.trial_seed, int(k.trials))
     run_keys = np.tile(keys, (len(ks), 1))  # the same initial phases and frequencies at every K (common random numbers)
@@ -236,17 +251,19 @@ def run_coupling(config, workdir: str) -> dict:
         res = {name: v.reshape((len(ks), int(k.trials)) + v.shape[1:]) for name, v in res.items()}
         significant = res["wave_p"] < k.alpha
         detected = significant & (res["wave_score"] >= k.wave_min_score)
-        summary[kind] = {"n": n, "side": side, "res": res, "detected": detected}
+        theory = mean_field_theory(k, ks) if kind == "mean_field" else None
+        summary[kind] = {"n": n, "side": side, "res": res, "detected": detected, "theory": theory}
         for i, kv in enumerate(ks):
             sp = np.where(detected[i], res["wave_speed"][i], np.nan)
             rows.append([kind, n, float(kv), int(k.trials), *mean_std(res["R_mean"][i]),
                          float(n * np.mean(res["R_std"][i] ** 2)), *mean_std(res["C_mean"][i]), *mean_std(res["xi_mean"][i]),
                          float(np.mean(significant[i])) if side else float("nan"),
                          float(np.mean(detected[i])) if side else float("nan"), *mean_std(res["wave_score"][i]),
-                         float(np.nanmedian(sp)) if np.isfinite(sp).any() else float("nan")])
+                         float(np.nanmedian(sp)) if np.isfinite(sp).any() else float("nan"),
+                         float(theory[i]) if theory is not None else float("nan")])
     header = ["graph", "nodes", "K", "trials", "R_mean", "R_sd_trials", "chi_N_varR", "C_mean", "C_sd_trials",
               "xi_mean", "xi_sd_trials", "wave_significant_fraction", "wave_detected_fraction", "wave_score_mean",
-              "wave_score_sd", "wave_speed_median"]
+              "wave_score_sd", "wave_speed_median", "R_theory"]
     write_csv(os.path.join(workdir, "coupling.csv"), header, rows)
 
     def pct(x):
@@ -267,15 +284,24 @@ def run_coupling(config, workdir: str) -> dict:
                       f"{ks[np.nanargmax(c_mean)]:.2f}" if c_mean is not None else "n/a",
                       f"{ks[np.nanargmax(xi)]:.2f} (ξ={np.nanmax(xi):.1f})" if xi is not None else "n/a"])
     note = (f"Kuramoto: {k.integrator}, dt={k.dt}, {k.steps} steps, ω ~ {k.omega_dist}(mean {k.omega_mean}, width "
-            f"{k.omega_width}), noise σ={k.noise_std}, θ_0 uniform; R, C(t) and ξ averaged over the second half of "
+            f"{k.omega_width}" + (f", separation {k.omega_separation}" if k.omega_dist.startswith("bimodal") else "")
+            + f"), noise σ={k.noise_std}"
+            + (f", phase lag α={k.phase_lag}" if k.phase_lag else "")
+            + (f", inertia m={k.inertia}, damping γ={k.damping}" if k.inertia else "")
+            + f", {k.dtype}, θ_0 uniform; R, C(t) and ξ averaged over the second half of "
             f"the records (every {k.record_every} steps), mean ± sd over {k.trials} trials (same θ_0, ω at every "
             f"K). "
             f"χ = N·var_t(R). Plane waves (periodic lattices): ρ² = the phase variance the best plane wave "
             f"(k ≠ 0) explains in the final phases, tested against {k.surrogates} shuffled surrogates (p < "
             f"{k.alpha}: 'beats shuffle'); a wave is detected when it also explains ρ² ≥ {k.wave_min_score}; "
             f"speed = |mean dθ/dt| / |k| (median over detected trials).")
-    if "mean_field" in k.graphs and k.omega_dist == "normal":
-        note += f" Mean-field theory (N → ∞): K_c = 2 / (π g(0)) = {k.omega_width * math.sqrt(8 / math.pi):.3f}."
+    mf = summary.get("mean_field", {}).get("theory")
+    if mf is not None:
+        kc = T.oa_critical_coupling(k.omega_width, k.phase_lag) if k.phase_lag else T.kc(
+            k.omega_dist, k.omega_width, k.omega_mean, k.omega_separation)
+        note += (f" Mean-field theory (N → ∞, wavejax/field/theory.py; the line in coupling.png): K_c = {kc:.3f}; "
+                 "R(K) at " + ", ".join(f"K={x:g}: {r:.3f}" for x, r in zip(ks[:: max(1, len(ks) // 5)],
+                                                                         mf[:: max(1, len(ks) // 5)])) + ".")
     text = (markdown_table(["graph", "K", "R", "χ", "C(t)", "correlation length ξ", "best plane wave ρ²",
                             "beats shuffle", "plane waves", "wave speed"], trows)
             + "\n\n" + markdown_table(["graph", "K where R = 0.5", "K at χ peak", "K at C(t) peak", "K at ξ peak"],

@@ -15,8 +15,8 @@ mean, width)`: the same names mean the same distributions with the same paramete
     bimodal              ½ N(mean - s/2, width²) + ½ N(mean + s/2, width²), s = separation  each peak's std
     bimodal_lorentzian   ½ L(mean - s/2, width) + ½ L(mean + s/2, width)                each peak's half-width
 
-`bimodal` and `bimodal_lorentzian` (and the alias `gaussian`) are not in the simulator's OMEGA_DISTRIBUTIONS yet
-(THEORY_ONLY lists them). Every density here is symmetric about its mean, so the mean only rotates the frame:
+Every name is also a distribution of the simulator (wavejax.ops.oscillators.natural_frequencies, same parameters).
+Every density here is symmetric about its mean, so the mean only rotates the frame:
 r, K_c do not depend on it, and the collective frequency is mean (α = 0).
 
 Contents: the self-consistent stationary r(K) for any of these densities (Kuramoto 1975, 1984; Strogatz 2000),
@@ -33,7 +33,6 @@ import numpy as np
 from scipy import integrate, optimize, special
 
 DENSITIES = ("normal", "gaussian", "lorentzian", "uniform", "constant", "bimodal", "bimodal_lorentzian")
-THEORY_ONLY = ("gaussian", "bimodal", "bimodal_lorentzian")  # names natural_frequencies does not know (yet)
 _SQRT_2PI = math.sqrt(2 * math.pi)
 
 

@@ -198,13 +198,15 @@ def summarize_modes(res: dict, timesteps: int) -> dict:
 
 def kuramoto_trial(key, coupling_k, coupling, extras: dict, *, n: int, dt: float, steps: int, record_every: int,
                    integrator: str, noise_std: float, omega_dist: str, omega_mean: float, omega_width: float,
-                   surrogates: int, lattice_side: int, impl: str = "xla") -> dict:
+                   surrogates: int, lattice_side: int, impl: str = "xla", omega_separation: float = 0.0,
+                   phase_lag: float = 0.0, inertia: float = 0.0, damping: float = 1.0, dtype: str = "float32") -> dict:
     """One Kuramoto run from uniform random phases. Records every record_every steps: R, C(t) of the phase field's
     eigenmode projection and (lattices) the correlation length; reports their means over the second half of the
     records, R's std there, and (lattices) the plane-wave test of the final phases with its phase speed."""
     k_theta, k_omega, k_noise, k_surr = jax.random.split(key, 4)
-    theta0 = jax.random.uniform(k_theta, (n,), jnp.float32, -math.pi, math.pi)
-    omega = D.natural_frequencies(k_omega, n, omega_dist, omega_mean, omega_width)
+    theta0 = jax.random.uniform(k_theta, (n,), jnp.dtype(dtype), -math.pi, math.pi)
+    omega = D.natural_frequencies(k_omega, n, omega_dist, omega_mean, omega_width, jnp.dtype(dtype), omega_separation)
+    dynamics = dict(phase_lag=phase_lag, inertia=inertia or None, damping=damping) if (phase_lag or inertia) else {}
     psi, lam, mask = extras.get("eigenvectors"), extras.get("eigenvalues"), extras.get("mask")
 
     def field_modes(theta):
@@ -222,8 +224,10 @@ def kuramoto_trial(key, coupling_k, coupling, extras: dict, *, n: int, dt: float
 
     acc0 = field_modes(theta0)[0] if psi is not None else None
     run = KL.fused_kuramoto_run if impl == "pallas" else D.kuramoto_run  # the kernel: lattices, several steps a launch
-    theta, _, rec = run(theta0, omega, coupling_k, coupling, dt=dt, steps=steps, record_every=record_every,
-                        integrator=integrator, noise_std=noise_std, noise_key=k_noise, observe=observe, acc=acc0)
+    state, _, rec = run(theta0, omega, coupling_k, coupling, dt=dt, steps=steps, record_every=record_every,
+                        integrator=integrator, noise_std=noise_std, noise_key=k_noise, observe=observe, acc=acc0,
+                        **dynamics)
+    theta = state[0] if inertia else state
     half = rec["R"].shape[0] // 2
     out = {"R_mean": rec["R"][half:].mean(), "R_std": rec["R"][half:].std(), "R_final": rec["R"][-1],
            "R_trace": rec["R"]}
@@ -232,7 +236,7 @@ def kuramoto_trial(key, coupling_k, coupling, extras: dict, *, n: int, dt: float
     out["xi_mean"] = rec["xi"][half:].mean() if "xi" in rec else nan
     if lattice_side:
         test = M.plane_wave_test(theta.reshape(lattice_side, lattice_side), k_surr, surrogates)
-        rate = D.kuramoto_rhs(theta, omega, coupling_k, coupling)
+        rate = state[1] if inertia else D.kuramoto_rhs(theta, omega, coupling_k, coupling, phase_lag=phase_lag)
         out.update(wave_score=test["score"], wave_p=test["p_value"],
                    wave_speed=M.phase_wave_speed(rate, test["ky"], test["kx"]))
     else:
@@ -242,7 +246,7 @@ def kuramoto_trial(key, coupling_k, coupling, extras: dict, *, n: int, dt: float
 
 @functools.partial(jax.jit, static_argnames=("n", "dt", "steps", "record_every", "integrator", "noise_std",
                                              "omega_dist", "omega_mean", "omega_width", "surrogates", "lattice_side",
-                                             "impl"))
+                                             "impl", "omega_separation", "phase_lag", "inertia", "damping", "dtype"))
 def kuramoto_trials(keys, couplings, coupling, extras, **static):
     """kuramoto_trial vmapped over a leading axis of (key [B, 2], coupling K [B]) pairs."""
     return jax.vmap(lambda k, c: kuramoto_trial(k, c, coupling, extras, **static))(keys, couplings)
@@ -252,7 +256,8 @@ def kuramoto_static(k, n: int, lattice_side: int) -> dict:
     return dict(n=int(n), dt=float(k.dt), steps=int(k.steps), record_every=int(min(k.record_every, k.steps)),
                 integrator=str(k.integrator), noise_std=float(k.noise_std), omega_dist=str(k.omega_dist),
                 omega_mean=float(k.omega_mean), omega_width=float(k.omega_width), surrogates=int(k.surrogates),
-                lattice_side=int(lattice_side), impl=str(k.impl))
+                lattice_side=int(lattice_side), impl=str(k.impl), omega_separation=float(k.omega_separation),
+                phase_lag=float(k.phase_lag), inertia=float(k.inertia), damping=float(k.damping), dtype=str(k.dtype))
 
 
 def run_kuramoto_points(coupling, extras: dict, static: dict, keys: np.ndarray, couplings: np.ndarray, batch: int,
@@ -271,7 +276,8 @@ def run_kuramoto_points(coupling, extras: dict, static: dict, keys: np.ndarray, 
     with _progress(total, desc, progress) as bar:
         for lo, hi, idx in _padded_chunks(total, batch):
             check_interrupted()
-            out = jax.device_get(call(*split.put(keys[idx], couplings[idx].astype(np.float32)), coupling, extras))
+            ks = couplings[idx].astype(static.get("dtype", "float32"))
+            out = jax.device_get(call(*split.put(keys[idx], ks), coupling, extras))
             parts.append({k: np.asarray(v)[: hi - lo] for k, v in out.items()})
             bar.update(hi - lo)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -8,10 +8,16 @@ Mode model, per step t = 1..T-1 (a_0 = Ψᵀ x, x the z-scored initial pattern):
 
     a_t = a_{t-1} ⊙ exp(-rate·λ) - c·a_{t-1}³ + σ·ξ_t,     ξ_t ~ N(0, I), drawn from fold_in(noise_key, t)
 
-Kuramoto, per node i (A the adjacency, k_i the degree; all-to-all: k_i = N):
+Kuramoto, per node i (A_ij the weight of the edge j -> i, n_i the node's normalisation: 1/k_i by in-degree by
+default, 1/Σ_j A_ij by in-weight, 1/N; all-to-all: 1/N; an isolated node has n_i = 0 and runs at ω_i):
 
-    dθ_i/dt = ω_i + (K / k_i) Σ_j A_ij sin(θ_j - θ_i)  (+ σ dW_i)
-            = ω_i + (K / k_i) (cos θ_i Σ_j A_ij sin θ_j - sin θ_i Σ_j A_ij cos θ_j)
+    dθ_i/dt = ω_i + K n_i Σ_j A_ij sin(θ_j - θ_i - α)  (+ σ dW_i)
+            = ω_i + K n_i (cos α (cos θ_i S_i - sin θ_i C_i) - sin α (cos θ_i C_i + sin θ_i S_i)),
+    S_i = Σ_j A_ij sin θ_j,  C_i = Σ_j A_ij cos θ_j
+
+with a phase lag α (Sakaguchi–Kuramoto; 0 by default) and K a number or a schedule K(t) (`CouplingSchedule`).
+With inertia (second order, power-grid style) the state is (θ, v): dθ/dt = v, m dv/dt = -γ v + [the right side
+above] (`kuramoto2_step`).
 
 The second form needs one sin and one cos per node instead of one sin per edge; the neighbour sums are a gather
 from a padded neighbour table (any graph; hubs' extra neighbours in a second, small table), rolls of the grid
@@ -35,7 +41,7 @@ import numpy as np
 
 IC_TYPES = ("gaussian", "plane", "spiral", "noise")  # trial % 4 in the original, in this order
 INTEGRATORS = ("euler", "rk4")
-OMEGA_DISTRIBUTIONS = ("normal", "lorentzian", "uniform", "constant")
+OMEGA_DISTRIBUTIONS = ("normal", "gaussian", "lorentzian", "uniform", "bimodal", "bimodal_lorentzian", "constant")
 
 
 # -- the block driver -------------------------------------------------------------------------------------------
@@ -283,78 +289,177 @@ def _sincos_once(theta, t):
     return jax.lax.cond(t >= 0, sincos, lambda y: (y, y), theta)
 
 
-def kuramoto_rhs(theta, omega, coupling_k, coupling, t=None):
-    """dθ/dt = ω + K (1/k_i)(cos θ_i S_i - sin θ_i C_i), S = Σ_j A_ij sin θ_j, C = Σ_j A_ij cos θ_j. Pass the
-    (scan) step index t to compute sin and cos once per evaluation (see _sincos_once)."""
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["times", "values"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class CouplingSchedule:
+    """Time-varying coupling K(t): piecewise linear through (times[i], values[i]), constant outside them. Passed
+    wherever a coupling strength K is; the integrators evaluate it at each stage's time."""
+
+    times: jax.Array
+    values: jax.Array
+
+    def __call__(self, time):
+        return jnp.interp(time, self.times, self.values)
+
+
+def coupling_at(coupling_k, time):
+    """K at `time`: a schedule is evaluated, a number or array is returned as it is."""
+    return coupling_k(time) if isinstance(coupling_k, CouplingSchedule) else coupling_k
+
+
+def _no_lag(phase_lag) -> bool:
+    return isinstance(phase_lag, (int, float)) and phase_lag == 0
+
+
+def coupling_drive(theta, coupling, t=None, phase_lag=0.0):
+    """n_i Σ_j A_ij sin(θ_j - θ_i - α) for every node (see the module docstring)."""
     s, c = _sincos_once(theta, t)
     sum_s, sum_c = coupling.pair_sums(s, c)
-    return omega + coupling_k * coupling.inv_degree * (c * sum_s - s * sum_c)
+    drive = c * sum_s - s * sum_c
+    if not _no_lag(phase_lag):  # α = 0 keeps the plain expression (and its bits)
+        drive = jnp.cos(phase_lag) * drive - jnp.sin(phase_lag) * (c * sum_c + s * sum_s)
+    return coupling.inv_degree * drive
 
 
-def kuramoto_rhs_reference(theta, omega, coupling_k, adjacency):
-    """The textbook pairwise form with a dense adjacency [N, N]: ω_i + (K / k_i) Σ_j A_ij sin(θ_j - θ_i)."""
-    deg = adjacency.sum(axis=1)
-    inv = jnp.where(deg > 0, 1.0 / jnp.where(deg > 0, deg, 1.0), 0.0)
-    return omega + coupling_k * inv * (adjacency * jnp.sin(theta[..., None, :] - theta[..., :, None])).sum(-1)
+def kuramoto_rhs(theta, omega, coupling_k, coupling, t=None, phase_lag=0.0, time=None):
+    """dθ/dt = ω + K n_i (cos θ_i S_i - sin θ_i C_i) at α = 0, S = Σ_j A_ij sin θ_j, C = Σ_j A_ij cos θ_j; with a
+    phase lag α the Sakaguchi form of the module docstring. Pass the (scan) step index t to compute sin and cos once
+    per evaluation (see _sincos_once), and `time` when coupling_k is a CouplingSchedule."""
+    return omega + coupling_at(coupling_k, time) * coupling_drive(theta, coupling, t, phase_lag)
 
 
-def kuramoto_step(theta, omega, coupling_k, coupling, dt: float, integrator: str = "euler", t=None):
-    """One deterministic step: explicit Euler, or classic RK4, θ + dt (k1 + 2 k2 + 2 k3 + k4) / 6, written as
-    k1 + (2 (k2 - k1) + 2 (k3 - k1) + (k4 - k1)) / 6 so that a constant rate (K = 0) advances by exactly dt ω."""
-    f = functools.partial(kuramoto_rhs, omega=omega, coupling_k=coupling_k, coupling=coupling, t=t)
+def kuramoto_rhs_reference(theta, omega, coupling_k, adjacency, phase_lag=0.0, normalize="in_degree"):
+    """The textbook pairwise form with a dense adjacency [N, N] (A_ij: edge j -> i, weighted or not):
+    ω_i + K n_i Σ_j A_ij sin(θ_j - θ_i - α), n_i = 1/k_i (in-degree: nonzero entries of row i), 1/Σ_j A_ij
+    (in-weight) or 1/N; 0 for a node with no in-edges."""
+    if normalize == "n":
+        inv = jnp.full(adjacency.shape[:1], 1.0 / adjacency.shape[0], adjacency.dtype)
+    else:
+        deg = (adjacency != 0).sum(axis=1).astype(adjacency.dtype) if normalize == "in_degree" else adjacency.sum(1)
+        inv = jnp.where(deg != 0, 1.0 / jnp.where(deg != 0, deg, 1.0), 0.0)
+    diff = theta[..., None, :] - theta[..., :, None] - phase_lag
+    return omega + coupling_k * inv * (adjacency * jnp.sin(diff)).sum(-1)
+
+
+def _rk4(f, y, dt, time):
+    """One classic RK4 step of dy/dt = f(y, time) for a pytree y, written as y + dt (k1 + (2 (k2 - k1) + 2 (k3 - k1) +
+    (k4 - k1)) / 6) so that a constant rate advances by exactly dt times it."""
+    k1 = f(y, time)
+    k2 = f(jax.tree.map(lambda a, b: a + (0.5 * dt) * b, y, k1), time + 0.5 * dt)
+    k3 = f(jax.tree.map(lambda a, b: a + (0.5 * dt) * b, y, k2), time + 0.5 * dt)
+    k4 = f(jax.tree.map(lambda a, b: a + dt * b, y, k3), time + dt)
+    return jax.tree.map(lambda a, r1, r2, r3, r4: a + dt * (r1 + (2 * (r2 - r1) + 2 * (r3 - r1) + (r4 - r1)) / 6),
+                        y, k1, k2, k3, k4)
+
+
+def kuramoto_step(theta, omega, coupling_k, coupling, dt: float, integrator: str = "euler", t=None, phase_lag=0.0,
+                  time=None):
+    """One deterministic step from `time` (needed only for a CouplingSchedule; default 0): explicit Euler, or
+    classic RK4 (`_rk4`: a constant rate (K = 0) advances by exactly dt ω)."""
+    time = 0.0 if time is None else time
+
+    def f(th, tm):
+        return kuramoto_rhs(th, omega, coupling_k, coupling, t=t, phase_lag=phase_lag, time=tm)
+
     if integrator == "euler":
-        return theta + dt * f(theta)
+        return theta + dt * f(theta, time)
     if integrator == "rk4":
-        k1 = f(theta)
-        k2 = f(theta + (0.5 * dt) * k1)
-        k3 = f(theta + (0.5 * dt) * k2)
-        k4 = f(theta + dt * k3)
-        return theta + dt * (k1 + (2 * (k2 - k1) + 2 * (k3 - k1) + (k4 - k1)) / 6)
+        return _rk4(f, theta, dt, time)
+    raise ValueError(f"unknown integrator {integrator!r}; choose one of {INTEGRATORS}")
+
+
+def kuramoto2_rhs(state, omega, coupling_k, coupling, *, inertia: float, damping: float, t=None, phase_lag=0.0,
+                  time=None):
+    """Second-order Kuramoto (inertia m, damping γ): (dθ/dt, dv/dt) = (v, (ω - γ v + K n_i Σ_j A_ij sin(θ_j - θ_i -
+    α)) / m) for state = (θ, v)."""
+    theta, v = state
+    drive = coupling_at(coupling_k, time) * coupling_drive(theta, coupling, t, phase_lag)
+    return v, (omega - damping * v + drive) / inertia
+
+
+def kuramoto2_step(state, omega, coupling_k, coupling, dt: float, integrator: str = "rk4", t=None, phase_lag=0.0,
+                   time=None, *, inertia: float, damping: float):
+    """One step of the second-order model for state = (θ, v): Euler or RK4, as kuramoto_step."""
+    time = 0.0 if time is None else time
+
+    def f(y, tm):
+        return kuramoto2_rhs(y, omega, coupling_k, coupling, inertia=inertia, damping=damping, t=t,
+                             phase_lag=phase_lag, time=tm)
+
+    if integrator == "euler":
+        return jax.tree.map(lambda a, b: a + dt * b, state, f(state, time))
+    if integrator == "rk4":
+        return _rk4(f, state, dt, time)
     raise ValueError(f"unknown integrator {integrator!r}; choose one of {INTEGRATORS}")
 
 
 def kuramoto_stepper(omega, coupling_k, coupling, *, dt: float, integrator: str = "euler", noise_std: float = 0.0,
-                     noise_key=None):
-    """step(θ, t) for `scan_blocks`; with noise_std > 0 adds √dt σ ξ_t (ξ_t from fold_in(noise_key, t))."""
+                     noise_key=None, phase_lag=0.0, inertia: float | None = None, damping: float = 1.0):
+    """step(state, t) for `scan_blocks` (step t goes from time (t - 1) dt to t dt); with noise_std > 0 adds √dt σ ξ_t
+    (ξ_t from fold_in(noise_key, t)) to θ, or, with inertia, √dt σ ξ_t / m to the velocity."""
 
-    def step(theta, t):
-        theta = kuramoto_step(theta, omega, coupling_k, coupling, dt, integrator, t)
+    def step(state, t):
+        time = (t - 1) * dt
+        if inertia is None:
+            state = kuramoto_step(state, omega, coupling_k, coupling, dt, integrator, t, phase_lag, time)
+        else:
+            state = kuramoto2_step(state, omega, coupling_k, coupling, dt, integrator, t, phase_lag, time,
+                                   inertia=inertia, damping=damping)
         if noise_std:
-            theta = theta + (math.sqrt(dt) * noise_std) * step_noise(noise_key, t, theta.shape, theta.dtype)
-        return theta
+            if inertia is None:
+                state = state + (math.sqrt(dt) * noise_std) * step_noise(noise_key, t, state.shape, state.dtype)
+            else:
+                theta, v = state
+                v = v + (math.sqrt(dt) * noise_std / inertia) * step_noise(noise_key, t, v.shape, v.dtype)
+                state = (theta, v)
+        return state
 
     return step
 
 
 def kuramoto_run(theta0, omega, coupling_k, coupling, *, dt: float, steps: int, record_every: int,
-                 integrator: str = "euler", noise_std: float = 0.0, noise_key=None, observe=None, acc=None):
+                 integrator: str = "euler", noise_std: float = 0.0, noise_key=None, observe=None, acc=None,
+                 phase_lag=0.0, inertia: float | None = None, damping: float = 1.0, velocity0=None):
     """Integrates `steps` steps from theta0 and records every `record_every` steps (and at the end).
 
     observe(acc, theta, t_first, n_valid) -> (acc, record) is called on the state after each block; the default
-    records θ.
-    Returns (theta_final, acc, records [ceil(steps / record_every), ...]). θ is not wrapped (phase = θ mod 2π).
-    pallas_kernels.kuramoto_lattice.fused_kuramoto_run is the same function on lattices, several steps per launch.
+    records θ. With inertia the state is (θ, v) (v starts at velocity0, default 0) and observe sees θ.
+    Returns (theta_final, acc, records [ceil(steps / record_every), ...]) (with inertia: ((θ, v), acc, records)).
+    θ is not wrapped (phase = θ mod 2π). pallas_kernels.kuramoto_lattice.fused_kuramoto_run is the same function on
+    lattices (first order, no lag, constant K), several steps per launch.
     """
     if noise_std and noise_key is None:
         raise ValueError("kuramoto_run needs a noise_key when noise_std > 0")
     step = kuramoto_stepper(omega, coupling_k, coupling, dt=dt, integrator=integrator, noise_std=noise_std,
-                            noise_key=noise_key)
+                            noise_key=noise_key, phase_lag=phase_lag, inertia=inertia, damping=damping)
     observe = observe or (lambda a, th, t, n: (a, th))
-    return scan_blocks(step, theta0, acc, observe, steps=steps, block=record_every)
+    if inertia is None:
+        return scan_blocks(step, theta0, acc, observe, steps=steps, block=record_every)
+    state0 = (theta0, jnp.zeros_like(theta0) if velocity0 is None else velocity0)
+    return scan_blocks(step, state0, acc, lambda a, st, t, n: observe(a, st[0], t, n), steps=steps,
+                       block=record_every)
 
 
 def natural_frequencies(key, n: int, distribution: str = "normal", mean: float = 0.0, width: float = 1.0,
-                        dtype=jnp.float32):
-    """ω [n]: normal (std = width), lorentzian (Cauchy, half-width = width), uniform on [mean - width, mean + width],
-    or constant (= mean)."""
-    if distribution == "normal":
-        z = jax.random.normal(key, (n,), dtype)
-    elif distribution == "lorentzian":
-        z = jax.random.cauchy(key, (n,), dtype)
+                        dtype=jnp.float32, separation: float = 0.0):
+    """ω [n] (the densities of wavejax.field.theory.density, same parameters): normal / gaussian (std = width),
+    lorentzian (Cauchy, half-width = width), uniform on [mean - width, mean + width], bimodal (each node from one of
+    two equal Gaussians of std width at mean ∓ separation/2, chosen at random), bimodal_lorentzian (the same with
+    Lorentzians of half-width width), or constant (= mean). Frequencies given per node are passed as an array
+    instead of drawing them."""
+    k_side, k_draw = jax.random.split(key)
+    if distribution in ("normal", "gaussian", "bimodal"):
+        z = jax.random.normal(k_draw if distribution == "bimodal" else key, (n,), dtype)
+    elif distribution in ("lorentzian", "bimodal_lorentzian"):
+        z = jax.random.cauchy(k_draw if distribution == "bimodal_lorentzian" else key, (n,), dtype)
     elif distribution == "uniform":
         z = jax.random.uniform(key, (n,), dtype, -1.0, 1.0)
     elif distribution == "constant":
         z = jnp.zeros((n,), dtype)
     else:
         raise ValueError(f"unknown frequency distribution {distribution!r}; choose one of {OMEGA_DISTRIBUTIONS}")
-    return mean + width * z
+    omega = mean + width * z
+    if distribution.startswith("bimodal"):
+        side = jnp.where(jax.random.bernoulli(k_side, 0.5, (n,)), 0.5, -0.5).astype(dtype)
+        omega = omega + separation * side
+    return omega
