@@ -1,5 +1,10 @@
 """The Colab notebooks run end to end on CPU (tiny sizes) in a real Jupyter kernel (nbclient + ipykernel), their
-Colab-only setup cells (tag "colab-setup") left out; the committed notebooks carry no outputs."""
+Colab-only setup cells (tag "colab-setup") left out; the committed notebooks carry no outputs.
+
+The contract every notebook keeps (colab/README.md): a first code cell that detects the GPU and sets sizes (tiny on a
+CPU; `WAVEJAX_NOTEBOOK_STEPS` caps training steps and `WAVEJAX_NOTEBOOK_WORKDIR` is where it writes), at least one
+plot shown inline and saved as a PNG under the work folder, and a closing cell that prints one line starting with
+"Finding:" that states the result with the numbers the notebook measured."""
 
 import json
 import os
@@ -42,6 +47,11 @@ def images(nb) -> int:
     return sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
+# What a notebook prints beyond its "Finding:" line (the training notebooks also sample).
+EXTRA_OUTPUT = {"quickstart.ipynb": ("final validation loss", "ROMEO:"),
+                "harmonic_vs_standard.ipynb": ("final validation loss", "ROMEO:")}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_in_a_kernel_on_cpu(notebook, tmp_path):
@@ -49,9 +59,11 @@ def test_notebook_runs_in_a_kernel_on_cpu(notebook, tmp_path):
     nb = execute(notebook, {"WAVEJAX_NOTEBOOK_STEPS": "20", "WAVEJAX_NOTEBOOK_WORKDIR": str(workdir),
                             "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
     out = text_output(nb)
-    assert "final validation loss" in out and "ROMEO:" in out, out[-2000:]
+    findings = [line for line in out.splitlines() if line.startswith("Finding:")]
+    assert findings and any(ch.isdigit() for ch in findings[-1]), out[-2000:]
+    assert all(marker in out for marker in EXTRA_OUTPUT.get(notebook.name, ())), out[-2000:]
     assert images(nb) >= 1, "each notebook shows at least one plot"
-    assert (workdir / "loss.png").is_file() and any(p.is_dir() for p in workdir.glob("**/checkpoints/best"))
+    assert list(workdir.glob("**/*.png")), "each notebook saves its plots under WAVEJAX_NOTEBOOK_WORKDIR"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
@@ -64,5 +76,6 @@ def test_committed_notebook_has_no_outputs_and_a_tagged_setup_cell(notebook):
     assert all("sys.path" not in "".join(c["source"]) for c in code)
 
 
-def test_there_is_a_notebook():
-    assert NOTEBOOKS, "colab/ should hold at least the quickstart notebook"
+def test_there_is_a_notebook_per_family():
+    names = {p.name for p in NOTEBOOKS}
+    assert len(names) >= 6, names
