@@ -5,6 +5,7 @@
     traj = S.simulate(net, theta0, omega, 1.5, dt=0.05, steps=2000, record_every=20)   # RK4 in lax.scan
     traj = S.simulate(net, theta0, omega, 1.5, dt=0.05, steps=2000, record_every=20, method="dopri5", rtol=1e-8)
     traj.times, traj.theta, traj.r                       # records at record_every * dt, 2·record_every * dt, ...
+    times, ys = S.integrate(lambda t, y: my_rhs(t, y), y0, dt=0.01, steps=1000, method="tsit5")  # your own equation
 
 The model (wavejax/ops/oscillators.py): dθ_i/dt = ω_i + K(t) n_i Σ_j A_ij sin(θ_j - θ_i - α) (+ σ dW_i), with a
 phase lag α (`phase_lag`), K a number or a `CouplingSchedule`, n_i the normalisation (`normalize`: "in_degree"
@@ -123,42 +124,70 @@ def _fixed(coupling, theta0, omega, coupling_k, dt, steps, record_every, method,
 
 def _diffrax(coupling, theta0, omega, coupling_k, dt, method, phase_lag, inertia, damping, velocity0, noise_std,
              key, rtol, atol, max_steps, times):
-    import diffrax
-    import lineax
-
     second = inertia is not None
     if second:  # one stacked array [2, ..., N] = (θ, v): diffrax's noise term wants a single array
         v0 = jnp.zeros_like(theta0) if velocity0 is None else velocity0
         y0 = jnp.stack([theta0, v0])
 
-        def field(t, y, args):
+        def field(t, y):
             dth, dv = D.kuramoto2_rhs((y[0], y[1]), omega, coupling_k, coupling, inertia=inertia, damping=damping,
                                       phase_lag=phase_lag, time=t)
             return jnp.stack([dth, dv])
     else:
         y0 = theta0
 
-        def field(t, y, args):
+        def field(t, y):
             return D.kuramoto_rhs(y, omega, coupling_k, coupling, phase_lag=phase_lag, time=t)
 
-    terms = diffrax.ODETerm(field)
-    t1 = times[-1]
-    if method in SDE:
+    scale = None
+    if noise_std:
         scale = jnp.zeros_like(y0).at[1].set(noise_std / inertia) if second else jnp.full_like(y0, noise_std)
-        bm = diffrax.VirtualBrownianTree(0.0, t1, tol=dt / 2, shape=y0.shape, key=key)
-        terms = diffrax.MultiTerm(terms, diffrax.ControlTerm(lambda t, y, a: lineax.DiagonalLinearOperator(scale), bm))
+    ys, num_steps = _solve(field, y0, times, dt, method, scale, key, rtol, atol, max_steps)
+    theta, velocity = (ys[:, 0], ys[:, 1]) if second else (ys, None)
+    return Trajectory(times, theta, order_parameter(theta), velocity, num_steps)
+
+
+def _solve(field, y0, times, dt, method, noise_scale, key, rtol, atol, max_steps):
+    """diffrax: dy = field(t, y) dt (+ diag(noise_scale) dW) from 0, saved at `times`; (ys, accepted steps)."""
+    import diffrax
+    import lineax
+
+    terms = diffrax.ODETerm(lambda t, y, args: field(t, y))
+    if method in SDE:
+        bm = diffrax.VirtualBrownianTree(0.0, times[-1], tol=dt / 2, shape=y0.shape, key=key)
+        diffusion = diffrax.ControlTerm(lambda t, y, a: lineax.DiagonalLinearOperator(noise_scale), bm)
+        terms = diffrax.MultiTerm(terms, diffusion)
         solver = {"euler_maruyama": diffrax.Euler(), "heun": diffrax.Heun()}[method]
         controller = diffrax.ConstantStepSize()
     else:
         solver = {"dopri5": diffrax.Dopri5(), "tsit5": diffrax.Tsit5(), "dopri8": diffrax.Dopri8()}[method]
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
-    sol = diffrax.diffeqsolve(terms, solver, 0.0, t1, dt, y0, saveat=diffrax.SaveAt(ts=times),
+    sol = diffrax.diffeqsolve(terms, solver, 0.0, times[-1], dt, y0, saveat=diffrax.SaveAt(ts=times),
                               stepsize_controller=controller, max_steps=max_steps)
-    ys = sol.ys
-    theta, velocity = (ys[:, 0], ys[:, 1]) if second else (ys, None)
     steps_taken = sol.stats.get("num_accepted_steps")
-    return Trajectory(times, theta, order_parameter(theta), velocity,
-                      None if steps_taken is None else int(np.asarray(steps_taken).max()))
+    return sol.ys, None if steps_taken is None else int(np.asarray(steps_taken).max())
+
+
+def integrate(field, y0, *, dt: float, steps: int, record_every: int = 1, method: str = "rk4",
+              noise_std: float = 0.0, key=None, rtol: float = 1e-6, atol: float = 1e-8, max_steps: int = 1_000_000):
+    """Any user-written equation dy/dt = field(t, y) (+ σ dW on every component), y an array, with the integrators of
+    `simulate`: euler / rk4 in lax.scan, dopri5 / tsit5 / dopri8 adaptive, euler_maruyama / heun for noise. Returns
+    (times [R], ys [R, *y0.shape]) recorded every record_every · dt, like simulate."""
+    _check(method, steps, record_every, dt, noise_std, key, None)
+    n_rec = -(-steps // record_every)
+    times = jnp.minimum(jnp.arange(1, n_rec + 1) * record_every, steps).astype(y0.dtype) * dt
+    if method in FIXED:
+        def step(y, t):
+            time = (t - 1) * dt
+            y = y + dt * field(time, y) if method == "euler" else D.rk4_step(lambda v, tm: field(tm, v), y, dt, time)
+            if noise_std:
+                y = y + (np.sqrt(dt) * noise_std) * D.step_noise(key, t, y.shape, y.dtype)
+            return y
+
+        _, _, ys = D.scan_blocks(step, y0, None, lambda a, y, t, n: (a, y), steps=steps, block=record_every)
+        return times, ys
+    scale = jnp.full_like(y0, noise_std) if noise_std else None
+    return times, _solve(field, y0, times, dt, method, scale, key, rtol, atol, max_steps)[0]
 
 
 def sweep(coupling, theta0, omega, ks, *, dt: float, steps: int, phase_lag=0.0, inertia: float | None = None,

@@ -341,7 +341,7 @@ def kuramoto_rhs_reference(theta, omega, coupling_k, adjacency, phase_lag=0.0, n
     return omega + coupling_k * inv * (adjacency * jnp.sin(diff)).sum(-1)
 
 
-def _rk4(f, y, dt, time):
+def rk4_step(f, y, dt, time):
     """One classic RK4 step of dy/dt = f(y, time) for a pytree y, written as y + dt (k1 + (2 (k2 - k1) + 2 (k3 - k1) +
     (k4 - k1)) / 6) so that a constant rate advances by exactly dt times it."""
     k1 = f(y, time)
@@ -355,7 +355,7 @@ def _rk4(f, y, dt, time):
 def kuramoto_step(theta, omega, coupling_k, coupling, dt: float, integrator: str = "euler", t=None, phase_lag=0.0,
                   time=None):
     """One deterministic step from `time` (needed only for a CouplingSchedule; default 0): explicit Euler, or
-    classic RK4 (`_rk4`: a constant rate (K = 0) advances by exactly dt ω)."""
+    classic RK4 (`rk4_step`: a constant rate (K = 0) advances by exactly dt ω)."""
     time = 0.0 if time is None else time
 
     def f(th, tm):
@@ -364,7 +364,7 @@ def kuramoto_step(theta, omega, coupling_k, coupling, dt: float, integrator: str
     if integrator == "euler":
         return theta + dt * f(theta, time)
     if integrator == "rk4":
-        return _rk4(f, theta, dt, time)
+        return rk4_step(f, theta, dt, time)
     raise ValueError(f"unknown integrator {integrator!r}; choose one of {INTEGRATORS}")
 
 
@@ -389,7 +389,7 @@ def kuramoto2_step(state, omega, coupling_k, coupling, dt: float, integrator: st
     if integrator == "euler":
         return jax.tree.map(lambda a, b: a + dt * b, state, f(state, time))
     if integrator == "rk4":
-        return _rk4(f, state, dt, time)
+        return rk4_step(f, state, dt, time)
     raise ValueError(f"unknown integrator {integrator!r}; choose one of {INTEGRATORS}")
 
 
