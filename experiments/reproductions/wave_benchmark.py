@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     print("\n" + pub_text + "\n", flush=True)
 
     specs = [f"wave:{preset(args.preset, extra) or ''}".rstrip(":") for extra in FAIR.values()]
-    fair_argv = ["--configs", ",".join(specs), "--seeds", ",".join(map(str, seeds)),
+    fair_argv = ["--configs", ",".join(specs), "--seeds", ",".join(map(str, seeds)) + ",",  # a list, even of one
                  "--steps", str(wave_steps), "--out", os.path.join(args.out, "fair")]
     for s in args.set:
         fair_argv += ["--set", s]
