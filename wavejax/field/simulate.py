@@ -31,6 +31,7 @@ from the float64 trajectory (docs/RESULTS.md, "Precision") while R(t) stays clos
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -44,13 +45,17 @@ FIXED, ADAPTIVE, SDE = ("euler", "rk4"), ("dopri5", "tsit5", "dopri8"), ("euler_
 METHODS = FIXED + ADAPTIVE + SDE
 
 
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["times", "theta", "r", "velocity", "num_steps"],
+                   meta_fields=[])
 @dataclasses.dataclass(frozen=True)
 class Trajectory:
+    """What simulate returns (a pytree: it passes through jit and vmap)."""
+
     times: jax.Array  # [R]
     theta: jax.Array  # [R, ..., N] (not wrapped)
     r: jax.Array  # [R, ...] the order parameter |mean_j e^(i θ_j)|
     velocity: jax.Array | None = None  # [R, ..., N] with inertia
-    num_steps: int | None = None  # accepted solver steps (adaptive methods)
+    num_steps: jax.Array | None = None  # accepted solver steps (adaptive and SDE methods)
 
 
 def network(adjacency=None, *, n: int | None = None, normalize: str = "in_degree", dtype=np.float32):
@@ -101,29 +106,40 @@ def simulate(coupling, theta0, omega, coupling_k, *, dt: float, steps: int, reco
     CouplingSchedule. `dt` is the fixed step of euler / rk4 / the SDE solvers and the first trial step of the
     adaptive ones. See the module docstring for which method to use when."""
     _check(method, steps, record_every, dt, noise_std, key, inertia)
-    n_rec = -(-steps // record_every)
-    times = jnp.minimum(jnp.arange(1, n_rec + 1) * record_every, steps).astype(theta0.dtype) * dt
+    static = dict(dt=float(dt), steps=int(steps), record_every=int(record_every), method=method,
+                  phase_lag=phase_lag if isinstance(phase_lag, (int, float)) else None, inertia=inertia,
+                  damping=float(damping), noise_std=float(noise_std))
+    lag = None if static["phase_lag"] is not None else phase_lag  # a traced lag (an array) is an argument
     if method in FIXED:
-        return _fixed(coupling, theta0, omega, coupling_k, dt, steps, record_every, method, phase_lag, inertia,
-                      damping, velocity0, noise_std, key, times)
-    return _diffrax(coupling, theta0, omega, coupling_k, dt, method, phase_lag, inertia, damping, velocity0,
-                    noise_std, key, rtol, atol, max_steps, times)
+        return _fixed(coupling, theta0, omega, coupling_k, velocity0, key, lag, **static)
+    return _diffrax(coupling, theta0, omega, coupling_k, velocity0, key, lag, rtol=float(rtol), atol=float(atol),
+                    max_steps=int(max_steps), **static)
 
 
-def _fixed(coupling, theta0, omega, coupling_k, dt, steps, record_every, method, phase_lag, inertia, damping,
-           velocity0, noise_std, key, times):
-    def observe(acc, th, t, n):
-        return acc, th
-
-    state, _, thetas = D.kuramoto_run(theta0, omega, coupling_k, coupling, dt=dt, steps=steps,
-                                      record_every=record_every, integrator=method, noise_std=noise_std,
-                                      noise_key=key, observe=observe, phase_lag=phase_lag, inertia=inertia,
-                                      damping=damping, velocity0=velocity0)
-    return Trajectory(times, thetas, order_parameter(thetas))
+def _times(steps, record_every, dt, dtype):
+    n_rec = -(-steps // record_every)
+    return jnp.minimum(jnp.arange(1, n_rec + 1) * record_every, steps).astype(dtype) * dt
 
 
-def _diffrax(coupling, theta0, omega, coupling_k, dt, method, phase_lag, inertia, damping, velocity0, noise_std,
-             key, rtol, atol, max_steps, times):
+@functools.partial(jax.jit, static_argnames=("dt", "steps", "record_every", "method", "phase_lag", "inertia",
+                                             "damping", "noise_std"))
+def _fixed(coupling, theta0, omega, coupling_k, velocity0, key, lag, *, dt, steps, record_every, method, phase_lag,
+           inertia, damping, noise_std):
+    phase_lag = lag if lag is not None else phase_lag
+    step = D.kuramoto_stepper(omega, coupling_k, coupling, dt=dt, integrator=method, noise_std=noise_std,
+                              noise_key=key, phase_lag=phase_lag, inertia=inertia, damping=damping)
+    state0 = theta0 if inertia is None else (theta0, jnp.zeros_like(theta0) if velocity0 is None else velocity0)
+    _, _, records = D.scan_blocks(step, state0, None, lambda a, st, t, n: (a, st), steps=steps, block=record_every)
+    thetas, velocity = (records, None) if inertia is None else records
+    return Trajectory(_times(steps, record_every, dt, theta0.dtype), thetas, order_parameter(thetas), velocity)
+
+
+@functools.partial(jax.jit, static_argnames=("dt", "steps", "record_every", "method", "phase_lag", "inertia",
+                                             "damping", "noise_std", "rtol", "atol", "max_steps"))
+def _diffrax(coupling, theta0, omega, coupling_k, velocity0, key, lag, *, dt, steps, record_every, method, phase_lag,
+             inertia, damping, noise_std, rtol, atol, max_steps):
+    phase_lag = lag if lag is not None else phase_lag
+    times = _times(steps, record_every, dt, theta0.dtype)
     second = inertia is not None
     if second:  # one stacked array [2, ..., N] = (θ, v): diffrax's noise term wants a single array
         v0 = jnp.zeros_like(theta0) if velocity0 is None else velocity0
@@ -164,8 +180,7 @@ def _solve(field, y0, times, dt, method, noise_scale, key, rtol, atol, max_steps
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
     sol = diffrax.diffeqsolve(terms, solver, 0.0, times[-1], dt, y0, saveat=diffrax.SaveAt(ts=times),
                               stepsize_controller=controller, max_steps=max_steps)
-    steps_taken = sol.stats.get("num_accepted_steps")
-    return sol.ys, None if steps_taken is None else int(np.asarray(steps_taken).max())
+    return sol.ys, sol.stats.get("num_accepted_steps")
 
 
 def integrate(field, y0, *, dt: float, steps: int, record_every: int = 1, method: str = "rk4",
