@@ -450,13 +450,13 @@ def render(data):
                  "—" if r["tol"] is None else " / ".join(fmt(t, ".0e") for t in r["tol"]),
                  {True: "yes", False: "NO", None: "—"}[r["ok"]], r["note"]] for r in data["correctness"]]
         out += ["A. correctness (float64)", C.markdown_table(
-            ["comparison", "max |Δθ(T)|", "max |ΔR(t)|", "tolerance θ / R", "within", "note"], rows, "lrrrll")]
+            ["comparison", "max abs Δθ(T)", "max abs ΔR(t)", "tolerance θ / R", "within", "note"], rows, "lrrrll")]
     if "speed" in data:
         rows = [[r["workload"], r["wavejax"], r["peer"], fmt(r["wavejax_s"], ".3f"), fmt(r["peer_s"], ".3f"),
                  "—" if r["ratio"] is None else f"{r['ratio']:.1f}x", fmt(r["compile_s"], ".1f"),
                  fmt(r["max_dtheta_T"]), r["note"]] for r in data["speed"]]
         out += ["B. speed (median s; ratio = peer s / wavejax s, measured within one run)", C.markdown_table(
-            ["workload", "wavejax", "peer", "wavejax s", "peer s", "ratio", "compile s", "max |Δθ(T)|", "note"],
+            ["workload", "wavejax", "peer", "wavejax s", "peer s", "ratio", "compile s", "max abs Δθ(T)", "note"],
             rows, "lllrrrrrl")]
     if "features" in data:
         def cell(v, c):  # ✔ or ✘, and the count of a note that starts with one ("7: ...")

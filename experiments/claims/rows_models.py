@@ -187,7 +187,7 @@ def wave_diagnostics(r):
     lyap = d["lognorm_by_batch"]
     b = sorted(lyap, key=int)
     original = (f"the original's harmonic-spectrum test on i.i.d. N(0,1) tables (no structure): fires in "
-                f"{pct(min(rates))}–{pct(max(rates))} of {d['trials']:,} trials")
+                f"{pct(min(rates))}–{pct(max(rates))} of trials (up to {d['trials']:,} per table size)")
     fair = (f"its “Lyapunov exponent” of one residual stack passed with B sequences: {lyap[b[0]]:.2f} (B={b[0]}) → "
             f"{lyap[b[-1]]:.2f} (B={b[-1]}); “stable” needs < 0.1")
     return original, fair, "artefact of the tests", (
