@@ -47,12 +47,14 @@ def test_results_commands_name_existing_scripts():
     a script by its path."""
     kinds = "|".join(p.parent.name for p in (REPO / "experiments").glob("*/__init__.py"))
     named = set()
-    for doc in (REPO / "docs" / "RESULTS.md", REPO / "README.md"):
+    for doc in (REPO / "docs" / "RESULTS.md", REPO / "README.md", REPO / "docs" / "CLAIMS.md"):
         text = doc.read_text(encoding="utf-8")
         old = re.findall(r"python3? experiments/\S+", text)
         assert not old, f"{doc.name} runs scripts by path; use python -m experiments.<kind>.<name>: {old}"
         for module in set(re.findall(r"python -m (experiments(?:\.\w+)+)", text)):
             script = REPO / (module.replace(".", "/") + ".py")
+            if not script.is_file():  # a package run as python -m PACKAGE
+                script = REPO / module.replace(".", "/") / "__main__.py"
             assert script.is_file(), f"{doc.name}: {module} is not a module of experiments/"
             assert 'if __name__ == "__main__":' in script.read_text(encoding="utf-8"), f"{module} has no command line"
             named.add(module)
