@@ -261,7 +261,8 @@ def results_data(out: dict, start: dict, ks: list[float], rows: list[dict], expe
     interpretability R of each phase distribution with its expectation for uniform phases."""
     sweep = {f"{sign}_{'causal' if causal else 'noncausal'}": {f"{k:+.2f}": C.mean_std(out[(sign, causal, k)]["tokT"])[:2]
                                                                 for k in ks} for sign, causal in COMBOS}
-    interp = [{"phases": r["phases"], "mean": C.mean_std(r["mean"])[:2], "std": C.mean_std(r["std"])[:2]} for r in rows]
+    interp = [{"phases": r["phases"], "mean": C.mean_std(r["mean"])[:2], "std": C.mean_std(r["std"])[:2],
+               "tokens": C.mean_std(r["tokens"])[:2]} for r in rows]
     return {"R_tok_0": C.mean_std(start["tok0"])[:2], "R_tok_T": sweep, "interpret": interp,
             "interpret_expected": expect["r_mean"], "reported": REPORTED}
 
