@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wavejax.errors import ConfigError
+from wavejax.field.metrics import order_parameter  # |mean_j e^(i θ_j)|, also the API's (S.order_parameter)
 from wavejax.ops import oscillators as D
 
 NORMALIZATIONS = ("in_degree", "in_weight", "n")
@@ -75,11 +76,6 @@ def network(adjacency=None, *, n: int | None = None, normalize: str = "in_degree
             return G.weighted_coupling(G.sparse_adjacency(adjacency.n, adjacency.edges), "n", dtype)
         return G.graph_coupling(adjacency, dtype)  # unweighted: in-degree = in-weight
     return G.weighted_coupling(adjacency, normalize, dtype)
-
-
-def order_parameter(theta):
-    """|mean_j e^(i θ_j)| over the last axis."""
-    return jnp.abs(jnp.mean(jnp.exp(1j * theta), axis=-1))
 
 
 def _check(method: str, steps: int, record_every: int, dt: float, noise_std: float, key, inertia):
@@ -189,12 +185,10 @@ def integrate(field, y0, *, dt: float, steps: int, record_every: int = 1, method
     `simulate`: euler / rk4 in lax.scan, dopri5 / tsit5 / dopri8 adaptive, euler_maruyama / heun for noise. Returns
     (times [R], ys [R, *y0.shape]) recorded every record_every · dt, like simulate."""
     _check(method, steps, record_every, dt, noise_std, key, None)
-    n_rec = -(-steps // record_every)
-    times = jnp.minimum(jnp.arange(1, n_rec + 1) * record_every, steps).astype(y0.dtype) * dt
+    times = _times(steps, record_every, dt, y0.dtype)
     if method in FIXED:
         def step(y, t):
-            time = (t - 1) * dt
-            y = y + dt * field(time, y) if method == "euler" else D.rk4_step(lambda v, tm: field(tm, v), y, dt, time)
+            y = D.fixed_step(lambda v, tm: field(tm, v), y, dt, (t - 1) * dt, method)
             if noise_std:
                 y = y + (np.sqrt(dt) * noise_std) * D.step_noise(key, t, y.shape, y.dtype)
             return y

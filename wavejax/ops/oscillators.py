@@ -352,6 +352,15 @@ def rk4_step(f, y, dt, time):
                         y, k1, k2, k3, k4)
 
 
+def fixed_step(f, y, dt, time, integrator: str):
+    """One step of dy/dt = f(y, time) for a pytree y from `time`: explicit Euler or classic RK4 (`rk4_step`)."""
+    if integrator == "euler":
+        return jax.tree.map(lambda a, b: a + dt * b, y, f(y, time))
+    if integrator == "rk4":
+        return rk4_step(f, y, dt, time)
+    raise ValueError(f"unknown integrator {integrator!r}; choose one of {INTEGRATORS}")
+
+
 def kuramoto_step(theta, omega, coupling_k, coupling, dt: float, integrator: str = "euler", t=None, phase_lag=0.0,
                   time=None):
     """One deterministic step from `time` (needed only for a CouplingSchedule; default 0): explicit Euler, or
@@ -361,11 +370,7 @@ def kuramoto_step(theta, omega, coupling_k, coupling, dt: float, integrator: str
     def f(th, tm):
         return kuramoto_rhs(th, omega, coupling_k, coupling, t=t, phase_lag=phase_lag, time=tm)
 
-    if integrator == "euler":
-        return theta + dt * f(theta, time)
-    if integrator == "rk4":
-        return rk4_step(f, theta, dt, time)
-    raise ValueError(f"unknown integrator {integrator!r}; choose one of {INTEGRATORS}")
+    return fixed_step(f, theta, dt, time, integrator)
 
 
 def kuramoto2_rhs(state, omega, coupling_k, coupling, *, inertia: float, damping: float, t=None, phase_lag=0.0,
@@ -386,11 +391,7 @@ def kuramoto2_step(state, omega, coupling_k, coupling, dt: float, integrator: st
         return kuramoto2_rhs(y, omega, coupling_k, coupling, inertia=inertia, damping=damping, t=t,
                              phase_lag=phase_lag, time=tm)
 
-    if integrator == "euler":
-        return jax.tree.map(lambda a, b: a + dt * b, state, f(state, time))
-    if integrator == "rk4":
-        return rk4_step(f, state, dt, time)
-    raise ValueError(f"unknown integrator {integrator!r}; choose one of {INTEGRATORS}")
+    return fixed_step(f, state, dt, time, integrator)
 
 
 def kuramoto_stepper(omega, coupling_k, coupling, *, dt: float, integrator: str = "euler", noise_std: float = 0.0,
