@@ -6,9 +6,10 @@ A difference counts when it is more than two standard errors from 0 (`significan
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
 from typing import Callable
+
+from experiments import common as C
 
 HOLDS, FAILS, UNTESTED = "holds", "does not hold", "not yet tested at the claimed scale"
 
@@ -27,13 +28,13 @@ class Claim:
 
 
 def mean_sd(xs) -> tuple[float, float]:
-    xs = [float(x) for x in xs]
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+    """Mean and sample std (0 for one value), by experiments.common.mean_std."""
+    m, s, _ = C.mean_std(xs)
+    return m, s or 0.0
 
 
 def pm(xs, spec: str = ".4f") -> str:
-    m, s = mean_sd(xs)
-    return f"{m:{spec}} ± {s:{spec}} (n={len(xs)})"
+    return C.fmt_mean_std(xs, "{:" + spec + "}")
 
 
 def delta(a, b) -> tuple[float, float]:
