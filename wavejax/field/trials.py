@@ -60,6 +60,80 @@ def mode_setup(graph: G.Graph, modes: int, eigen: str = "auto") -> ModeSetup:
     return ModeSetup(graph, lam, psi, positions, G.mean_pairwise_distance(positions), time.perf_counter() - start)
 
 
+# -- the mode model's noise, a block of steps at a time -------------------------------------------------------------
+
+_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def threefry2x32(k1, k2, x1, x2):
+    """The Threefry-2x32 hash (20 rounds), bit for bit jax's threefry2x32 primitive, written out: XLA:CPU gets jax's
+    as a rolled loop of 5 iterations (a while loop per call: its dispatches and carry copies cost more than the
+    hashing), this as one elementwise fusion. All arguments uint32, broadcast together; returns (y1, y2)."""
+    ks = (k1, k2, k1 ^ k2 ^ np.uint32(0x1BD11BDA))
+    x1, x2 = x1 + ks[0], x2 + ks[1]
+    for i in range(5):
+        for r in _THREEFRY_ROTATIONS[i % 2]:
+            x1 = x1 + x2
+            x2 = ((x2 << np.uint32(r)) | (x2 >> np.uint32(32 - r))) ^ x1
+        x1 = x1 + ks[(i + 1) % 3]
+        x2 = x2 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x1, x2
+
+
+def _block_erfinv(noise_key, ts, n_modes: int):
+    """[len(ts), n_modes] float32: erfinv(u) of ξ_t = √2 erfinv(u) (see `block_noise`)."""
+    key = jnp.asarray(noise_key, jnp.uint32)
+    ts = jnp.asarray(ts).astype(jnp.uint32)
+    k1, k2 = threefry2x32(key[0], key[1], jnp.zeros_like(ts), ts)  # fold_in(key, t) = hash(key, [0, t])
+    half = -(-n_modes // 2)  # jax pads an odd count with one 0
+    count = jnp.arange(2 * half, dtype=jnp.uint32).at[n_modes:].set(0)
+    y1, y2 = threefry2x32(k1[:, None], k2[:, None], count[None, :half], count[None, half:])
+    bits = jnp.concatenate([y1, y2], axis=1)[:, :n_modes]
+    unit = jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0  # [0, 1)
+    return jax.lax.erf_inv(jnp.maximum(np.nextafter(np.float32(-1), np.float32(0)), unit * 2 - 1))
+
+
+def block_noise(noise_key, ts, n_modes: int, dtype=jnp.float32):
+    """[len(ts), n_modes]: ξ_t for every step t in ts, bit for bit `oscillators.step_noise(noise_key, t, (n_modes,))`
+    (the key fold_in(noise_key, t), the threefry hash of the counter 0..K-1 with both output words used, then
+    √2 erfinv of a uniform on (-1, 1)), drawn for a whole block of steps at once: one hash for the step keys and one
+    for the block instead of two small ones per step."""
+    return (np.float32(math.sqrt(2)) * _block_erfinv(noise_key, ts, n_modes)).astype(dtype)
+
+
+def mode_blocks(a0, acc, observe, decay, noise_key, cubic, noise_std, *, steps: int, block: int):
+    """`oscillators.scan_blocks(oscillators.mode_stepper(decay, noise_key, cubic, noise_std), a0, acc, observe,
+    steps=steps, block=block, keep_states=True)`, same states to the bit on a CPU, with each block's noise drawn
+    before its steps (`block_noise`) instead of inside every step. Returns (state, acc, records).
+
+    The step adds erfinv(u) · (√2 σ), not (√2 erfinv(u)) · σ: XLA folds the two scalar factors of the in-step draw
+    that way, so this keeps the rounding (and the committed results) of the per-step draw."""
+    if steps < 1 or block < 1:
+        raise ValueError(f"need steps >= 1 and block >= 1, got steps={steps}, block={block}")
+    n_blocks = -(-steps // block)
+    ragged = steps % block != 0
+    scale = np.float32(math.sqrt(2)) * noise_std
+
+    def run_block(carry, t_first):
+        a, ac, states = carry  # states: the previous block's, overwritten row by row (no fresh buffer per block)
+        noise = _block_erfinv(noise_key, t_first + jnp.arange(block, dtype=jnp.int32), a.shape[-1]).astype(a.dtype)
+
+        def inner(i, a_states):  # rows read and written in place: no transposed copies of the noise or the states
+            a, states = a_states
+            new = D.mode_step(a, jax.lax.dynamic_index_in_dim(noise, i, keepdims=False), decay, cubic, scale)
+            if ragged:  # hold the state after the last real step
+                new = jnp.where(t_first + i <= steps, new, a)
+            return new, jax.lax.dynamic_update_index_in_dim(states, new, i, 0)
+
+        a, states = jax.lax.fori_loop(0, block, inner, (a, states))
+        ac, rec = observe(ac, states, t_first, jnp.minimum(block, steps - t_first + 1))
+        return (a, ac, states), rec
+
+    firsts = 1 + block * jnp.arange(n_blocks, dtype=jnp.int32)
+    (a, acc, _), records = jax.lax.scan(run_block, (a0, acc, jnp.zeros((block,) + a0.shape, a0.dtype)), firsts)
+    return a, acc, records
+
+
 def mode_trial(key, ic_type, arrays: dict, *, timesteps: int, n_lags: int, block: int) -> dict:
     """One trial of the original experiment with its metrics streamed block by block (memory O(n_lags K)).
 
@@ -72,7 +146,6 @@ def mode_trial(key, ic_type, arrays: dict, *, timesteps: int, n_lags: int, block
     ic_key, noise_key, phase_key = jax.random.split(key, 3)
     x = D.initial_pattern(ic_type, ic_key, arrays["positions"], arrays.get("mask"))
     a0 = x @ psi
-    step = D.mode_stepper(D.mode_decay(lam, arrays["rate"]), noise_key, arrays["cubic"], arrays["noise_std"])
     never = jnp.int32(timesteps)
 
     def observe(acc, states, t_first, n_valid):
@@ -90,8 +163,9 @@ def mode_trial(key, ic_type, arrays: dict, *, timesteps: int, n_lags: int, block
 
     acc0 = (M.rotation_init(a0), M.lag_sums_init(a0, node_sums, n_lags),
             jnp.where(jnp.isfinite(a0).all(), never, jnp.int32(0)), a0)
-    _, (rot, lags, blowup, _), c_records = D.scan_blocks(step, a0, acc0, observe, steps=timesteps - 1, block=block,
-                                                        keep_states=True)
+    _, (rot, lags, blowup, _), c_records = mode_blocks(a0, acc0, observe, D.mode_decay(lam, arrays["rate"]), noise_key,
+                                                       arrays["cubic"], arrays["noise_std"], steps=timesteps - 1,
+                                                       block=block)
     corrs = M.lag_correlations_from_sums(lags, arrays["n_nodes"])
     has_wave, half_idx = M.wave_decision(corrs)
     finite_c = jnp.isfinite(c_records)
