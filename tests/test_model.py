@@ -92,6 +92,56 @@ def test_scan_and_unrolled_layers_agree(small, apply_small):
     assert np.abs(np.asarray(a) - np.asarray(c)).max() > 1e-4
 
 
+@pytest.mark.parametrize("unroll", [1, 2])
+def test_scan_unroll_changes_the_loop_not_the_model(small, apply_small, unroll):
+    """model.scan_unroll = 0 (auto: the whole segment on a CPU) against 1 (one layer per iteration, the GPU
+    default) and 2: the same parameter tree and the same logits."""
+    from wavejax.models.gpt import scan_unroll
+
+    model, params = small
+    assert scan_unroll(model.config, 2) == (2 if jax.default_backend() == "cpu" else 1)
+    other = build_model(small_model_config(scan_unroll=unroll), VOCAB)
+    assert scan_unroll(other.config, 2) == unroll
+    shapes = jax.eval_shape(lambda: init_params(other, jax.random.PRNGKey(0), T))
+    assert jax.tree.structure(shapes) == jax.tree.structure(params)
+    x = _tokens(3)
+    b = jax.jit(lambda p, x: other.apply({"params": p}, x, True))(params, x)
+    np.testing.assert_allclose(np.asarray(apply_small(params, x)), np.asarray(b), atol=1e-5, rtol=1e-5)
+
+
+def test_gelu_is_the_exact_gelu():
+    """The MLP's erf form of GELU equals jax.nn.gelu(approximate=False) (the erfc form) to float32 rounding, and its
+    gradient checks in float64."""
+    from jax.test_util import check_grads
+
+    from wavejax.nn.mlp import gelu
+
+    x = jnp.linspace(-12.0, 12.0, 4001, dtype=jnp.float32)
+    # 1 + erf(x / sqrt 2) rounds to float32 before the product: an absolute error up to |x| * 2^-24 where Φ(x) is tiny
+    np.testing.assert_allclose(np.asarray(gelu(x)), np.asarray(jax.nn.gelu(x, approximate=False)), rtol=2e-6,
+                               atol=float(12.0 * 2.0**-24))
+    with jax.enable_x64(True):
+        x64 = jnp.linspace(-4.0, 4.0, 33, dtype=jnp.float64)
+        np.testing.assert_allclose(np.asarray(gelu(x64)), np.asarray(jax.nn.gelu(x64, approximate=False)), rtol=1e-13,
+                                   atol=1e-15)
+        check_grads(gelu, (x64,), order=2, modes=("fwd", "rev"))
+
+
+def test_dense_flattens_its_input_and_keeps_nn_dense_parameters():
+    """init.dense runs nn.Dense on the input flattened to [N, features]: same parameter tree and outputs as nn.Dense
+    on the [B, T, features] input, and a 1-D input still works."""
+    from wavejax.nn import init
+
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, 5, 8))
+    ours = init.dense(6, ("embed", "mlp"), name="up")
+    params = ours.init(jax.random.PRNGKey(0), x)
+    plain = nn.Dense(6, name="up")
+    assert jax.tree.structure(unbox(params)) == jax.tree.structure(plain.init(jax.random.PRNGKey(0), x))
+    np.testing.assert_allclose(np.asarray(ours.apply(params, x)), np.asarray(plain.apply(unbox(params), x)),
+                               rtol=1e-6, atol=1e-6)
+    assert ours.apply(params, x[0, 0]).shape == (6,)
+
+
 class _NoAttention(nn.Module):
     """A stand-in attention for the override test: returns zeros and has one marker parameter."""
 
@@ -255,6 +305,7 @@ def test_linear_head_without_final_norm():
     ("model.head", "nope", "model.head 'nope' is unknown"),
     ("model.selector", "nope", "model.selector 'nope' is unknown"),
     ("model.layer_coupling", "some", "model.layer_coupling must be one of"),
+    ("model.scan_unroll", -1, "model.scan_unroll must be >= 0"),
     ("train.loss", "nope", "train.loss 'nope' is unknown"),
 ])
 def test_trunk_options_are_checked(key, value, message):

@@ -61,6 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.head = "tied"  # tied: logits = x @ wte^T; or a registered head ("linear", ...)
     c.model.scaled_residual_init = True  # GPT-2's std/sqrt(2 n_layer) on residual projections (PhaseGPT had none)
     c.model.scan_layers = True  # runs of identical blocks go through nn.scan (one compiled block)
+    c.model.scan_unroll = 0  # layers per scan iteration; 0 = auto: all of them on a CPU, 1 elsewhere (models/gpt.py)
     c.model.remat = False
 
     c.train = ml_collections.ConfigDict()
@@ -289,6 +290,8 @@ def _validate_lm(config: ml_collections.ConfigDict) -> None:
     _require(m.head == "tied" or m.head in registry.HEADS,
              f"model.head {m.head!r} is unknown; choose tied or one of {sorted(registry.HEADS)}.")
     _require(m.layer_coupling in COUPLINGS, f"model.layer_coupling must be one of {COUPLINGS}, got {m.layer_coupling!r}.")
+    _require(int(m.get("scan_unroll", 0)) >= 0,
+             f"model.scan_unroll must be >= 0 (0: all layers on a CPU, 1 elsewhere), got {m.get('scan_unroll')!r}.")
     for kind, part in [("attention", n) for n in names] + [("mixer", m.mixer)]:
         _require(m.selector != "none" or not registry.uses_selection(kind, part),
                  f"{kind} {part!r} needs a token selector; set model.selector (e.g. wave_detector).")

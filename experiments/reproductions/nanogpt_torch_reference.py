@@ -4,7 +4,7 @@ A compact transcription of nanoGPT's model.py and train.py logic (bias-free Laye
 head, GPT-2 init, AdamW with 2-D-only decay, warmup + cosine, clip 1.0, random windows), so that
 experiments/reproductions/nanogpt_cpu.py can be compared with the original at the same settings and the same
 evaluation (200 batches instead of the README's 20). Needs PyTorch, which is not a wavejax
-dependency:  pip install torch
+dependency: pip install -e ".[torch]"
 
     python -m experiments.reproductions.nanogpt_torch_reference --seeds 1337,0
 """

@@ -91,6 +91,17 @@ def scanned(config, count: int) -> bool:
     return config.scan_layers and count > 1 and config.layer_coupling == "none"
 
 
+def scan_unroll(config, count: int) -> int:
+    """How many layers of a scanned segment each loop iteration runs: model.scan_unroll, or for 0 (auto) the whole
+    segment on a CPU (one straight-line program, which XLA:CPU runs about 20% faster at nanoGPT's CPU size:
+    experiments/benchmarks/bench_torch_step.py) and 1 elsewhere (one compiled block, the point of the scan on a GPU).
+    The parameters are stacked either way, so a checkpoint moves between backends."""
+    unroll = int(config.get("scan_unroll", 0))
+    if unroll <= 0:
+        return count if jax.default_backend() == "cpu" else 1
+    return min(unroll, count)
+
+
 class GPT(nn.Module):
     config: object  # the model ConfigDict
     vocab_size: int
@@ -107,7 +118,7 @@ class GPT(nn.Module):
         for i, (name, count) in enumerate(segments(c)):
             if scanned(c, count):
                 stack = nn.scan(_ScanBlock, variable_axes={k: 0 for k in SCANNED_COLLECTIONS},
-                                split_rngs={"params": True, "dropout": True}, length=count,
+                                split_rngs={"params": True, "dropout": True}, length=count, unroll=scan_unroll(c, count),
                                 metadata_params={nn.PARTITION_NAME: "layers"})  # the stacked axis's logical name
                 x, _ = stack(c, name, deterministic, name=f"seg{i}")(x, None)
             else:

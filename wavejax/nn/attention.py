@@ -1,8 +1,9 @@
 """Causal multi-head self-attention: the trunk's default ("dense") attention.
 
 softmax(Q K^T / sqrt(d_head) + causal mask) V through `jax.nn.dot_product_attention`, which uses
-cuDNN flash attention on GPU for bf16/fp16 inputs. With attention dropout the explicit einsum
-path runs instead (dot_product_attention has no dropout).
+cuDNN flash attention on GPU for bf16/fp16 inputs. On a CPU, and with attention dropout (which
+dot_product_attention lacks), the explicit einsum form runs instead: XLA:CPU runs its backward in
+about 60% of dot_product_attention's time (experiments/benchmarks/bench_torch_step.py).
 """
 
 import math
@@ -57,6 +58,8 @@ class CausalSelfAttention(nn.Module):
         q, k, v = QKVProjection(c.n_head, c.d_model, c.use_bias, dtype, init.std_of(c), name="proj")(x)
         if c.attn_dropout > 0.0 and not deterministic:
             y = causal_attention_reference(q, k, v, self.make_rng("dropout"), c.attn_dropout)
+        elif jax.default_backend() == "cpu":
+            y = causal_attention_reference(q, k, v)
         else:
             y = jax.nn.dot_product_attention(q, k, v, is_causal=True)
         y = rearrange(y, "b t h d -> b t (h d)")

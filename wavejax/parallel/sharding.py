@@ -52,12 +52,17 @@ def mesh_context(mesh: Mesh):
 
 
 def in_mesh(mesh: Mesh, fn):
-    """fn called (and so traced) inside `mesh_context(mesh)`."""
+    """fn called (and so traced) inside `mesh_context(mesh)`; the wrapper's `lower` lowers fn there too."""
 
     def call(*args, **kwargs):
         with mesh_context(mesh):
             return fn(*args, **kwargs)
 
+    def lower(*args, **kwargs):
+        with mesh_context(mesh):
+            return fn.lower(*args, **kwargs)
+
+    call.lower = lower
     return call
 
 
