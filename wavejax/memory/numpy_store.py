@@ -15,7 +15,7 @@ import numpy as np
 
 from wavejax.memory import clifford as cl
 from wavejax.memory.so4 import position_rotation_factors
-from wavejax.memory.store import _HASH_MULTIPLIERS, _HASH_SEEDS, StoreSpec
+from wavejax.memory.store import _HASH_MULTIPLIERS, _HASH_SEEDS, _P, _ROLL_MULTIPLIERS, StoreSpec
 
 
 def fmix32(h: np.ndarray) -> np.ndarray:
@@ -34,6 +34,17 @@ def fold_hash(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             x = columns[:, i].astype(np.uint32) + np.uint32(1)
             hs = [fmix32(h * np.uint32(m) + x) for h, m in zip(hs, _HASH_MULTIPLIERS)]
     return hs[0], hs[1]
+
+
+def window_hashes(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The episodic cache's keys of the rows of [B, L] (wavejax.memory.store.window_hashes), from the definition:
+    fmix32(sum_i (x_i + 1) m^(L - i) mod (2^31 - 1) + seed), in Python integers."""
+    out = []
+    for m, seed in zip(_ROLL_MULTIPLIERS, _HASH_SEEDS):
+        polys = [sum((int(x) + 1) * pow(m, len(w) - 1 - i, _P) for i, x in enumerate(w)) % _P for w in windows]
+        with np.errstate(over="ignore"):
+            out.append(fmix32(np.asarray(polys, np.uint32) + np.uint32(seed)))
+    return out[0], out[1]
 
 
 def tree_product(mats: np.ndarray) -> np.ndarray:
