@@ -29,9 +29,9 @@ SO(4) matrices (~0.02) fail; scale I + small noise passes.
 
 Canonical forms (both modes, degenerate): after 10 iterations the non-scalar coefficients are shrunk by at least
 (d_1/d_0)^10 = 0.019 relative to the scalar, so unless c_0 is negligible the rounded form is sign(c_0) I / 2 plus a
-coarse residue of the vector and pseudoscalar parts: different pairs often share a hash, and a "recurring" schema need not come from
-one recurring pair. Rounding is to integers of 100 x (half to even, as numpy's round), so -0.0 and 0.0 hash alike
-(the original hashes the float bytes, where they differ).
+coarse residue of the vector and pseudoscalar parts: different pairs often share a hash, and a "recurring" schema
+need not come from one recurring pair. Rounding is to integers of 100 x (half to even, as numpy's round), so -0.0
+and 0.0 hash alike (the original hashes the float bytes, where they differ).
 
 Capacity. The original's candidate dict is unbounded (its schema store holds max(10000, phi^2 n 100),
 `schema_capacity`); ours is `schemas.capacity` rows. New hashes of one sleep, most sighted first (ties: first
@@ -111,7 +111,7 @@ def combine(a, b, op, noise):
     return jnp.where(op == 0, compose(a, b), jnp.where(op == 1, unbind(a, b), perturb(a, noise)))
 
 
-# -- survival -----------------------------------------------------------------------------------------------------------
+# -- survival ---------------------------------------------------------------------------------------------------------
 
 def _cosine(a, b):
     na = jnp.sqrt(cl.frobenius(a, a))
