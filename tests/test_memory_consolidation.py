@@ -9,6 +9,7 @@ import pytest
 
 from wavejax.memory import clifford as cl
 from wavejax.memory import consolidation as co
+from wavejax.memory import semantic as sem
 from wavejax.memory.prototypes import Episodes, Prototypes, empty_episodes, empty_prototypes, empty_schemas
 
 PHI = (1 + 5**0.5) / 2
@@ -21,11 +22,11 @@ _consolidate = jax.jit(co.consolidate, static_argnames=("cluster", "faithful", "
 add_episodes = jax.jit(co.add_episodes, static_argnames=("fraction", "keep"))
 forget = jax.jit(co.forget, static_argnames=("floor",))
 predictive_filter = jax.jit(co.predictive_filter)
-pattern_complete = jax.jit(co.pattern_complete, static_argnames=("steps",))
-predict_targets = jax.jit(co.predict_targets, static_argnames=("k", "vocab_size"))
+pattern_complete = jax.jit(sem.pattern_complete, static_argnames=("steps",))
+predict_targets = jax.jit(sem.predict_targets, static_argnames=("k", "vocab_size"))
 cluster_labels = jax.jit(co.cluster_labels, static_argnames=("cluster",))
 merge = jax.jit(co.merge_interfering, static_argnames=("faithful",))
-retrieve = jax.jit(co.retrieve, static_argnames=("completion_steps",))
+retrieve = jax.jit(sem.retrieve, static_argnames=("completion_steps",))
 
 # A transient context (grace stability 0.09 / 1.34 < phi^-2) with salience 0.3.
 C0 = 0.3 * B[0] + B[5] + 0.5 * B[1]
@@ -301,5 +302,5 @@ def test_determinism_keep_buffer_and_jit():
     np.testing.assert_array_equal(np.asarray(kept.target[:2]), [5, 6])
     # jit and eager agree (retrieval; the whole sleep runs jitted above)
     q = buf.context[0]
-    for x, y in zip(co.retrieve(a[0], q), retrieve(a[0], q)):
+    for x, y in zip(sem.retrieve(a[0], q), retrieve(a[0], q)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)

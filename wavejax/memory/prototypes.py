@@ -4,7 +4,7 @@ episode buffer, as fixed-capacity pytrees so that every sleep phase is a jitted 
     Prototypes  matrix [P, 4, 4] (Frobenius norm 1), the target distribution as its top `k` targets (ids, probs;
                 id -1 = unused), radius, support (member count), salience, and `valid` (unused rows are False)
     Schemas     matrix [S, 4, 4], its canonical hash, sightings, source prototype ids [S, 2] and `valid`
-    Episodes    context [E, 4, 4], target [E], priority inputs (grace stability sigma, pseudoscalar p) and `valid`
+    Episodes    context [E, 4, 4], target [E] and `valid` (salience and stability are recomputed from the context)
 
 Capacities are static (shapes), counts are the number of valid rows; a full table drops the lowest-priority rows
 (the functions that insert say which).
