@@ -54,7 +54,7 @@ def test_sliding_window_contexts_equal_independent_windows_and_the_conjugated_pr
     np.testing.assert_allclose(independent, reference, atol=1e-5)
 
 
-@pytest.mark.parametrize("length", [1, 6, 64])
+@pytest.mark.parametrize("length", [1, 6, 9, 64])  # up to 8: hashed directly; longer: by blocks
 def test_hashes_agree_between_stream_windows_and_numpy(length):
     """The rolling stream hashes equal the windows' own (Horner) and the definition's in Python integers, and tell
     the windows apart, on tokens up to the largest vocabulary (so every 16-bit half of the mulmod is exercised)."""

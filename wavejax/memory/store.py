@@ -262,13 +262,25 @@ def window_hashes(windows):
     return _finish(lax.scan(body, init, cols)[0])
 
 
+_DIRECT_HASH_LENGTH = 8
+
+
 def stream_hashes(tokens, length: int):
     """(h1, h2) of every window of length L of a stream [N] -> two [N - L + 1] arrays (equal to window_hashes), at
     O(1) per window: cut into blocks of L, with P[b, r] the hash of the first r tokens of block b and S[b, r] =
     P[b, L] - P[b, r] m^(L-r) that of its tokens r .. L-1, the window starting at bL + r hashes to
-    S[b, r] m^r + P[b+1, r]."""
+    S[b, r] m^r + P[b+1, r]. Windows of up to 8 tokens are hashed directly (L products each, one fusion)."""
     n = tokens.shape[0]
     n_windows = n - length + 1
+    if length <= _DIRECT_HASH_LENGTH:  # Horner over L shifted slices, one fusion: cheaper for short windows
+        x = tokens.astype(jnp.uint32) + jnp.uint32(1)
+        polys = []
+        for m in _ROLL_MULTIPLIERS:
+            h = jnp.zeros((n_windows,), jnp.uint32)
+            for i in range(length):
+                h = _addmod(_mulmod(h, jnp.uint32(m)), lax.slice_in_dim(x, i, i + n_windows))
+            polys.append(h)
+        return _finish(polys)
     n_blocks = (n_windows - 1) // length + 2
     padded = jnp.concatenate([tokens.astype(jnp.uint32), jnp.zeros((n_blocks * length - n,), jnp.uint32)])
     cols = padded.reshape(n_blocks, length).T + jnp.uint32(1)  # [L, n_blocks]
