@@ -12,12 +12,12 @@ keys, routing, scatter-add of phi^-1 C T; no episodic cache).
                      within blocks of L), chunks of 65,536 windows
   jax, windows       the same windows as independent [B, L] rows (window_contexts: a product from scratch per window)
 Reads: --queries seen windows decoded over the whole vocabulary (context, unbind, cosine with all V embeddings,
-top-1). numpy: NumpyStore.read (the [B, V] cosine matrix) and argmax, as the original; jax: store.decode_topk with
-k = 1 and the table's store.decode_index (built once per embedding table, not timed): a query whose unbound R lies
+top-1). numpy: NumpyStore.read (the [B, V] cosine matrix) and argmax, as the original; jax: decode.decode_topk with
+k = 1 and the table's decode.decode_index (built once per embedding table, not timed): a query whose unbound R lies
 within half the least angle between two embeddings of the token its rounded direction looks up is answered without
 a scan (certain: every other token is farther); the others (crowded or empty slots) are scanned in chunked
 [B, 16] x [16, chunk] products keeping block maxima, the [B, V] matrix never formed. The same argmax as the full
-scores (tests/test_memory_store.py; "argmax_agree" in the results), batches of 2,048; "certified" in the results is
+scores (tests/test_memory_decode.py; "argmax_agree" in the results), batches of 2,048; "certified" in the results is
 the fraction answered without a scan.
 Cache: every (window, next token) pair of the stream inserted into the episodic cache. numpy: the original's dict
 of window bytes (the last write wins), filled batch by batch; jax: store.stream_cache, the step learn_stream runs
@@ -159,7 +159,7 @@ def bench_reads(args, spec, table, tokens, rng) -> tuple[list, dict]:
     import jax.numpy as jnp
     import numpy as np
 
-    from wavejax.memory import store
+    from wavejax.memory import decode, store
     from wavejax.memory.numpy_store import NumpyStore
 
     length = spec.context_length
@@ -173,12 +173,12 @@ def bench_reads(args, spec, table, tokens, rng) -> tuple[list, dict]:
     q_windows = tokens[q_rows[:, None] + np.arange(length)]
     read_batch = 2048
 
-    index = jax.block_until_ready(store.decode_index(memory.embeddings))  # once per embedding table, not timed
+    index = jax.block_until_ready(decode.decode_index(memory.embeddings))  # once per embedding table, not timed
 
     @jax.jit
     def read_step(memory, index, windows):
         contexts = store.window_contexts(spec, memory.table, windows)
-        return store.decode_topk(spec, memory, contexts, 1, "cosine", index=index)[1][:, 0]
+        return decode.decode_topk(spec, memory, contexts, 1, "cosine", index=index)[1][:, 0]
 
     def jax_reads():
         out = [read_step(memory, index, jnp.asarray(q_windows[s : s + read_batch]))
@@ -190,7 +190,7 @@ def bench_reads(args, spec, table, tokens, rng) -> tuple[list, dict]:
 
     figures = pair_figures(*alternating(numpy_reads, jax_reads, args.repeats), len(q_windows))
     jax_tokens = jax_reads()
-    sure = jax.jit(lambda m, i, w: store.certified(spec, m, store.window_contexts(spec, m.table, w), i))
+    sure = jax.jit(lambda m, i, w: decode.certified(spec, m, store.window_contexts(spec, m.table, w), i))
     figures.update(recall=float(np.mean(jax_tokens == targets[q_rows])), queries=len(q_windows),
                    argmax_agree=float(np.mean(jax_tokens == numpy_reads())),
                    certified=float(np.mean(np.asarray(sure(memory, index, jnp.asarray(q_windows))))))

@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from wavejax.memory import clifford as cl
+from wavejax.memory.episodic import _HASH_MULTIPLIERS, _HASH_SEEDS, _P, _ROLL_MULTIPLIERS
 from wavejax.memory.so4 import position_rotation_factors
-from wavejax.memory.store import _HASH_MULTIPLIERS, _HASH_SEEDS, _P, _ROLL_MULTIPLIERS, StoreSpec
+from wavejax.memory.store import StoreSpec
 
 
 def fmix32(h: np.ndarray) -> np.ndarray:
@@ -27,7 +28,7 @@ def fmix32(h: np.ndarray) -> np.ndarray:
 
 
 def fold_hash(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two uint32 hashes of the rows of [B, n] (wavejax.memory.store._fold_hash in numpy)."""
+    """Two uint32 hashes of the rows of [B, n] (wavejax.memory.episodic._fold_hash in numpy)."""
     hs = [np.full(columns.shape[0], s, np.uint32) for s in _HASH_SEEDS]
     with np.errstate(over="ignore"):
         for i in range(columns.shape[1]):
@@ -37,7 +38,7 @@ def fold_hash(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def window_hashes(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The episodic cache's keys of the rows of [B, L] (wavejax.memory.store.window_hashes), from the definition:
+    """The episodic cache's keys of the rows of [B, L] (wavejax.memory.episodic.window_hashes), from the definition:
     fmix32(sum_i (x_i + 1) m^(L - i) mod (2^31 - 1) + seed), in Python integers."""
     out = []
     for m, seed in zip(_ROLL_MULTIPLIERS, _HASH_SEEDS):
