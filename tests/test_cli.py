@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from wavejax.train.logging import read_metrics
+from wavejax.runlog import read_metrics
 
 from conftest import DIVERGE_OVERRIDES, TRAIN_OVERRIDES, assert_one_error_line, override_flags, run_module
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from wavejax.train.logging import read_metrics
+from wavejax.runlog import read_metrics
 
 from conftest import REPO, TRAIN_OVERRIDES, assert_one_error_line, override_flags, run_module
 
@@ -406,6 +406,12 @@ def test_memory_rerun_reuses_the_store_and_relearns_a_damaged_one(tmp_path):
     lines = warnings_and_errors(damaged)
     assert len(lines) == 1 and "differs from the one that was saved; moved it to" in lines[0], lines
     assert (workdir / "memory.damaged").is_dir() and (workdir / "eval.md").read_text() == table
+    meta_path = workdir / "memory_meta.json"  # a save of an older layout (format 1: the sorted-hash cache)
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "format": 1}))
+    old = run_module("wavejax.main", *args)
+    lines = warnings_and_errors(old)
+    assert old.returncode == 0 and len(lines) == 1 and "has format 1 (an older wavejax)" in lines[0], lines
+    assert (workdir / "memory.damaged.1").is_dir() and (workdir / "eval.md").read_text() == table
 
 
 def test_field_rerun_prints_the_finished_table_and_refuses_other_settings(tmp_path):

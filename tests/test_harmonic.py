@@ -349,7 +349,7 @@ def test_masked_and_gathered_models_agree():
 
 @pytest.mark.slow  # a 30-step CLI run of the tiny MoE model (~15 s)
 def test_cli_tiny_moe_run_logs_selection_and_routing(tmp_path):
-    from wavejax.train.logging import read_metrics
+    from wavejax.runlog import read_metrics
 
     workdir = tmp_path / "run"
     proc = run_module("wavejax.main", "--config=configs/harmonic.py:tiny+moe", f"--workdir={workdir}",

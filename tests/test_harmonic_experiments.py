@@ -66,7 +66,7 @@ def test_quality_grid_is_the_issues_grid():
 def test_readme_main_command_runs_the_report_size_model(tmp_path):
     """`python -m wavejax.main --config=configs/harmonic.py` with its defaults but 3 steps: the full-size config trains,
     evaluates, checkpoints and reports the wave fraction."""
-    from wavejax.train.logging import read_metrics
+    from wavejax.runlog import read_metrics
 
     workdir = tmp_path / "run"
     proc = run_module("wavejax.main", "--config=configs/harmonic.py", f"--workdir={workdir}", "--config.train.steps=3",

@@ -135,7 +135,7 @@ def _free_port() -> int:
 def test_two_process_run_matches_one_process(tmp_path):
     """The CLI's run() in two processes (JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID), each with one CPU
     device and half of every batch, gives the losses of the same run in one process; only process 0 writes files."""
-    from wavejax.train.logging import read_metrics
+    from wavejax.runlog import read_metrics
     from wavejax.train.loop import Trainer
 
     from multidevice.train_meshes import config

@@ -334,7 +334,7 @@ def test_model_training_forward_noisy_eval_deterministic():
 
 @pytest.mark.slow
 def test_tiny_phase_run_logs_order_parameters(tmp_path):
-    from wavejax.train.logging import read_metrics
+    from wavejax.runlog import read_metrics
     from wavejax.train.loop import Trainer
 
     config = apply_overrides(phase_configs.get_config("tiny"), {

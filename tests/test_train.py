@@ -12,8 +12,8 @@ import pytest
 from wavejax.errors import CheckpointError, RunDirError, TrainingDiverged
 from wavejax.models.gpt import build_model, init_params
 from wavejax.nn.optimizers import decay_mask
+from wavejax.runlog import read_metrics
 from wavejax.train.checkpoint import Checkpointer
-from wavejax.train.logging import read_metrics
 from wavejax.train.loop import Trainer
 from wavejax.train.optim import make_optimizer, schedule
 from wavejax.train.state import TrainState, create_train_state

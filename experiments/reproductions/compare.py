@@ -241,7 +241,7 @@ def train_throughput(records: list[dict], tokens_per_step: int, resumed_from: in
 
 
 def collect(plan: dict, outcomes: dict) -> dict:
-    from wavejax.train.logging import read_metrics
+    from wavejax.runlog import read_metrics
 
     configs = []
     for e in plan["entries"]:
@@ -310,7 +310,7 @@ def summary(plan: dict, configs: list[dict]) -> dict:
 
 def write_outputs(out: str, plan: dict, configs: list[dict], argv: list[str]) -> str:
     from wavejax.analysis.plots import plot_loss_curves
-    from wavejax.train.logging import read_metrics
+    from wavejax.runlog import read_metrics
 
     os.makedirs(out, exist_ok=True)
     ok = [r for c in configs for r in c["runs"] if "error" not in r]

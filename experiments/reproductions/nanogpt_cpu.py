@@ -19,7 +19,7 @@ import time
 
 from experiments import common as C
 from wavejax.config import config_module
-from wavejax.train.logging import read_metrics
+from wavejax.runlog import read_metrics
 from wavejax.train.loop import Trainer
 
 TARGET = 1.88  # nanoGPT README, CPU settings

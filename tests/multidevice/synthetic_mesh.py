@@ -8,7 +8,7 @@ import tempfile
 from train_meshes import CONFIGS, run, short_run
 
 from wavejax.config import config_module
-from wavejax.train.logging import read_metrics
+from wavejax.runlog import read_metrics
 
 synthetic = config_module(os.path.join(CONFIGS, "synthetic.py"))
 

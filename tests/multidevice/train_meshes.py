@@ -42,7 +42,7 @@ def run(mesh, workdir, c=None):
         tr.run()
     finally:
         tr.close()
-    from wavejax.train.logging import read_metrics
+    from wavejax.runlog import read_metrics
 
     losses = [r["loss"] for r in read_metrics(workdir) if r["split"] == "train"]
     return tr, losses

@@ -19,7 +19,7 @@ def run(workdir: str) -> None:
     summary = cli.run(config((-1, 1, 1)), workdir)
     assert jax.process_count() == 2 and jax.device_count() == 2, (jax.process_count(), jax.device_count())
     if jax.process_index() == 0:
-        from wavejax.train.logging import read_metrics
+        from wavejax.runlog import read_metrics
 
         losses = [r["loss"] for r in read_metrics(workdir) if r["split"] == "train"]
         print(json.dumps({"losses": losses, "val_loss": summary["val_loss"], "step": summary["step"]}))

@@ -51,8 +51,8 @@ import numpy as np
 from jax import lax
 
 from wavejax.memory import clifford as cl
+from wavejax.memory.episodic import fmix32
 from wavejax.memory.prototypes import Prototypes, Schemas
-from wavejax.memory.store import fmix32
 
 SURVIVALS = ("sound", "faithful")
 OPS = ("compose", "unbind", "perturb")

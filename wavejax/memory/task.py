@@ -23,12 +23,16 @@ import numpy as np
 from wavejax.data import sources, tokenizers
 from wavejax.errors import CheckpointError, ConfigError, DataError, display_path, storage_error
 from wavejax.memory import eval as mem_eval
-from wavejax.memory import so4, store
+from wavejax.memory import sleep, so4, store
 from wavejax.memory.clifford import PHI
 from wavejax.rundir import RunDir, fingerprint, fingerprints_match, read_json, warn, write_atomic
+from wavejax.runlog import MetricWriter, drop_metrics_after
 
 MEMORY_DIR = "memory"
 META_FILE = "memory_meta.json"
+# The saved layout's version: 2 = the episodic cache as an open-addressing table keyed by rolling window hashes
+# (wavejax/memory/episodic.py). A save of another version is moved aside and learned again, like a damaged one.
+MEMORY_FORMAT = 2
 FIXED_SECTIONS = ("data", "memory")  # what the saved memory depends on; eval.* may change between reruns
 
 
@@ -54,6 +58,17 @@ def default_memory_config() -> ml_collections.ConfigDict:
     m.episodic = True  # the exact-match cache (sampling and the "+ episodic cache" row)
     m.shard_writes = True  # split each chunk's writes over the local devices (the memory is replicated)
     m.write_batch = 65536  # windows per compiled write (rounded to a multiple of the context length)
+    # The sleeping half (wavejax/memory/sleep.py): every `sleep_every` pairs, collect episodes and sleep when the
+    # original's schedule says so (0 = never sleep: the store alone, as learned in one pass).
+    m.sleep_every = 0  # pairs between sleep checks (the original: 409,600 = 50 batches of 8192)
+    m.sleep_min_pairs = 100_000  # pairs since the last sleep before any trigger counts
+    m.sleep_warmup = 50_000  # pairs before the stability trigger counts
+    m.sleep_valve = 500_000  # pairs since the last sleep that force one
+    m.sleep_episodes = 819  # windows collected per check (the original: 10% of a batch)
+    m.sleep_buffer = 4096  # episode buffer capacity
+    m.sleep_prototypes = 4096  # prototype table capacity
+    m.sleep_schemas = 4096  # schema table capacity
+    m.sleep_faithful = False  # the original's exact clustering, merge similarity and survival test
 
     return m
 
@@ -89,6 +104,11 @@ def validate_task(config) -> None:
         _require(m[key] > 0, f"memory.{key} must be > 0, got {m[key]}.")
     _require(m.write_batch >= m.context_length,
              f"memory.write_batch ({m.write_batch}) must be at least memory.context_length ({m.context_length}).")
+    _require(m.get("sleep_every", 0) >= 0, f"memory.sleep_every must be >= 0 (0 = never sleep), got {m.get('sleep_every')}.")
+    for key in ("sleep_min_pairs", "sleep_warmup", "sleep_valve"):
+        _require(m.get(key, 0) >= 0, f"memory.{key} must be >= 0, got {m.get(key)}.")
+    for key in ("sleep_episodes", "sleep_buffer", "sleep_prototypes", "sleep_schemas"):
+        _require(m.get(key, 1) >= 1, f"memory.{key} must be >= 1, got {m.get(key)}.")
 
     for key in ("queries", "calibration", "top_k"):
         _require(e[key] >= 1, f"eval.{key} must be >= 1, got {e[key]}.")
@@ -141,25 +161,66 @@ def load_tokens(config, tokenizer=None) -> CorpusTokens:
 
 # -- learning, saving, restoring ------------------------------------------------------------------------------------------
 
+def sleep_config(config) -> sleep.SleepConfig:
+    m = config.memory
+    return sleep.SleepConfig(every=int(m.sleep_every), min_pairs=int(m.sleep_min_pairs), warmup=int(m.sleep_warmup),
+                             valve=int(m.sleep_valve), episodes=int(m.sleep_episodes), buffer=int(m.sleep_buffer),
+                             prototypes=int(m.sleep_prototypes), schemas=int(m.sleep_schemas),
+                             faithful=bool(m.sleep_faithful))
+
+
 def learn(config, data: CorpusTokens, progress: bool = True):
-    """(spec, memory, seconds, pairs): the embedding table, then every (window, next token) pair of the train split."""
+    """(spec, memory, seconds, pairs): learn_with_state without the sleep state."""
+    return learn_with_state(config, data, progress)[:4]
+
+
+def learn_with_state(config, data: CorpusTokens, progress: bool = True, on_sleep=None):
+    """(spec, memory, seconds, pairs, sleep state or None): the embedding table, then every (window, next token) pair
+    of the train split; with memory.sleep_every > 0, in segments with the sleep schedule (on_sleep(pairs, metrics)
+    after each sleep; the sleeps' key is the run's seed)."""
     t0 = time.perf_counter()
     spec = store_spec(config, data.tokenizer.vocab_size)
     table = so4.embedding_table(config.memory.embedding, spec.vocab_size, config.seed, tokens=data.train)
     memory = store.init_memory(spec, table)
-    memory, pairs = store.learn_stream(spec, memory, data.train, use_cache=config.memory.episodic, progress=progress,
-                                       shard=config.memory.get("shard_writes", True))
+    shard = config.memory.get("shard_writes", True)
+    state = None
+    if config.memory.get("sleep_every", 0) > 0:
+        memory, state, pairs, _ = sleep.learn_with_sleep(spec, memory, data.train, sleep_config(config),
+                                                         jax.random.key(config.seed), use_cache=config.memory.episodic,
+                                                         on_sleep=on_sleep, shard=shard)
+    else:
+        memory, pairs = store.learn_stream(spec, memory, data.train, use_cache=config.memory.episodic, progress=progress,
+                                           shard=shard)
     jax.block_until_ready(memory)
-    return spec, memory, time.perf_counter() - t0, pairs
+    return spec, memory, time.perf_counter() - t0, pairs, state
 
 
-def to_payload(memory: store.Memory) -> dict:
-    """The memory without its empty slots (at 16^6 slots the dense array is 1 GiB; a corpus fills a few percent)."""
+SLEEP_PREFIX = "sleep__"  # flat keys: orbax names files by them
+
+
+def to_payload(memory: store.Memory, state: sleep.SleepState | None = None) -> dict:
+    """The memory without its empty slots (at 16^6 slots the dense array is 1 GiB; a corpus fills a few percent), and
+    the sleep state (prototypes, schemas, episode buffer, counters) under "sleep/..." keys when there is one."""
     counts = np.asarray(memory.counts)
     used = np.nonzero(counts)[0].astype(np.int32)
     c = memory.cache
-    return {"embeddings": memory.embeddings, "slot_index": used, "slot_value": np.asarray(memory.slots)[used],
-            "slot_count": counts[used], "cache_h1": c.h1, "cache_h2": c.h2, "cache_target": c.target, "cache_size": c.size}
+    payload = {"embeddings": memory.embeddings, "slot_index": used, "slot_value": np.asarray(memory.slots)[used],
+               "slot_count": counts[used], "cache_h1": c.h1, "cache_h2": c.h2, "cache_target": c.target,
+               "cache_size": c.size}
+    if state is not None:
+        for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+            payload[SLEEP_PREFIX + jax.tree_util.keystr(path, simple=True, separator="__")] = leaf
+    return payload
+
+
+def sleep_state_from_payload(payload: dict, config) -> sleep.SleepState | None:
+    """The sleep state saved with the memory, or None when the run did not sleep."""
+    if not any(k.startswith(SLEEP_PREFIX) for k in payload):
+        return None
+    template = sleep.init_state(sleep_config(config))
+    paths, treedef = jax.tree_util.tree_flatten_with_path(template)
+    leaves = [jnp.asarray(payload[SLEEP_PREFIX + jax.tree_util.keystr(p, simple=True, separator="__")]) for p, _ in paths]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def from_payload(spec: store.StoreSpec, payload: dict) -> store.Memory:
@@ -173,30 +234,35 @@ def from_payload(spec: store.StoreSpec, payload: dict) -> store.Memory:
                         counts=counts, cache=cache)
 
 
-def save_memory(workdir: str, memory: store.Memory, meta: dict) -> None:
+def save_memory(workdir: str, memory: store.Memory, meta: dict, state: sleep.SleepState | None = None) -> None:
     """Saves the memory with orbax, then its meta file (with the payload's fingerprint): the meta file's presence
     marks a complete save."""
     import orbax.checkpoint as ocp
 
     path = os.path.join(os.path.abspath(workdir), MEMORY_DIR)
     shutil.rmtree(path, ignore_errors=True)  # left by an interrupted save (no meta file was written after it)
-    payload = to_payload(memory)
+    payload = to_payload(memory, state)
     try:
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(path, payload)
         checkpointer.wait_until_finished()
     except Exception as e:  # orbax reports a failed write (a full disk) as ValueError or OSError
         raise storage_error(e, display_path(path)) from None
-    write_atomic(os.path.join(workdir, META_FILE), json.dumps({**meta, "fingerprint": fingerprint(payload)}, indent=2))
+    write_atomic(os.path.join(workdir, META_FILE),
+                 json.dumps({**meta, "format": MEMORY_FORMAT, "fingerprint": fingerprint(payload)}, indent=2))
 
 
-def restore_memory(workdir: str, spec: store.StoreSpec) -> tuple[store.Memory, dict]:
-    """The saved memory, restored into abstract targets built from the checkpoint's own metadata; a damaged save is
-    a CheckpointError."""
+def restore_memory(workdir: str, spec: store.StoreSpec, config=None):
+    """(memory, meta, sleep state or None): the saved memory, restored into abstract targets built from the
+    checkpoint's own metadata (the sleep state needs the run's config for its shapes); a damaged save is a
+    CheckpointError."""
     import orbax.checkpoint as ocp
 
     path = os.path.join(os.path.abspath(workdir), MEMORY_DIR)
     meta = read_json(os.path.join(workdir, META_FILE), "the saved memory's description")
+    if meta.get("format", 1) != MEMORY_FORMAT:
+        raise CheckpointError(f"the memory saved in {display_path(path)} has format {meta.get('format', 1)} (an older "
+                              f"wavejax), this one reads format {MEMORY_FORMAT}")
     checkpointer = ocp.StandardCheckpointer()
     try:
         tree = checkpointer.metadata(path).item_metadata.tree
@@ -210,14 +276,16 @@ def restore_memory(workdir: str, spec: store.StoreSpec) -> tuple[store.Memory, d
         raise CheckpointError(f"the memory saved in {display_path(path)} has another vocabulary")
     if "fingerprint" in meta and not fingerprints_match(fingerprint(payload), meta["fingerprint"]):
         raise CheckpointError(f"the memory saved in {display_path(path)} differs from the one that was saved")
-    return from_payload(spec, payload), meta
+    state = sleep_state_from_payload(payload, config) if config is not None else None
+    return from_payload(spec, payload), meta, state
 
 
-def _restore_or_relearn(workdir: str, spec: store.StoreSpec):
-    """(memory, meta), or None when the saved memory is damaged: it is moved aside (never deleted) to be learned
-    again, which gives the same memory (learning is a deterministic function of the data and the config)."""
+def _restore_or_relearn(workdir: str, spec: store.StoreSpec, config):
+    """(memory, meta, sleep state), or None when the saved memory is damaged or of another format: it is moved aside
+    (never deleted) to be learned again, which gives the same memory (learning is a deterministic function of the data
+    and the config)."""
     try:
-        return restore_memory(workdir, spec)
+        return restore_memory(workdir, spec, config)
     except CheckpointError as e:
         src = os.path.join(workdir, MEMORY_DIR)
         dest, i = src + ".damaged", 1
@@ -294,21 +362,40 @@ def run_task(config, workdir: str) -> dict:
         rundir.release()
 
 
+def _sleep_logger(workdir: str):
+    """on_sleep for learn_with_state: each sleep's metrics to metrics.jsonl and TensorBoard (split "sleep", step =
+    pairs written) and one printed line. A memory learned again starts its records afresh."""
+    drop_metrics_after(workdir, 0)
+    writer = MetricWriter(workdir)
+
+    def on_sleep(pairs: int, metrics: dict) -> None:
+        writer.write(pairs, "sleep", metrics)
+        print(f"sleep {int(metrics['sleeps'])} at {pairs:,} pairs: {int(metrics['prototypes'])} prototypes, "
+              f"{int(metrics['schemas_promoted'])} schemas, consolidation ratio {metrics['consolidation_ratio']:.3f}, "
+              f"stability {metrics['stability_before']:.3f} -> {metrics['stability_after']:.3f}", flush=True)
+
+    return on_sleep
+
+
 def _run(config, workdir: str, data: CorpusTokens, reuse: bool) -> dict:
     if not reuse:
         tokenizers.save_tokenizer(data.tokenizer, workdir)
     spec = store_spec(config, data.tokenizer.vocab_size)
-    restored = _restore_or_relearn(workdir, spec) if reuse else None
+    restored = _restore_or_relearn(workdir, spec, config) if reuse else None
     if restored is not None:
-        memory, meta = restored
+        memory, meta, _ = restored
         print(f"restored the memory saved in {workdir} ({meta['pairs']:,} pairs, learned in {meta['learn_seconds']:.1f} s)")
     else:
         print(f"learning {len(data.train) - spec.context_length:,} pairs of {data.name} ({config.data.tokenizer} tokens, "
               f"vocabulary {spec.vocab_size}, context {spec.context_length}, {spec.n_slots:,} slots)", flush=True)
-        spec, memory, seconds, pairs = learn(config, data, progress=config.eval.progress)
+        spec, memory, seconds, pairs, state = learn_with_state(config, data, progress=config.eval.progress,
+                                                               on_sleep=_sleep_logger(workdir))
         meta = {"pairs": pairs, "learn_seconds": seconds, "writes_per_s": pairs / seconds, **store.slot_load(memory),
                 "cache_size": int(memory.cache.size), "backend": jax.default_backend()}
-        save_memory(workdir, memory, meta)
+        if state is not None:
+            meta.update(sleeps=int(state.sleeps), prototypes=int(state.prototypes.valid.sum()),
+                        schemas_promoted=int(state.schemas.promoted.sum()))
+        save_memory(workdir, memory, meta, state)
         print(f"learned {pairs:,} pairs in {seconds:.1f} s; saved to {os.path.join(workdir, MEMORY_DIR)}")
 
     rows = evaluate(config, spec, memory, data)

@@ -32,8 +32,8 @@ from wavejax.errors import (
 from wavejax.models.generate import generate
 from wavejax.models.gpt import build_model
 from wavejax.rundir import RunDir, check_interrupted
+from wavejax.runlog import SAMPLES_FILE, MetricWriter, drop_metrics_after, drop_samples_after
 from wavejax.train.checkpoint import Checkpointer
-from wavejax.train.logging import SAMPLES_FILE, MetricWriter, drop_metrics_after, drop_samples_after
 from wavejax.train.optim import make_optimizer
 from wavejax.train.state import create_train_state, init_boxed_params
 from wavejax.train.step import make_eval_step, make_train_step
