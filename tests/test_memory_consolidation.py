@@ -223,6 +223,29 @@ def test_retrieval_ranking_and_schema_boost():
                                atol=1e-4)
 
 
+
+def test_schema_boosts_scattered_equal_the_membership_mask():
+    """retrieve's scatter-max onto each schema's sources equals the dense [batch, S, P] membership reference."""
+    rng = np.random.default_rng(0)
+    n_p, n_s = 6, 5
+    protos = prototypes(list(rng.normal(size=(n_p, 4, 4))), support=[3] * n_p, cap=n_p)
+    sch = empty_schemas(n_s)
+    sources = np.array([[0, 2], [2, -1], [5, 5], [1, 3], [4, 0]], np.int32)
+    q = rng.normal(size=(3, 2, 4, 4))
+    near = q.reshape(-1, 4, 4)[:n_s] + 0.5 * rng.normal(size=(n_s, 4, 4))  # schemas near some queries: boosts fire
+    sch = sch.replace(matrix=jnp.asarray(near, jnp.float32), sources=jnp.asarray(sources),
+                      valid=jnp.asarray([True, True, True, True, False]), promoted=jnp.asarray([True] * n_s))
+    q = jnp.asarray(q, jnp.float32)
+    scores, _ = retrieve(protos, q, schemas=sch)
+    sims = np.asarray(cl.cosine_scores(q, protos.matrix))
+    ssims = np.asarray(cl.cosine_scores(q, sch.matrix))
+    active = np.asarray(sch.valid)[None, None] & (ssims > PHI**-2)
+    member = (sources[:, :, None] == np.arange(n_p)[None, None]).any(axis=1)  # [S, P]
+    boost = np.where(active[..., None] & member, ssims[..., None] / PHI, -np.inf).max(axis=-2)
+    want = np.maximum(sims, boost + (1 - 1 / PHI) * sims)
+    assert np.isfinite(boost).sum() >= 3 and (boost + (1 - 1 / PHI) * sims > sims).any()  # boosts that win
+    np.testing.assert_allclose(np.asarray(scores), want, atol=1e-6)
+
 def test_pattern_completion_and_predict_targets():
     protos = prototypes([B[0], B[5]], support=[3, 3], ids=[[1, 2], [3]], probs=[[0.75, 0.25], [1.0]])
     q = jnp.asarray(0.5 * B[0] + 0.6 * B[5], jnp.float32)

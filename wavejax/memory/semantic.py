@@ -41,9 +41,15 @@ def retrieve(prototypes: Prototypes, query, *, schemas: Schemas | None = None, c
         p = prototypes.capacity
         ssims = cl.cosine_scores(q, schemas.matrix)  # [..., S]
         active = (schemas.valid & schemas.promoted) & (ssims > PHI_INV2)
-        member = jnp.any(schemas.sources[:, :, None] == jnp.arange(p)[None, None, :], axis=1)  # [S, P]
-        best_schema = jnp.max(jnp.where(active[..., :, None] & member, PHI_INV * ssims[..., :, None], -jnp.inf),
-                              axis=-2)
+        boost = jnp.where(active, PHI_INV * ssims, -jnp.inf)  # [..., S]
+        # the best boost each prototype gets, scattered onto each schema's (at most 2) sources: O(batch * S), where a
+        # [batch, S, P] membership mask would be 69 GB at the faithful run's sizes; -1 sources drop out
+        src = jnp.where(schemas.sources >= 0, schemas.sources, p)  # [S, 2]
+        flat = boost.reshape((-1, boost.shape[-1]))
+        best_schema = jnp.full((flat.shape[0], p), -jnp.inf, flat.dtype)
+        for j in range(src.shape[1]):
+            best_schema = best_schema.at[:, src[:, j]].max(flat, mode="drop")
+        best_schema = best_schema.reshape(boost.shape[:-1] + (p,))
         scores = jnp.maximum(sims, best_schema + (1.0 - PHI_INV) * sims)
     scores = jnp.where(prototypes.valid, scores, -jnp.inf)
     best = jnp.where(jnp.any(prototypes.valid), jnp.argmax(scores, axis=-1), -1).astype(jnp.int32)

@@ -22,6 +22,7 @@ not measure it (error_rate=None), so its sleeps come from the stability and valv
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import flax.struct
 import jax
@@ -91,7 +92,9 @@ def _stability(memory: store.Memory):
     return tower.tower_stability(memory.slots, memory.counts)
 
 
+@functools.lru_cache(maxsize=16)
 def _sleep_fn(config: SleepConfig):
+    """The jitted integrated sleep for one SleepConfig (frozen, hashable): compiled once per config, not per call."""
     cluster, survival, faithful = config.cluster_mode, config.survival_mode, config.faithful
 
     @jax.jit
@@ -144,7 +147,8 @@ def learn_with_sleep(spec: store.StoreSpec, memory: store.Memory, tokens: np.nda
     """Writes every (window, next token) pair of a stream as store.learn_stream does, in segments of config.every
     pairs; after each segment collects episodes and sleeps when should_dream says so. on_sleep(pairs, metrics) is
     called after each sleep. Check i uses fold_in(key, i), so a run is a function of its key. Returns
-    (memory, state, pairs, list of sleep metrics)."""
+    (memory, state, pairs, list of sleep metrics). The memory passed in is donated to the writes (store.learn_stream):
+    use the one returned."""
     tokens = np.asarray(tokens, np.int32)
     length = spec.context_length
     n_pairs = len(tokens) - length

@@ -270,8 +270,8 @@ def learn_stream(spec: StoreSpec, memory: Memory, tokens: np.ndarray, use_cache:
     """Writes every (window, next token) pair of a stream: windows s = 0 .. N-L-1 with target tokens[s+L], in chunks
     of stream_chunk(spec, N) windows. With use_cache the episodic cache is rebuilt to hold every window written (the old entries
     and the new; _stream_cache, after the writes). With `shard` and several local devices, each chunk's rows are split over them (the memory is
-    replicated; the scatter-adds are summed across devices), when the chunk divides evenly. Returns (memory, number of
-    pairs)."""
+    replicated; the scatter-adds are summed across devices), when the chunk divides evenly. The memory passed in is
+    donated to the writes (its buffers are reused): use the one returned. Returns (memory, number of pairs)."""
     tokens = np.asarray(tokens, np.int32)
     n_pairs = len(tokens) - spec.context_length
     if n_pairs <= 0:
