@@ -44,7 +44,6 @@ with the command that made it).
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import os
 import shlex
@@ -52,6 +51,7 @@ import sys
 import time
 
 from experiments import common as C
+from experiments.reproductions import memory_sleep_eval as E
 
 ORIGINAL_PAIRS = 500_000  # the original's cached pairs (spec 5.1)
 ORIGINAL_BATCH = 8192
@@ -62,10 +62,6 @@ DEFAULTS = {"length": 8, "levels": 5, "passes": 10, "seeds": "0,1,2", "queries":
             "ngram_orders": "3,5,7", "max_chars": 0, "buffer": 4096, "prototypes": 4096, "schemas": 16384}
 QUICK = {"length": 8, "levels": 4, "passes": 3, "seeds": "0,1", "queries": 120, "calibration": 60,
          "ngram_orders": "3", "max_chars": 60000, "buffer": 512, "prototypes": 512, "schemas": 512}
-EPS_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
-LAM_GRID = tuple(i / 20 for i in range(21))
-BATCH = 1024  # queries per compiled prototype / prior call
-MODES = ("faithful", "sound")
 
 
 def parse_args(argv=None):
@@ -123,15 +119,6 @@ def parse_args(argv=None):
 
 # -- setup ------------------------------------------------------------------------------------------------------------
 
-def cache_sleep_compiles():
-    """wavejax.memory.sleep.integrated_sleep builds a new jitted function, hence a new compile (~5 s on 2 cores), on
-    every call; memoised per SleepConfig (a frozen dataclass) it compiles once per config. Results are unchanged."""
-    from wavejax.memory import sleep
-
-    if not hasattr(sleep._sleep_fn, "cache_info"):
-        sleep._sleep_fn = functools.lru_cache(maxsize=None)(sleep._sleep_fn)
-
-
 def setup(args):
     """The corpus (train trimmed to whole chunks), the store's spec, the stream of --passes passes and the scaled
     cadence: a dict the sections share."""
@@ -188,7 +175,7 @@ def run_seed(args, ctx, seed: int, no_sleep: bool) -> dict:
         out["none"] = jax.block_until_ready(memory)
         print(f"seed {seed}, no sleep: {pairs:,} pairs in {time.perf_counter() - t0:.1f} s; "
               f"{store.slot_load(memory)['slots_used']:,} slots used", flush=True)
-    for mode in MODES:
+    for mode in E.MODES:
         config = sleep_config(args, ctx, mode == "faithful")
         t0 = time.perf_counter()
 
@@ -267,20 +254,11 @@ def episode_stability(ctx, table, n: int = 4096) -> float:
     return float(np.mean(np.asarray(cl.grace_stability(contexts)) < cl.PHI**-2))
 
 
-def section1(args, ctx, runs: dict) -> tuple[list[str], dict]:
-    """Tables (per sleep of the first seed, faithful and sound; the summary over seeds) and the figures."""
+def summary_rows(args, ctx, runs: dict):
+    """The summary table's rows over every seed's sleeps, the figures by mode, and the episode-stability shares."""
     import numpy as np
 
-    from wavejax.memory.clifford import PHI
-
-    first = args.seeds[0]
-    parts, data = [], {"per_sleep": {}, "summary": {}}
-    for mode in MODES:
-        run = runs[first][mode]
-        parts.append(f"**{mode} sleep, seed {first}** ({len(run['history'])} sleeps in {run['pairs']:,} pairs, "
-                     f"{run['seconds']:.0f} s)\n\n" + per_sleep_table(run["history"], run["config"]))
-        data["per_sleep"][mode] = [{**m, "trigger": trigger(m, run["config"])} for m in run["history"]]
-    checks = {mode: [check_counts(runs[s][mode]) for s in args.seeds] for mode in MODES}  # (checks, eligible)
+    checks = {mode: [check_counts(runs[s][mode]) for s in args.seeds] for mode in E.MODES}  # (checks, eligible)
     selected = [episode_stability(ctx, runs[s]["table"]) for s in args.seeds]
 
     def over(mode, key, final=False):
@@ -304,13 +282,13 @@ def section1(args, ctx, runs: dict) -> tuple[list[str], dict]:
     ]
     for label, claim, key, final, fmt in spec_rows:
         cells = [label, claim]
-        for mode in MODES:
+        for mode in E.MODES:
             values = over(mode, key, final)
             cells.append(C.fmt_mean_std(values, fmt, show_n=False))
             summary.setdefault(mode, {})[key + ("_final" if final else "")] = C.mean_std(values)[:2]
         rows.append(cells)
     trig_cells = ["sleeps by the stability trigger / checks ≥ min_pairs after the last sleep (/ all checks)", "σ < φ⁻²"]
-    for mode in MODES:
+    for mode in E.MODES:
         hist = [(m, runs[s][mode]["config"]) for s in args.seeds for m in runs[s][mode]["history"]]
         n_stab = sum(trigger(m, c) == "stability" for m, c in hist)
         n_all, n_eligible = (sum(c[i] for c in checks[mode]) for i in (0, 1))
@@ -322,7 +300,7 @@ def section1(args, ctx, runs: dict) -> tuple[list[str], dict]:
                  C.fmt_mean_std(selected, "{:.3f}", show_n=False), "(same)"])
     radius_cells = ["prototype radius after the last sleep (1 − cos to the farthest member)", "—"]
     table_cells = ["schema table rows used after the last sleep (sighted forms) / capacity", "unbounded"]
-    for mode in MODES:
+    for mode in E.MODES:
         radii, used = [], []
         for s in args.seeds:
             protos, schemas = runs[s][mode]["state"].prototypes, runs[s][mode]["state"].schemas
@@ -334,14 +312,15 @@ def section1(args, ctx, runs: dict) -> tuple[list[str], dict]:
         table_cells.append(f"{C.fmt_mean_std(used, '{:.0f}', show_n=False)} / {args.schemas}")
         summary[mode].update(radius=C.mean_std(radii)[:2], schema_rows=C.mean_std(used)[:2])
     rows += [radius_cells, table_cells]
-    data["summary"] = summary
-    data["episodes_below_stability_trigger"] = C.mean_std(selected)[:2]
-    parts.append(f"**Summary: mean ± std over the sleeps of seeds {','.join(map(str, args.seeds))}**\n\n"
-                 + C.markdown_table(["metric", "the original's claim", "faithful sleep", "sound sleep"], rows))
+    return rows, summary, selected
 
-    f_new, s_new = (summary[m]["schemas_new"][0] or 0.0 for m in MODES)
+
+def section1_verdict(summary: dict) -> str:
+    from wavejax.memory.clifford import PHI
+
+    f_new, s_new = (summary[m]["schemas_new"][0] or 0.0 for m in E.MODES)
     st = summary["faithful"]
-    n_checks = sum(summary[m]["eligible_checks"] for m in MODES)
+    n_checks = sum(summary[m]["eligible_checks"] for m in E.MODES)
     n_stab = summary["faithful"]["stability_sleeps"] + summary["sound"]["stability_sleeps"]
     ratio = f_new / CLAIMED_SCHEMAS
     order = "of the order of" if 0.5 <= ratio <= 2 else ("below" if ratio < 0.5 else "above")
@@ -353,319 +332,76 @@ def section1(args, ctx, runs: dict) -> tuple[list[str], dict]:
                f"({st['stability_before'][0]:.3f} at the checks vs φ⁻² = {PHI**-2:.3f}) and each sleep lowers it "
                f"further (to {st['stability_after'][0]:.3f}), so \"consolidates when σ < φ⁻²\" holds trivially: it "
                "means \"sleeps at every check\".")
+    return verdict
+
+
+def section1(args, ctx, runs: dict) -> tuple[list[str], dict]:
+    """Tables (per sleep of the first seed, faithful and sound; the summary over seeds) and the figures."""
+    first = args.seeds[0]
+    parts, data = [], {"per_sleep": {}, "summary": {}}
+    for mode in E.MODES:
+        run = runs[first][mode]
+        parts.append(f"**{mode} sleep, seed {first}** ({len(run['history'])} sleeps in {run['pairs']:,} pairs, "
+                     f"{run['seconds']:.0f} s)\n\n" + per_sleep_table(run["history"], run["config"]))
+        data["per_sleep"][mode] = [{**m, "trigger": trigger(m, run["config"])} for m in run["history"]]
+    rows, summary, selected = summary_rows(args, ctx, runs)
+    data["summary"] = summary
+    data["episodes_below_stability_trigger"] = C.mean_std(selected)[:2]
+    parts.append(f"**Summary: mean ± std over the sleeps of seeds {','.join(map(str, args.seeds))}**\n\n"
+                 + C.markdown_table(["metric", "the original's claim", "faithful sleep", "sound sleep"], rows))
+    verdict = section1_verdict(summary)
     data["verdict"] = verdict
     return parts + [verdict], data
 
 
-# -- probabilities --------------------------------------------------------------------------------------------------
+def write_md(path: str, md: list[str], seconds: float) -> None:
+    from wavejax.rundir import write_atomic
 
-def log_softmax(z):
-    import numpy as np
-    from scipy.special import logsumexp
-
-    z = np.asarray(z, np.float64)
-    return z - logsumexp(z, axis=1, keepdims=True)
-
-
-def nll_of(logp, targets):
-    import numpy as np
-
-    return -logp[np.arange(len(targets)), targets]
+    header = ("## The holographic memory's sleeping half (issue 21)\n\n"
+              "Written by `experiments/reproductions/memory_sleep.py` (its docstring says what stands in for the "
+              "original's production loop and how each probability is formed).\n\n")
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write_atomic(path, header + "\n\n".join(md) + f"\n\nTotal time {seconds:.0f} s.\n")
+    except OSError as e:
+        C.fail(f"cannot write {path}: {e.strerror or e}; choose another --md path.", 4)
+    print(f"wrote {path}")
 
 
-def row(method, condition, logp, targets, top_k, **extra) -> dict:
-    from wavejax.memory import eval as mem_eval
-
-    return mem_eval.metric_row(method, condition, nll_of(logp, targets), mem_eval.ranks(logp, targets), top_k, **extra)
-
-
-def floor_sparse(p_calib, p_test, calib_targets, test_targets, unigram):
-    """(1 - eps) p + eps unigram with eps of EPS_GRID fitted on the calibration queries: (log p calib, log p test, eps,
-    the exact match of the unfloored p on the test queries (pessimistic ties: a target at p = 0 never counts))."""
+def prediction_sections(args, ctx, runs: dict, emit, results: dict) -> None:
+    """Sections 2 and 4 (those of args.sections): their tables through emit(title, parts), figures into results."""
     import numpy as np
 
     from wavejax.memory import eval as mem_eval
 
-    def mix(p, eps):
-        return np.log((1.0 - eps) * np.asarray(p, np.float64) + eps * unigram[None])
-
-    best = min(EPS_GRID, key=lambda e: nll_of(mix(p_calib, e), calib_targets).mean())
-    raw = float(np.mean(mem_eval.ranks(np.asarray(p_test, np.float64), test_targets) == 0))
-    return mix(p_calib, best), mix(p_test, best), best, raw
-
-
-def mixture(a, b, lam):
-    """log((1 - lam) exp(a) + lam exp(b))."""
-    import numpy as np
-
-    with np.errstate(divide="ignore"):
-        return np.logaddexp(np.log1p(-lam) + a if lam < 1 else -np.inf, np.log(lam) + b if lam > 0 else -np.inf)
-
-
-def fit_lambda(a_calib, b_calib, targets) -> float:
-    return min(LAM_GRID, key=lambda lam: nll_of(mixture(a_calib, b_calib, lam), targets).mean())
-
-
-def batched(fn, x, size: int = BATCH):
-    """fn over fixed-size batches of x's leading axis (the last padded): one compile per shape."""
-    import numpy as np
-
-    out = []
-    for start in range(0, len(x), size):
-        piece = x[start : start + size]
-        pad = size - len(piece)
-        full = np.concatenate([piece, np.repeat(piece[-1:], pad, axis=0)]) if pad else piece
-        out.append(np.asarray(fn(full))[: len(piece)])
-    return np.concatenate(out)
-
-
-def promoted_schemas(schemas):
-    """The promoted schemas alone, in a table of the next power of two rows (>= 16): the only rows semantic.retrieve
-    reads (valid & promoted), so its scores are unchanged while its [batch, schemas, prototypes] term shrinks."""
-    import jax.numpy as jnp
-    import numpy as np
-
-    from wavejax.memory.prototypes import empty_schemas
-
-    rows = np.nonzero(np.asarray(schemas.valid & schemas.promoted))[0]
-    out = empty_schemas(max(16, 1 << max(0, len(rows) - 1).bit_length()))
-    idx = jnp.asarray(rows)
-    return out.replace(**{f: getattr(out, f).at[: len(rows)].set(getattr(schemas, f)[idx])
-                          for f in ("matrix", "key", "sightings", "sources", "promoted", "valid")})
-
-
-@functools.lru_cache(maxsize=None)
-def _jitted(kind: str, k: int, vocab: int):
-    import jax
-
-    from wavejax.memory import prior, semantic, store
-
-    if kind == "proto":
-        return jax.jit(lambda protos, schemas, q: semantic.predict_targets(protos, q, k, schemas=schemas,
-                                                                           vocab_size=vocab))
-    if kind == "prior":
-        def one(q, protos):
-            r = prior.superposed_prior(q, protos, k=k)
-            return prior.dense_targets(r.target_ids, r.target_probs, vocab)
-
-        return jax.jit(jax.vmap(one, in_axes=(0, None)))
-    if kind == "route":
-        return jax.jit(store.route, static_argnums=0)
-    raise ValueError(kind)
-
-
-class Evaluator:
-    """Per seed and condition: the queries' contexts and the distributions every method needs, computed once."""
-
-    def __init__(self, args, ctx, sets, unigram):
-        self.args, self.ctx, self.sets, self.unigram = args, ctx, sets, unigram
-        self.spec = ctx["spec"]
-        self._contexts: dict = {}
-
-    def contexts(self, seed, table, condition):
-        import types
-
-        from wavejax.memory import eval as mem_eval
-        from wavejax.memory import store
-
-        key = (seed, condition)
-        if key not in self._contexts:
-            holder = types.SimpleNamespace(table=store.context_table(self.spec, table))
-            calib, test = self.sets[condition]
-            self._contexts[key] = tuple(mem_eval.memory_contexts(self.spec, holder, q) for q in (calib, test))
-        return self._contexts[key]
-
-    def memory(self, seed, table, memory, condition):
-        """(log p calib, log p test, empty test slot [Q] bool, empty calib, tau): softmax(cosine / tau)."""
-        import jax.numpy as jnp
-        import numpy as np
-
-        from wavejax.memory import eval as mem_eval
-
-        calib, test = self.sets[condition]
-        c_calib, c_test = self.contexts(seed, table, condition)
-        s_calib = mem_eval.memory_scores(self.spec, memory, c_calib, "cosine")
-        s_test = mem_eval.memory_scores(self.spec, memory, c_test, "cosine")
-        tau = mem_eval.fit_temperature(s_calib, calib.targets)
-        route = _jitted("route", 0, 0)
-        counts = np.asarray(memory.counts)
-        empty = [counts[np.asarray(route(self.spec, jnp.asarray(c)))] == 0 for c in (c_calib, c_test)]
-        return log_softmax(s_calib / tau), log_softmax(s_test / tau), empty[0], empty[1], tau
-
-    def sparse(self, kind, seed, table, state, condition):
-        """(log p calib, log p test, eps) of the prototypes (kind "proto") or the superposed prior ("prior")."""
-        import jax.numpy as jnp
-
-        calib, test = self.sets[condition]
-        c_calib, c_test = self.contexts(seed, table, condition)
-        vocab = self.spec.vocab_size
-        if kind == "proto":
-            fn = _jitted("proto", self.args.proto_k, vocab)
-            schemas = promoted_schemas(state.schemas)
-            # semantic.retrieve forms [batch, schemas, prototypes]: batches sized to keep that under 2^28 floats
-            size = max(8, min(BATCH, 2**28 // (schemas.capacity * state.prototypes.capacity)))
-            probs = [batched(lambda q: fn(state.prototypes, schemas, jnp.asarray(q)), c, size)
-                     for c in (c_calib, c_test)]
-        else:
-            fn = _jitted("prior", self.args.prior_k, vocab)
-            probs = [batched(lambda q: fn(jnp.asarray(q), state.prototypes), c) for c in (c_calib, c_test)]
-        return floor_sparse(probs[0], probs[1], calib.targets, test.targets, self.unigram)
-
-
-def combined_rows(ev, label, condition, mem, sparse, sparse_label, top_k, seed) -> list[dict]:
-    """The fallback (sparse where the memory's slot is empty) and the mixture rows."""
-    import numpy as np
-
-    calib, test = ev.sets[condition]
-    m_calib, m_test, _, empty_test, tau = mem
-    s_calib, s_test, eps, _ = sparse
-    fallback = np.where(empty_test[:, None], s_test, m_test)
-    lam = fit_lambda(m_calib, s_calib, calib.targets)
-    return [row(f"{label}, {sparse_label} where the slot is empty", condition, fallback, test.targets, top_k,
-                seed=seed, tau=tau, eps=eps, empty=float(empty_test.mean())),
-            row(f"{label} + {sparse_label} mixed (λ fitted)", condition, mixture(m_test, s_test, lam), test.targets,
-                top_k, seed=seed, tau=tau, lam=lam, eps=eps)]
-
-
-def unigram_mixed(ev, label, condition, mem, top_k, seed) -> dict:
-    """(1 - lam) p_memory + lam unigram, lam fitted: the floor any sparse addition must beat."""
-    import numpy as np
-
-    calib, test = ev.sets[condition]
-    log_u = np.log(ev.unigram)[None]
-    lam = fit_lambda(mem[0], np.broadcast_to(log_u, mem[0].shape), calib.targets)
-    mixed = mixture(mem[1], np.broadcast_to(log_u, mem[1].shape), lam)
-    return row(f"{label} + unigram mixed (λ fitted)", condition, mixed,
-               test.targets, top_k, seed=seed, tau=mem[4], lam=lam)
-
-
-def prediction_rows(args, ev, runs, seed: int, conditions, kind: str) -> list[dict]:
-    """Section 2 (kind "proto": the prototypes' predict_targets) or section 4 (kind "prior": the superposed prior)
-    rows of one seed."""
-    rows = []
-    run = runs[seed]
-    table = run["table"]
-    name = "prototypes" if kind == "proto" else "prior"
-    for condition in conditions:
-        _, test = ev.sets[condition]
-        mem_none = ev.memory(seed, table, run["none"], condition)
-        rows.append(row("memory, no sleep", condition, mem_none[1], test.targets, args.top_k, seed=seed,
-                        tau=mem_none[4], empty=float(mem_none[3].mean())))
-        rows.append(unigram_mixed(ev, "memory, no sleep", condition, mem_none, args.top_k, seed))
-        for mode in MODES:
-            state = run[mode]["state"]
-            mem = ev.memory(seed, table, run[mode]["memory"], condition)
-            label = f"memory after {mode} sleep"
-            rows.append(row(label, condition, mem[1], test.targets, args.top_k, seed=seed, tau=mem[4],
-                            empty=float(mem[3].mean()), prototypes=int(state.prototypes.count)))
-            if kind == "prior":
-                rows.append(unigram_mixed(ev, label, condition, mem, args.top_k, seed))
-            sparse = ev.sparse(kind, seed, table, state, condition)
-            full = (f"{mode} prototypes alone (predict_targets, k = {args.proto_k})" if kind == "proto"
-                    else f"{mode} superposed prior alone (K = {args.prior_k})")
-            rows.append(row(full, condition, sparse[1], test.targets, args.top_k, seed=seed, eps=sparse[2],
-                            raw_exact=sparse[3]))
-            rows += combined_rows(ev, label, condition, mem, sparse, name, args.top_k, seed)
-    return rows
-
-
-def baseline_rows(args, ctx, sets, conditions, unigram) -> list[dict]:
-    import numpy as np
-
-    from wavejax.memory import eval as mem_eval
-
-    vocab = ctx["spec"].vocab_size
-    chosen = {c: sets[c] for c in conditions}
-    rows = mem_eval.evaluate_probabilities("unigram", lambda h: np.broadcast_to(unigram, (len(h), vocab)), chosen,
-                                           args.top_k)
-    for n in args.ngram_orders:
-        model = mem_eval.NGramModel(ctx["train"], vocab, n)
-        rows += mem_eval.evaluate_probabilities(f"{n}-gram (Witten-Bell)", model.probs, chosen, args.top_k)
-    return rows
-
-
-def summary_table(rows: list[dict], condition: str, top_k: int) -> str:
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    lines = []
-    for method in methods:
-        sel = [r for r in rows if r["method"] == method and r["condition"] == condition]
-        if not sel:
-            continue
-
-        def cell(key, sel=sel):
-            return C.fmt_mean_std([r[key] for r in sel], "{:.3f}", show_n=False)
-
-        fitted = []
-        for key, sym, fmt in (("tau", "τ", "{:.3g}"), ("eps", "ε", "{:.3g}"), ("lam", "λ", "{:.2f}"),
-                              ("raw_exact", "unfloored exact", "{:.3f}")):
-            values = [r[key] for r in sel if r.get(key) is not None]
-            if values:
-                fitted.append(f"{sym} {fmt.format(C.mean_std(values)[0])}")
-        lines.append([method, cell("exact"), cell("top_k"), cell("nll"), ", ".join(fitted) or "—", len(sel)])
-    return C.markdown_table(["method", "exact match", f"top-{top_k}", "NLL (nats/char)", "fitted (mean)", "seeds"],
-                            lines)
-
-
-def figures(rows: list[dict]) -> dict:
-    out: dict = {}
-    for method in dict.fromkeys(r["method"] for r in rows):
-        for condition in dict.fromkeys(r["condition"] for r in rows if r["method"] == method):
-            sel = [r for r in rows if r["method"] == method and r["condition"] == condition]
-            node = out.setdefault(method, {}).setdefault(condition, {})
-            for key in ("exact", "top_k", "nll", "tau", "lam", "eps", "empty", "raw_exact"):
-                if any(r.get(key) is not None for r in sel):
-                    node[key] = C.mean_std([r.get(key) for r in sel])[:2]
-    return out
-
-
-def mean_of(rows, method, condition, key):
-    return C.mean_std([r[key] for r in rows if r["method"] == method and r["condition"] == condition])[0]
-
-
-def best_ngram(rows, condition, args):
-    names = [f"{n}-gram (Witten-Bell)" for n in args.ngram_orders]
-    return min(names, key=lambda n: mean_of(rows, n, condition, "nll"))
-
-
-def section2_verdict(rows, args) -> str:
-    c = "heldout"
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    floor = min(("memory, no sleep", "memory, no sleep + unigram mixed (λ fitted)"),
-                key=lambda m: mean_of(rows, m, c, "nll"))
-    with_sleep = [m for m in methods if "after" in m or "prototypes alone" in m]
-    best = min(with_sleep, key=lambda m: mean_of(rows, m, c, "nll"))
-    f_nll, f_exact = mean_of(rows, floor, c, "nll"), mean_of(rows, floor, c, "exact")
-    b_nll, b_exact = mean_of(rows, best, c, "nll"), mean_of(rows, best, c, "exact")
-    none_exact = mean_of(rows, "memory, no sleep", c, "exact")
-    dream = [mean_of(rows, f"memory after {m} sleep", c, "exact") for m in MODES]
-    ng = best_ngram(rows, c, args)
-    gain = f_nll - b_nll
-    helps = "helps" if gain > 0.02 else ("barely helps" if gain > 0.005 else "does not help")
-    seen = [mean_of(rows, m, "seen", k) for m in ("memory, no sleep", "memory after sound sleep")
-            for k in ("exact", "nll")]
-    return (f"Verdict: sleep {helps} held-out prediction — the dreamed slots give exact match {dream[0]:.3f} "
-            f"(faithful) / {dream[1]:.3f} (sound) against {none_exact:.3f} without sleep, and the best method that "
-            f"uses the sleep, \"{best}\", reaches NLL {b_nll:.3f} nats/char (exact {b_exact:.3f}) against {f_nll:.3f} "
-            f"(exact {f_exact:.3f}) for \"{floor}\" without sleep and {mean_of(rows, ng, c, 'nll'):.3f} (exact "
-            f"{mean_of(rows, ng, c, 'exact'):.3f}) for the {ng}; on seen queries dreaming costs recall (exact "
-            f"{seen[0]:.3f} → {seen[2]:.3f}, NLL {seen[1]:.3f} → {seen[3]:.3f}).")
-
-
-def section4_verdict(rows, args) -> str:
-    parts, gains = [], []
-    for c in ("heldout", "changed"):
-        uni = mean_of(rows, "memory after sound sleep + unigram mixed (λ fitted)", c, "nll")
-        mixed = mean_of(rows, "memory after sound sleep + prior mixed (λ fitted)", c, "nll")
-        lam = mean_of(rows, "memory after sound sleep + prior mixed (λ fitted)", c, "lam")
-        alone = mean_of(rows, f"sound superposed prior alone (K = {args.prior_k})", c, "nll")
-        unigram = mean_of(rows, "unigram", c, "nll")
-        gains.append(uni - mixed)
-        parts.append(f"{c}: memory + prior {mixed:.3f} nats/char (λ = {lam:.2f}) vs memory + unigram {uni:.3f}, the "
-                     f"prior alone {alone:.3f} vs the unigram alone {unigram:.3f}")
-    what = ("adds nothing beyond a unigram guess" if max(gains) < 0.005
-            else "adds a little beyond a unigram guess" if max(gains) < 0.05 else "adds more than a unigram guess")
-    return (f"Verdict: on unseen and perturbed contexts the superposed prior {what} — " + "; ".join(parts)
-            + " (sound sleep; the faithful rows are in the tables).")
+    spec, data = ctx["spec"], ctx["data"]
+    sets = mem_eval.query_sets(ctx["train"], data.heldout, args.queries, args.calibration, args.history,
+                               spec.context_length, spec.vocab_size, 0)
+    unigram = mem_eval.unigram_probs(ctx["train"], spec.vocab_size)
+    ev = E.Evaluator(args, ctx, sets, unigram)
+    if 2 in args.sections:
+        conditions = ("heldout", "seen")
+        rows = [r for seed in args.seeds for r in E.prediction_rows(args, ev, runs, seed, conditions, "proto")]
+        rows += E.baseline_rows(args, ctx, sets, conditions, unigram)
+        verdict = E.section2_verdict(rows, args)
+        same = all(np.array_equal(np.asarray(runs[s]["faithful"]["memory"].slots),
+                                  np.asarray(runs[s]["sound"]["memory"].slots)) for s in args.seeds)
+        note = ("The dreamed slots of the faithful and the sound run are " + ("identical" if same else "different")
+                + " (the tower's NREM and REM do not depend on SleepConfig.faithful and both runs use the seed's "
+                "key): the two runs differ in their prototypes and schemas.")
+        emit("2. Does sleep help prediction?", [f"**{c}** ({len(sets[c][1]):,} queries, {len(sets[c][0]):,} "
+                                                f"calibration)\n\n" + E.summary_table(rows, c, args.top_k)
+                                                for c in conditions] + [note, verdict])
+        results["section2"] = {"rows": E.figures(rows), "verdict": verdict}
+    if 4 in args.sections:
+        conditions = ("heldout", "changed")
+        rows = [r for seed in args.seeds for r in E.prediction_rows(args, ev, runs, seed, conditions, "prior")]
+        rows += E.baseline_rows(args, ctx, sets, conditions, unigram)
+        verdict = E.section4_verdict(rows, args)
+        emit("4. What the superposed prior adds on unseen and perturbed contexts",
+             [f"**{c}** ({len(sets[c][1]):,} queries, {len(sets[c][0]):,} calibration)\n\n"
+              + E.summary_table(rows, c, args.top_k) for c in conditions] + [verdict])
+        results["section4"] = {"rows": E.figures(rows), "verdict": verdict}
 
 
 # -- main -------------------------------------------------------------------------------------------------------------
@@ -673,13 +409,8 @@ def section4_verdict(rows, args) -> str:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    import numpy as np
-
-    from wavejax.memory import eval as mem_eval
-
     load = os.getloadavg()[0]
     t_start = time.perf_counter()
-    cache_sleep_compiles()
     ctx = setup(args)
     spec, data = ctx["spec"], ctx["data"]
     cad = ctx["cadence"]
@@ -718,49 +449,13 @@ def main(argv=None) -> int:
         emit("1. The original's dreaming metrics (per sleep)", parts)
 
     if need_eval:
-        sets = mem_eval.query_sets(ctx["train"], data.heldout, args.queries, args.calibration, args.history,
-                                   spec.context_length, spec.vocab_size, 0)
-        unigram = mem_eval.unigram_probs(ctx["train"], spec.vocab_size)
-        ev = Evaluator(args, ctx, sets, unigram)
-        if 2 in args.sections:
-            conditions = ("heldout", "seen")
-            rows = [r for seed in args.seeds for r in prediction_rows(args, ev, runs, seed, conditions, "proto")]
-            rows += baseline_rows(args, ctx, sets, conditions, unigram)
-            verdict = section2_verdict(rows, args)
-            same = all(np.array_equal(np.asarray(runs[s]["faithful"]["memory"].slots),
-                                      np.asarray(runs[s]["sound"]["memory"].slots)) for s in args.seeds)
-            note = ("The dreamed slots of the faithful and the sound run are " + ("identical" if same else "different")
-                    + " (the tower's NREM and REM do not depend on SleepConfig.faithful and both runs use the seed's "
-                    "key): the two runs differ in their prototypes and schemas.")
-            emit("2. Does sleep help prediction?", [f"**{c}** ({len(sets[c][1]):,} queries, {len(sets[c][0]):,} "
-                                                    f"calibration)\n\n" + summary_table(rows, c, args.top_k)
-                                                    for c in conditions] + [note, verdict])
-            results["section2"] = {"rows": figures(rows), "verdict": verdict}
-        if 4 in args.sections:
-            conditions = ("heldout", "changed")
-            rows = [r for seed in args.seeds for r in prediction_rows(args, ev, runs, seed, conditions, "prior")]
-            rows += baseline_rows(args, ctx, sets, conditions, unigram)
-            verdict = section4_verdict(rows, args)
-            emit("4. What the superposed prior adds on unseen and perturbed contexts",
-                 [f"**{c}** ({len(sets[c][1]):,} queries, {len(sets[c][0]):,} calibration)\n\n"
-                  + summary_table(rows, c, args.top_k) for c in conditions] + [verdict])
-            results["section4"] = {"rows": figures(rows), "verdict": verdict}
+        prediction_sections(args, ctx, runs, emit, results)
 
     seconds = time.perf_counter() - t_start
     results["setup"]["seconds"] = seconds
     print(f"\ndone in {seconds:.0f} s", flush=True)
     if args.md:
-        from wavejax.rundir import write_atomic
-
-        header = ("## The holographic memory's sleeping half (issue 21)\n\n"
-                  "Written by `experiments/reproductions/memory_sleep.py` (its docstring says what stands in for the "
-                  "original's production loop and how each probability is formed).\n\n")
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(args.md)), exist_ok=True)
-            write_atomic(args.md, header + "\n\n".join(md) + f"\n\nTotal time {seconds:.0f} s.\n")
-        except OSError as e:
-            C.fail(f"cannot write {args.md}: {e.strerror or e}; choose another --md path.", 4)
-        print(f"wrote {args.md}")
+        write_md(args.md, md, seconds)
     C.write_results(args.results, "experiments.reproductions.memory_sleep", argv, results)
     return 0
 
