@@ -87,7 +87,7 @@ def test_integrated_sleep_runs_the_five_phases_in_order(tokens, table):
     protos, episodes, _ = consolidation.consolidate(state.episodes, state.prototypes, k_sys, schemas=state.schemas,
                                                     cluster="similar", faithful=False)
     slots = tower.non_rem(memory.slots, memory.counts)
-    schemas, _ = recombination.recombine(protos, state.schemas, k_rem, survival="sound")
+    schemas, m_rem = recombination.recombine(protos, state.schemas, k_rem, survival="sound")
     slots, _ = tower.rem(slots, memory.counts, k_tower)
     protos, _ = consolidation.prune(protos)
     np.testing.assert_allclose(np.asarray(got_memory.slots), np.asarray(slots), rtol=1e-6, atol=1e-7)
@@ -96,45 +96,21 @@ def test_integrated_sleep_runs_the_five_phases_in_order(tokens, table):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
     assert int(got_state.sleeps) == 1 and int(got_state.since) == 0
     assert metrics["prototypes"] == float(protos.valid.sum())
+    assert metrics["schemas_dropped"] == float(m_rem["dropped"])
 
 
-def test_faithful_switches():
-    assert (sl.SleepConfig().cluster_mode, sl.SleepConfig().survival_mode) == ("similar", "sound")
-    assert (sl.SleepConfig(faithful=True).cluster_mode, sl.SleepConfig(faithful=True).survival_mode) == ("exact", "faithful")
-    assert sl.SleepConfig(faithful=True, cluster="key").cluster_mode == "key"
-
-
-@pytest.mark.slow
-def test_cli_run_with_sleep_logs_saves_and_restores_the_sleep_state(tmp_path):
-    """configs/holographic.py:tiny with sleep: each sleep is a "sleep" record in metrics.jsonl, memory_meta.json
-    counts them, and the saved prototypes, schemas and slots equal those of learning again with the same config."""
-    import json
-
-    from wavejax.memory import task
-
-    from conftest import configs, run_module
-
-    workdir = tmp_path / "mem"
-    sets = ["--config.memory.sleep_every=4000", "--config.memory.sleep_min_pairs=4000", "--config.memory.sleep_warmup=0",
-            "--config.memory.sleep_episodes=400", "--config.memory.sleep_buffer=1024",
-            "--config.memory.sleep_prototypes=128", "--config.memory.sleep_schemas=256", "--config.eval.sample_tokens=0"]
-    proc = run_module("wavejax.main", "--config=configs/holographic.py:tiny", f"--workdir={workdir}", *sets)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [4000, 8000, 12000, 16000] and {r["split"] for r in records} == {"sleep"}
-    meta = json.loads((workdir / "memory_meta.json").read_text())
-    assert meta["sleeps"] == 4 and meta["prototypes"] == records[-1]["prototypes"] and meta["format"] == task.MEMORY_FORMAT
-    assert "sleep 4 at 16,000 pairs" in proc.stdout
-
-    config = configs("holographic").get_config("tiny")
-    for item in sets:
-        key, value = item[len("--config."):].split("=")
-        section, name = key.split(".")
-        config[section][name] = type(config[section][name])(value)
-    data = task.load_tokens(config)
-    spec = task.store_spec(config, data.tokenizer.vocab_size)
-    memory, _, state = task.restore_memory(str(workdir), spec, config)
-    _, memory2, _, _, state2 = task.learn_with_state(config, data, progress=False)
-    assert int(state.sleeps) == 4 and int(state.prototypes.valid.sum()) > 0
-    for a, b in zip(jax.tree.leaves((memory.slots, memory.counts, state)), jax.tree.leaves((memory2.slots, memory2.counts, state2))):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+def test_a_full_schema_table_is_counted_in_the_sleep_log(tokens, table):
+    """Faithful recombination keeps every pair of 20 random prototypes; a two-row schema table cannot hold their
+    forms, and the sleep's metrics say how many it dropped."""
+    config = small_config(faithful=True, schemas=2)
+    memory, _ = store.learn_stream(SPEC, store.init_memory(SPEC, table), tokens)
+    state = sl.init_state(config)
+    mats = np.random.default_rng(0).normal(size=(20, 4, 4)).astype(np.float32)
+    mats /= np.linalg.norm(mats, axis=(1, 2), keepdims=True)
+    protos = state.prototypes
+    protos = protos.replace(matrix=protos.matrix.at[:20].set(mats), valid=protos.valid.at[:20].set(True),
+                            support=protos.support.at[:20].set(3), target_ids=protos.target_ids.at[:20, 0].set(1),
+                            target_probs=protos.target_probs.at[:20, 0].set(1.0))
+    _, got, metrics = sl.integrated_sleep(memory, state.replace(prototypes=protos), jax.random.key(0), config)
+    assert metrics["survived"] > 2 and int(got.schemas.valid.sum()) == 2
+    assert metrics["schemas_dropped"] > 0

@@ -46,7 +46,7 @@ class SleepConfig:
     episodes: int = 819  # windows collected per check (the original: 10% of a batch of 8192)
     buffer: int = 4096  # episode buffer capacity (a full buffer keeps the newest)
     prototypes: int = 4096  # prototype table capacity
-    schemas: int = 4096  # schema table capacity
+    schemas: int = 4096  # schema table capacity (full: evictions, then drops, counted as schemas_dropped per sleep)
     targets: int = 16  # targets kept per prototype
     faithful: bool = False  # the original's clustering, merge similarity and survival test
     cluster: str = ""  # "" = similar (exact when faithful); or similar | exact | key
@@ -111,7 +111,7 @@ def _sleep_fn(config: SleepConfig):
         metrics = {"stability_before": before, "stability_after": tower.tower_stability(slots, counts),
                    "rem_accept_fraction": jnp.sum(accepted) / active,
                    "prototypes": jnp.sum(protos.valid), "schemas_promoted": m_rem["promoted"],
-                   "schemas_new": m_rem["promoted_new"], "recombined": m_rem["pairs"], "survived": m_rem["survived"],
+                   "schemas_new": m_rem["promoted_new"], "schemas_dropped": m_rem["dropped"], "recombined": m_rem["pairs"], "survived": m_rem["survived"],
                    "consolidation_ratio": m_sys["consolidation_ratio"], "episodes": m_sys["episodes"],
                    "formed": m_sys["formed"], "merged": m_sys["merged"], "pruned": m_sys["pruned"] + pruned,
                    "target_entropy": jnp.sum(jnp.where(protos.valid, consolidation.target_entropy(protos), 0.0))

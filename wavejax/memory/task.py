@@ -67,7 +67,7 @@ def default_memory_config() -> ml_collections.ConfigDict:
     m.sleep_episodes = 819  # windows collected per check (the original: 10% of a batch)
     m.sleep_buffer = 4096  # episode buffer capacity
     m.sleep_prototypes = 4096  # prototype table capacity
-    m.sleep_schemas = 4096  # schema table capacity
+    m.sleep_schemas = 4096  # schema table capacity; a full table evicts, then drops (schemas_dropped in each sleep's log)
     m.sleep_faithful = False  # the original's exact clustering, merge similarity and survival test
 
     return m
