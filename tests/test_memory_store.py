@@ -31,8 +31,8 @@ from memory_support import (
 from wavejax.config import validate
 from wavejax.errors import ConfigError
 from wavejax.memory import clifford as cl
+from wavejax.memory import decode, so4, store
 from wavejax.memory import eval as mem_eval
-from wavejax.memory import so4, store
 from wavejax.memory.numpy_store import NumpyStore, window_hashes
 
 from conftest import assert_one_error_line, run_module
@@ -251,10 +251,29 @@ def test_generation_continues_seen_text_from_the_cache():
     spec = store.StoreSpec(vocab_size=v, context_length=length, levels=3)
     tokens = np.random.default_rng(20).integers(0, v, 120).astype(np.int32)
     memory, _ = store.learn_stream(spec, store.init_memory(spec, jnp.asarray(haar_table(v, 9))), tokens)
-    out = store.generate(spec, memory, tokens[:length], 20, jax.random.PRNGKey(0), temperature=1.0)
+    out = decode.generate(spec, memory, tokens[:length], 20, jax.random.PRNGKey(0), temperature=1.0)
     np.testing.assert_array_equal(out, tokens[length : length + 20])  # every window is seen: the cache answers
-    greedy = store.generate(spec, memory, tokens[:3], 10, jax.random.PRNGKey(0), temperature=0.0, use_cache=False)
+    greedy = decode.generate(spec, memory, tokens[:3], 10, jax.random.PRNGKey(0), temperature=0.0, use_cache=False)
     assert greedy.shape == (10,) and greedy.dtype == np.int32 and (greedy < v).all()
+
+
+@pytest.mark.parametrize("decoder", ["cosine", "coherence"])
+def test_greedy_generation_is_the_argmax_of_the_scores(decoder):
+    """Temperature 0 decodes through decode_topk (the fast path for the cosine decoder at V = 200 > 2 blocks): each
+    token is the argmax of store.scores of the window before it, as a plain loop computes it."""
+    v, length = 200, 4
+    spec = store.StoreSpec(vocab_size=v, context_length=length, levels=2)
+    tokens = np.random.default_rng(22).integers(0, v, 400).astype(np.int32)
+    memory, _ = store.learn_stream(spec, store.init_memory(spec, jnp.asarray(haar_table(v, 3))), tokens)
+    got = decode.generate(spec, memory, tokens[:length], 12, jax.random.PRNGKey(0), decoder=decoder,
+                          temperature=0.0, use_cache=False)
+    window, want = list(tokens[:length]), []
+    for _ in range(12):
+        context = store.window_context(spec, memory.table, jnp.asarray(window[-length:], jnp.int32))[None]
+        want.append(int(jnp.argmax(store.scores(spec, memory, context, decoder)[0])))
+        window.append(want[-1])
+    np.testing.assert_array_equal(got, want)
+    assert len(set(want)) > 1  # not one token repeated: the windows change
 
 
 # -- 4. evaluation -------------------------------------------------------------------------------------------------------

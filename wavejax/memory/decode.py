@@ -1,8 +1,11 @@
-"""Exact top-k decoding of the holographic store without the [B, V] score matrix (decode_topk), and the certified
-top-1 that skips the vocabulary scan for a query within half the table's least angle of a token (decode_index).
-store.scores stays the reference; tests/test_memory_decode.py checks both against it."""
+"""Exact top-k decoding of the holographic store without the [B, V] score matrix (decode_topk), the certified
+top-1 that skips the vocabulary scan for a query within half the table's least angle of a token (decode_index), and
+generation (greedy through decode_topk, sampling over the full scores). store.scores stays the reference;
+tests/test_memory_decode.py checks decoding against it."""
 
 from __future__ import annotations
+
+import functools
 
 import flax.struct
 import jax
@@ -11,8 +14,8 @@ import numpy as np
 from jax import lax
 
 from wavejax.memory import clifford as cl
-from wavejax.memory.episodic import EpisodicCache, _fold_hash, cache_insert, cache_lookup, empty_cache
-from wavejax.memory.store import Memory, StoreSpec, scores, unbind
+from wavejax.memory.episodic import EpisodicCache, _fold_hash, cache_insert, cache_lookup, empty_cache, window_hashes
+from wavejax.memory.store import Memory, StoreSpec, scores, unbind, window_context
 
 DECODE_BLOCK = 32  # vocabulary entries per block of decode_topk (its block maxima pick the candidate blocks)
 DECODE_CHUNK = 1024  # vocabulary entries scored per scan step of decode_topk (a [B, chunk] tile that stays in cache)
@@ -169,3 +172,46 @@ def decode_topk(spec: StoreSpec, memory: Memory, contexts, k: int = 1, decoder: 
         fast = lambda: _cosine_topk(unbound, memory.embeddings, k, chunk, block)  # noqa: E731
     values, tokens = lax.cond(uniform, fast, reference)
     return values, tokens.astype(jnp.int32)
+
+
+# -- generation ---------------------------------------------------------------------------------------------------------
+
+@functools.partial(jax.jit, static_argnames=("spec", "n_new", "decoder", "use_cache"))
+def _generate(spec: StoreSpec, memory: Memory, window, n_real, key, temperature, tau, *, n_new: int, decoder: str,
+              use_cache: bool):
+    table = memory.table
+
+    def step(carry, step_key):
+        window, n_real = carry
+        context = window_context(spec, table, window, n_real)[None]
+
+        def sample():
+            s = scores(spec, memory, context, decoder)[0]
+            return jax.random.categorical(step_key, s / (tau * temperature)).astype(jnp.int32)
+
+        def greedy():  # argmax of the scores without forming them (decode_topk's fast path)
+            return decode_topk(spec, memory, context, 1, decoder)[1][0, 0]
+
+        token = lax.cond(temperature > 0, sample, greedy)
+        if use_cache:
+            hit, cached = cache_lookup(memory.cache, *window_hashes(window[None]))
+            token = jnp.where(hit[0], cached[0], token)
+        return (jnp.concatenate([window[1:], token[None]]), jnp.minimum(n_real + 1, spec.context_length)), token
+
+    _, tokens = lax.scan(step, (window, n_real), jax.random.split(key, n_new))
+    return tokens
+
+
+def generate(spec: StoreSpec, memory: Memory, prompt: np.ndarray, n_new: int, key, decoder: str = "cosine",
+             temperature: float = 1.0, tau: float = 1.0, use_cache: bool = True) -> np.ndarray:
+    """n_new tokens after `prompt`: each step decodes the context of the last L tokens (a shorter prompt is
+    left-padded with identities), returns the cached target on an exact cache hit (use_cache), and otherwise samples
+    softmax(score / (tau * temperature)) over the vocabulary (temperature 0: the top score, by decode_topk, which
+    never forms the [V] scores)."""
+    prompt = np.asarray(prompt, np.int32)[-spec.context_length :]
+    window = np.full(spec.context_length, spec.pad_id, np.int32)
+    if len(prompt):
+        window[-len(prompt) :] = prompt
+    out = _generate(spec, memory, jnp.asarray(window), jnp.int32(len(prompt)), key, jnp.float32(temperature),
+                    jnp.float32(tau), n_new=n_new, decoder=decoder, use_cache=use_cache)
+    return np.asarray(out)

@@ -35,14 +35,14 @@ from wavejax.memory.episodic import (
     EpisodicCache,
     _fold_hash,
     _stream_cache,
-    cache_lookup,
     empty_cache,
     table_slots,
-    window_hashes,
 )
 from wavejax.memory.episodic import cache_insert as cache_insert  # re-exported: the cache's API stays store.*
+from wavejax.memory.episodic import cache_lookup as cache_lookup
 from wavejax.memory.episodic import empty_table as empty_table
 from wavejax.memory.episodic import stream_hashes as stream_hashes
+from wavejax.memory.episodic import window_hashes as window_hashes
 from wavejax.memory.so4 import position_rotation_factors
 from wavejax.parallel.sharding import BatchSplit
 from wavejax.rundir import check_interrupted
@@ -306,42 +306,6 @@ def contexts_at(spec: StoreSpec, table, tokens: np.ndarray, positions: np.ndarra
         ctx = _segment_contexts(spec, table, jnp.asarray(segment(tokens, int(c) * chunk, chunk, spec)))
         out[rows] = np.asarray(ctx[positions[rows] - c * chunk])
     return jnp.asarray(out)
-
-
-# -- generation ---------------------------------------------------------------------------------------------------------
-
-@functools.partial(jax.jit, static_argnames=("spec", "n_new", "decoder", "use_cache"))
-def _generate(spec: StoreSpec, memory: Memory, window, n_real, key, temperature, tau, *, n_new: int, decoder: str,
-              use_cache: bool):
-    table = memory.table
-
-    def step(carry, step_key):
-        window, n_real = carry
-        context = window_context(spec, table, window, n_real)[None]
-        s = scores(spec, memory, context, decoder)[0]
-        sampled = jax.random.categorical(step_key, s / (tau * jnp.maximum(temperature, 1e-6)))
-        token = jnp.where(temperature > 0, sampled, jnp.argmax(s)).astype(jnp.int32)
-        if use_cache:
-            hit, cached = cache_lookup(memory.cache, *window_hashes(window[None]))
-            token = jnp.where(hit[0], cached[0], token)
-        return (jnp.concatenate([window[1:], token[None]]), jnp.minimum(n_real + 1, spec.context_length)), token
-
-    _, tokens = lax.scan(step, (window, n_real), jax.random.split(key, n_new))
-    return tokens
-
-
-def generate(spec: StoreSpec, memory: Memory, prompt: np.ndarray, n_new: int, key, decoder: str = "cosine",
-             temperature: float = 1.0, tau: float = 1.0, use_cache: bool = True) -> np.ndarray:
-    """n_new tokens after `prompt`: each step decodes the context of the last L tokens (a shorter prompt is
-    left-padded with identities), returns the cached target on an exact cache hit (use_cache), and otherwise samples
-    softmax(score / (tau * temperature)) over the vocabulary (temperature 0: the top score)."""
-    prompt = np.asarray(prompt, np.int32)[-spec.context_length :]
-    window = np.full(spec.context_length, spec.pad_id, np.int32)
-    if len(prompt):
-        window[-len(prompt) :] = prompt
-    out = _generate(spec, memory, jnp.asarray(window), jnp.int32(len(prompt)), key, jnp.float32(temperature),
-                    jnp.float32(tau), n_new=n_new, decoder=decoder, use_cache=use_cache)
-    return np.asarray(out)
 
 
 def slot_load(memory: Memory) -> dict:

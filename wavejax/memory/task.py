@@ -22,8 +22,8 @@ import numpy as np
 
 from wavejax.data import sources, tokenizers
 from wavejax.errors import CheckpointError, ConfigError, DataError, display_path, storage_error
+from wavejax.memory import decode, sleep, so4, store
 from wavejax.memory import eval as mem_eval
-from wavejax.memory import sleep, so4, store
 from wavejax.memory.clifford import PHI
 from wavejax.rundir import RunDir, fingerprint, fingerprints_match, read_json, warn, write_atomic
 from wavejax.runlog import MetricWriter, drop_metrics_after
@@ -331,7 +331,7 @@ def samples(config, spec, memory, data: CorpusTokens, tau: float) -> dict[str, s
         prompts = {"training text": data.train[: spec.context_length], "held-out text": data.heldout[: spec.context_length]}
     out = {}
     for label, prompt in prompts.items():
-        ids = store.generate(spec, memory, prompt, e.sample_tokens, jax.random.PRNGKey(config.seed),
+        ids = decode.generate(spec, memory, prompt, e.sample_tokens, jax.random.PRNGKey(config.seed),
                              decoder=config.memory.decoder, temperature=e.temperature, tau=tau,
                              use_cache=config.memory.episodic)
         out[label] = data.tokenizer.decode(np.concatenate([prompt, ids]))
