@@ -31,6 +31,7 @@ def task_config(task: str) -> ml_collections.ConfigDict:
     c.mesh.data = -1  # -1 = all devices left over
     c.mesh.fsdp = 1
     c.mesh.model = 1
+    c.mesh.cpu_devices = 1  # CPU only: devices the cores are shown as (0 = one per core); parallel/mesh.py says why
     return c
 
 
@@ -247,6 +248,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         v = config.mesh[axis]
         _require(v == -1 or v >= 1, f"mesh.{axis} must be -1 (the rest) or >= 1, got {v}.")
     _require(sum(config.mesh[a] == -1 for a in ("data", "fsdp", "model")) <= 1, "at most one mesh axis may be -1.")
+    cpu = config.mesh.get("cpu_devices", 1)
+    _require(isinstance(cpu, int) and not isinstance(cpu, bool) and cpu >= 0,
+             f"mesh.cpu_devices must be an integer >= 0 (0: one per CPU core, 1: one device), got {cpu!r}.")
     return config
 
 

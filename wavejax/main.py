@@ -99,8 +99,10 @@ def run(config, workdir: str) -> dict:
 
     from wavejax.config import TASKS, validate
     from wavejax.parallel.distributed import maybe_initialize
+    from wavejax.parallel.mesh import set_cpu_devices
     from wavejax.rundir import handle_interrupts
 
+    set_cpu_devices(config.mesh.get("cpu_devices", 1))  # before anything starts JAX's backends
     maybe_initialize()  # multi-host jobs (SLURM, mpirun, JAX_COORDINATOR_ADDRESS) start JAX's runtime first
     validate(config)
     task = importlib.import_module(TASKS[config.task])

@@ -4,6 +4,7 @@
     python -m experiments.benchmarks.bench_torch_step                 # 3 alternations of 40 steps each
     python -m experiments.benchmarks.bench_torch_step --profile       # and where the JAX step's time goes
     python -m experiments.benchmarks.bench_torch_step --set model.scan_unroll=1   # a wavejax option against torch
+    python -m experiments.benchmarks.bench_torch_step --set mesh.cpu_devices=0    # one device per core (data parallel)
 
 Both sides train the same model (configs/baseline.py:nanogpt_cpu: 4 layers, 4 heads, width 128, block 64, batch 12,
 float32; the torch side is experiments/reproductions/nanogpt_torch_reference.py, nanoGPT's model.py and train.py
@@ -56,13 +57,17 @@ def parse_args(argv=None):
     return args
 
 
+def bench_config(args):
+    return C.apply_overrides(C.load_config("baseline", "nanogpt_cpu"), args.set)
+
+
 def jax_side(args):
     """(run(n) -> seconds per step, trainer, config, a batch) for the wavejax step."""
     import jax
 
     from wavejax.train.loop import Trainer
 
-    config = C.apply_overrides(C.load_config("baseline", "nanogpt_cpu"), args.set)
+    config = bench_config(args)
     config.train.progress = False
     config.train.sample_tokens = 0
     workdir = tempfile.mkdtemp(prefix="wavejax-bench-torch-")
@@ -72,11 +77,15 @@ def jax_side(args):
     box = {"state": trainer.state}
     trainer.state = None  # the step donates its state: keep one live reference
 
+    several = jax.device_count() > 1  # fake CPU devices deadlock on un-blocked collectives: wait on every step then
+
     def run(n: int) -> float:
         t0 = time.perf_counter()
         state = box["state"]
         for i in range(n):
             state, _ = trainer.train_step(state, *batches[i % len(batches)])
+            if several:
+                jax.block_until_ready(state)
         jax.block_until_ready(state)
         box["state"] = state
         return (time.perf_counter() - t0) / n
@@ -185,10 +194,17 @@ def main(argv=None) -> int:
         C.fail(TORCH_MISSING)
     import jax
 
+    from wavejax.errors import WavejaxError
+    from wavejax.parallel.mesh import set_cpu_devices
+
+    try:
+        set_cpu_devices(bench_config(args).mesh.cpu_devices)  # --set mesh.cpu_devices=N: before JAX starts
+    except WavejaxError as e:
+        C.fail(str(e))
     run_jax, trainer, config, batch, box = jax_side(args)
     run_torch, torch_version = torch_side(args, config, trainer.data.vocab_size)
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"jax {jax.__version__} ({jax.default_backend()}), torch {torch_version} ({args.threads or os.cpu_count()} threads), "
+    print(f"jax {jax.__version__} ({jax.default_backend()}, {jax.device_count()} device(s)), torch {torch_version} ({args.threads or os.cpu_count()} threads), "
           f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; nanoGPT CPU size, "
           f"{args.alternations} alternations of {args.steps} steps", flush=True)
     run_jax(max(args.warmup, 1))  # compile
@@ -208,7 +224,7 @@ def main(argv=None) -> int:
                  f"{mean:.2f}x" + (f" ± {sd:.2f}" if sd is not None else "")])
     print("\n" + C.markdown_table(["alternation", "torch ms/step", "jax ms/step", "jax / torch"], rows))
     data = {"torch_version": torch_version, "jax_version": jax.__version__, "backend": jax.default_backend(),
-            "cpus": os.cpu_count(), "load_average": list(load), "sets": args.set, "steps": args.steps,
+            "cpus": os.cpu_count(), "devices": jax.device_count(), "load_average": list(load), "sets": args.set, "steps": args.steps,
             "torch_ms": torch_ms, "jax_ms": jax_ms, "ratios": ratios, "mean_ratio": mean, "target": args.target}
     if args.profile:
         prof = profile_step(trainer, batch, box, args.steps)

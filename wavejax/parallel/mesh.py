@@ -3,11 +3,17 @@
 Axes are ("data", "fsdp", "model"); a single device is the same code on a 1x1x1 mesh.
 Batches are split over data x fsdp; parameters and optimizer state follow the logical-axis rules
 of sharding.py.
+
+On a CPU, `mesh.cpu_devices` (set_cpu_devices) shows the cores as devices, so that the data axis runs one program per
+core. XLA:CPU spreads a small model's kernels over threads poorly (a loop fusion is split only when its output
+passes 256 KB); one program per core uses them all. Results then equal the one-device run to float rounding (the
+gradients are summed across devices in another order).
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import jax
 import numpy as np
@@ -18,6 +24,35 @@ from wavejax.errors import ConfigError
 
 AXES = ("data", "fsdp", "model")
 BATCH_AXES = ("data", "fsdp")
+FORCE_FLAG = "xla_force_host_platform_device_count"
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_cpu_devices(n: int, env=None) -> int:
+    """Makes the CPU backend show n devices (0: one per usable core); 1 leaves JAX's default of one. Call before
+    JAX runs anything (the CLI does, before the task starts). Returns the count set, or 1 when nothing was done."""
+    env = os.environ if env is None else env
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ConfigError(f"mesh.cpu_devices must be an integer >= 0 (0: one per CPU core, 1: one device), got {n!r}.")
+    if n == 1:
+        return 1
+    count = usable_cpus() if n == 0 else n
+    if FORCE_FLAG in env.get("XLA_FLAGS", ""):
+        raise ConfigError(f"mesh.cpu_devices={n} and XLA_FLAGS (--{FORCE_FLAG}) both set the number of CPU devices; "
+                          "keep one of them.")
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:
+        raise ConfigError(f"mesh.cpu_devices={n} must be set before JAX has run anything in this process; in a script, "
+                          "call wavejax.parallel.mesh.set_cpu_devices right after importing it.") from None
+    return count
 
 
 def mesh_shape(mesh_config, n_devices: int) -> tuple[int, ...]:
