@@ -175,7 +175,7 @@ def _place(state, h1, h2, ids, probe, active, max_rounds):
     winner with the same key) is done; the others move to their next probe. All copies of a key share home and rounds, so they
     are resolved together and the last written of them holds the slot. Stops after max_rounds, when no entry is
     left, or when the table is full."""
-    claim, slot_of, filled = state
+    claim, filled = state
     m = claim.shape[0]
     mask = jnp.uint32(m - 1)
     keys = jnp.stack([h1, h2], axis=1)  # one gather of a row instead of two
@@ -183,7 +183,7 @@ def _place(state, h1, h2, ids, probe, active, max_rounds):
     step = eh2 | jnp.uint32(1)
 
     def body(carry):
-        claim, slot_of, filled, probe, active, r = carry
+        claim, filled, probe, active, r = carry
         pos = ((eh1 + probe.astype(jnp.uint32) * step) & mask).astype(jnp.int32)
         free = active & (claim[pos] < 0)
         claim = claim.at[jnp.where(free, pos, m)].max(ids, mode="drop")
@@ -191,16 +191,15 @@ def _place(state, h1, h2, ids, probe, active, max_rounds):
         won = free & (holder == ids)
         held = keys[jnp.maximum(holder, 0)]
         same = active & (held[:, 0] == eh1) & (held[:, 1] == eh2)
-        slot_of = slot_of.at[jnp.where(won, ids, slot_of.shape[0])].set(pos, mode="drop")
         active = active & ~same
-        return claim, slot_of, filled + jnp.sum(won, dtype=jnp.int32), probe + active, active, r + 1
+        return claim, filled + jnp.sum(won, dtype=jnp.int32), probe + active, active, r + 1
 
     def cond(carry):
         *_, filled, _, active, r = carry
         return (r < max_rounds) & jnp.any(active) & (filled < m)
 
-    claim, slot_of, filled, probe, active, _ = lax.while_loop(cond, body, (claim, slot_of, filled, probe, active, 0))
-    return (claim, slot_of, filled), probe, active
+    claim, filled, probe, active, _ = lax.while_loop(cond, body, (claim, filled, probe, active, 0))
+    return (claim, filled), probe, active
 
 
 _UNTIL_DONE = 1 << 30
@@ -255,14 +254,15 @@ def _build(h1, h2, target, valid, slots: int):
     won = valid & (holder == ids)
     held = jnp.stack([h1, h2], axis=1)[jnp.maximum(holder, 0)]
     active = valid & ~((held[:, 0] == h1) & (held[:, 1] == h2))
-    state = (claim, jnp.where(won, pos, slots), jnp.sum(won, dtype=jnp.int32))
+    state = (claim, jnp.sum(won, dtype=jnp.int32))
     stages = [(size, rounds) for size, rounds in ((n // 8, 2), (n // 64, _UNTIL_DONE)) if size >= 256]
-    (_, slot_of, filled), left = _place_in_stages(state, h1, h2, ids, None, active, stages)
-    rows = jnp.stack([h1, h2, lax.bitcast_convert_type(target.astype(jnp.int32), jnp.uint32)], axis=1)
-    empty = jnp.broadcast_to(jnp.asarray([0, 0, 0xFFFFFFFF], jnp.uint32), (slots, 3))  # target -1
-    table = empty.at[slot_of].set(rows, mode="drop")  # one scatter of [n, 3] rows (three cost twice as much)
-    cache = EpisodicCache(h1=table[:, 0], h2=table[:, 1], target=lax.bitcast_convert_type(table[:, 2], jnp.int32),
-                          size=filled)
+    (claim, filled), left = _place_in_stages(state, h1, h2, ids, None, active, stages)
+    # claim[slot] is the entry whose key holds the slot (the last written of its copies: scatter-max of ids) or -1:
+    # the table is three gathers (a scatter of the entries into a materialised empty table costs twice as much)
+    held = claim >= 0
+    at = jnp.maximum(claim, 0)
+    cache = EpisodicCache(h1=jnp.where(held, h1[at], jnp.uint32(0)), h2=jnp.where(held, h2[at], jnp.uint32(0)),
+                          target=jnp.where(held, target.astype(jnp.int32)[at], -1), size=filled)
     return cache, filled + left
 
 
