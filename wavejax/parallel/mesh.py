@@ -5,8 +5,8 @@ Batches are split over data x fsdp; parameters and optimizer state follow the lo
 of sharding.py.
 
 On a CPU, `mesh.cpu_devices` (set_cpu_devices) shows the cores as devices, so that the data axis runs one program per
-core. XLA:CPU spreads a small model's kernels over threads poorly (a loop fusion is split only when its output
-passes 256 KB); one program per core uses them all. Results then equal the one-device run to float rounding (the
+core. XLA:CPU spreads a small model's kernels over threads poorly (an elementwise fusion gets one task per 256 KB
+of output); one program per core uses them all. Results then equal the one-device run to float rounding (the
 gradients are summed across devices in another order).
 """
 
