@@ -64,3 +64,17 @@ def test_set_cpu_devices_in_process():
     with pytest.raises(ConfigError, match="integer >= 0"):
         mesh.set_cpu_devices(-1, env={})
     assert mesh.usable_cpus() >= 1
+
+
+def test_a_cpu_device_count_that_came_too_late_is_one_warning_line(capsys):
+    import jax
+    import ml_collections
+
+    config = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1, "cpu_devices": jax.device_count() + 1})
+    built = mesh.make_mesh(config)
+    assert built.devices.size == jax.device_count()  # the run goes on with the devices there are
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: mesh.cpu_devices=") and "set_cpu_devices" in err[0]
+    config.cpu_devices = 1
+    mesh.make_mesh(config)
+    assert capsys.readouterr().err == ""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import jax
 import numpy as np
@@ -33,6 +34,19 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def _check_cpu_devices(mesh_config, devices) -> None:
+    """One warning line when mesh.cpu_devices asks for another number of CPU devices than the process has: JAX
+    started before it could be set (the CLI sets it first; a script or notebook must call set_cpu_devices)."""
+    want = mesh_config.get("cpu_devices", 1) if hasattr(mesh_config, "get") else 1
+    if want == 1 or not devices or devices[0].platform != "cpu":
+        return
+    count = usable_cpus() if want == 0 else want
+    if len(devices) != count:
+        print(f"warning: mesh.cpu_devices={want} asks for {count} CPU devices, but JAX had started with {len(devices)}; "
+              "the run goes on with those (in a script, call wavejax.parallel.mesh.set_cpu_devices before anything "
+              "runs JAX).", file=sys.stderr, flush=True)
 
 
 def set_cpu_devices(n: int, env=None) -> int:
@@ -69,6 +83,7 @@ def mesh_shape(mesh_config, n_devices: int) -> tuple[int, ...]:
 
 def make_mesh(mesh_config, devices=None) -> Mesh:
     devices = list(devices if devices is not None else jax.devices())
+    _check_cpu_devices(mesh_config, devices)
     shape = mesh_shape(mesh_config, len(devices))
     return Mesh(np.asarray(devices).reshape(shape), AXES, axis_types=(AxisType.Auto,) * len(AXES))
 
