@@ -114,3 +114,45 @@ def test_a_full_schema_table_is_counted_in_the_sleep_log(tokens, table):
     _, got, metrics = sl.integrated_sleep(memory, state.replace(prototypes=protos), jax.random.key(0), config)
     assert metrics["survived"] > 2 and int(got.schemas.valid.sum()) == 2
     assert metrics["schemas_dropped"] > 0
+
+
+def test_faithful_switches():
+    assert (sl.SleepConfig().cluster_mode, sl.SleepConfig().survival_mode) == ("similar", "sound")
+    assert (sl.SleepConfig(faithful=True).cluster_mode, sl.SleepConfig(faithful=True).survival_mode) == ("exact", "faithful")
+    assert sl.SleepConfig(faithful=True, cluster="key").cluster_mode == "key"
+
+
+@pytest.mark.slow
+def test_cli_run_with_sleep_logs_saves_and_restores_the_sleep_state(tmp_path):
+    """configs/holographic.py:tiny with sleep: each sleep is a "sleep" record in metrics.jsonl, memory_meta.json
+    counts them, and the saved prototypes, schemas and slots equal those of learning again with the same config."""
+    import json
+
+    from wavejax.memory import task
+
+    from conftest import configs, run_module
+
+    workdir = tmp_path / "mem"
+    sets = ["--config.memory.sleep_every=4000", "--config.memory.sleep_min_pairs=4000", "--config.memory.sleep_warmup=0",
+            "--config.memory.sleep_episodes=400", "--config.memory.sleep_buffer=1024",
+            "--config.memory.sleep_prototypes=128", "--config.memory.sleep_schemas=256", "--config.eval.sample_tokens=0"]
+    proc = run_module("wavejax.main", "--config=configs/holographic.py:tiny", f"--workdir={workdir}", *sets)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [4000, 8000, 12000, 16000] and {r["split"] for r in records} == {"sleep"}
+    meta = json.loads((workdir / "memory_meta.json").read_text())
+    assert meta["sleeps"] == 4 and meta["prototypes"] == records[-1]["prototypes"] and meta["format"] == task.MEMORY_FORMAT
+    assert "sleep 4 at 16,000 pairs" in proc.stdout
+
+    config = configs("holographic").get_config("tiny")
+    for item in sets:
+        key, value = item[len("--config."):].split("=")
+        section, name = key.split(".")
+        config[section][name] = type(config[section][name])(value)
+    data = task.load_tokens(config)
+    spec = task.store_spec(config, data.tokenizer.vocab_size)
+    memory, _, state = task.restore_memory(str(workdir), spec, config)
+    _, memory2, _, _, state2 = task.learn_with_state(config, data, progress=False)
+    assert int(state.sleeps) == 4 and int(state.prototypes.valid.sum()) > 0
+    for a, b in zip(jax.tree.leaves((memory.slots, memory.counts, state)), jax.tree.leaves((memory2.slots, memory2.counts, state2))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
