@@ -57,17 +57,12 @@ def parse_args(argv=None):
     return args
 
 
-def bench_config(args):
-    return C.apply_overrides(C.load_config("baseline", "nanogpt_cpu"), args.set)
-
-
-def jax_side(args):
-    """(run(n) -> seconds per step, trainer, config, a batch) for the wavejax step."""
+def jax_side(config):
+    """(run(n) -> seconds per step, trainer, config, a batch) for the wavejax step of `config`."""
     import jax
 
     from wavejax.train.loop import Trainer
 
-    config = bench_config(args)
     config.train.progress = False
     config.train.sample_tokens = 0
     workdir = tempfile.mkdtemp(prefix="wavejax-bench-torch-")
@@ -197,11 +192,12 @@ def main(argv=None) -> int:
     from wavejax.errors import WavejaxError
     from wavejax.parallel.mesh import set_cpu_devices
 
+    config = C.apply_overrides(C.load_config("baseline", "nanogpt_cpu"), args.set)
     try:
-        set_cpu_devices(bench_config(args).mesh.cpu_devices)  # --set mesh.cpu_devices=N: before JAX starts
+        set_cpu_devices(config.mesh.cpu_devices)  # --set mesh.cpu_devices=N: before JAX starts
     except WavejaxError as e:
         C.fail(str(e))
-    run_jax, trainer, config, batch, box = jax_side(args)
+    run_jax, trainer, config, batch, box = jax_side(config)
     run_torch, torch_version = torch_side(args, config, trainer.data.vocab_size)
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"jax {jax.__version__} ({jax.default_backend()}, {jax.device_count()} device(s)), torch {torch_version} ({args.threads or os.cpu_count()} threads), "

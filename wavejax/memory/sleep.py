@@ -111,7 +111,8 @@ def _sleep_fn(config: SleepConfig):
         metrics = {"stability_before": before, "stability_after": tower.tower_stability(slots, counts),
                    "rem_accept_fraction": jnp.sum(accepted) / active,
                    "prototypes": jnp.sum(protos.valid), "schemas_promoted": m_rem["promoted"],
-                   "schemas_new": m_rem["promoted_new"], "schemas_dropped": m_rem["dropped"], "recombined": m_rem["pairs"], "survived": m_rem["survived"],
+                   "schemas_new": m_rem["promoted_new"], "schemas_dropped": m_rem["dropped"],
+                   "recombined": m_rem["pairs"], "survived": m_rem["survived"],
                    "consolidation_ratio": m_sys["consolidation_ratio"], "episodes": m_sys["episodes"],
                    "formed": m_sys["formed"], "merged": m_sys["merged"], "pruned": m_sys["pruned"] + pruned,
                    "target_entropy": jnp.sum(jnp.where(protos.valid, consolidation.target_entropy(protos), 0.0))
