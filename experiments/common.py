@@ -358,3 +358,17 @@ def write_results(path: str | None, module: str, argv: Sequence[str], data: Mapp
     except OSError as e:
         fail(f"cannot write the results file {path}: {e.strerror or e}; choose another --results path.", 4)
     print(f"wrote {path}")
+
+
+def write_md(path: str | None, text: str) -> None:
+    """Writes a report's markdown to `path` (nothing when None), atomically; an unwritable path is one error line."""
+    if not path:
+        return
+    from wavejax.rundir import write_atomic
+
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write_atomic(path, text)
+    except OSError as e:
+        fail(f"cannot write {path}: {e.strerror or e}; choose another --md path.", 4)
+    print(f"wrote {path}")

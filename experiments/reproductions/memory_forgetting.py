@@ -398,14 +398,7 @@ def main(argv=None) -> int:
     print("\n" + text)
     with open(os.path.join(args.out, "rows.json"), "w", encoding="utf-8") as f:
         json.dump({"args": vars(args), "rows": rows, "mechanism": mech}, f, indent=1)
-    if args.md:
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(args.md)), exist_ok=True)
-            with open(args.md, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:
-            C.fail(f"cannot write {args.md}: {e.strerror or e}; choose another --md path.", 4)
-        print(f"wrote {args.md}")
+    C.write_md(args.md, text)
     C.write_results(args.results, MODULE, argv, results_data(args, rows, mech, note))
     return 0
 

@@ -57,6 +57,9 @@ ORIGINAL_PAIRS = 500_000  # the original's cached pairs (spec 5.1)
 ORIGINAL_BATCH = 8192
 ORIGINAL = {"every": 50 * ORIGINAL_BATCH, "min_pairs": 100_000, "warmup": 50_000, "valve": 500_000}
 CLAIMED_SCHEMAS = 68
+MD_HEADER = ("## The holographic memory's sleeping half (issue 21)\n\n"
+             "Written by `experiments/reproductions/memory_sleep.py` (its docstring says what stands in for the "
+             "original's production loop and how each probability is formed).\n\n")
 SECTIONS = (1, 2, 4)
 DEFAULTS = {"length": 8, "levels": 5, "passes": 10, "seeds": "0,1,2", "queries": 2000, "calibration": 1000,
             "ngram_orders": "3,5,7", "max_chars": 0, "buffer": 4096, "prototypes": 4096, "schemas": 16384}
@@ -354,20 +357,6 @@ def section1(args, ctx, runs: dict) -> tuple[list[str], dict]:
     return parts + [verdict], data
 
 
-def write_md(path: str, md: list[str], seconds: float) -> None:
-    from wavejax.rundir import write_atomic
-
-    header = ("## The holographic memory's sleeping half (issue 21)\n\n"
-              "Written by `experiments/reproductions/memory_sleep.py` (its docstring says what stands in for the "
-              "original's production loop and how each probability is formed).\n\n")
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        write_atomic(path, header + "\n\n".join(md) + f"\n\nTotal time {seconds:.0f} s.\n")
-    except OSError as e:
-        C.fail(f"cannot write {path}: {e.strerror or e}; choose another --md path.", 4)
-    print(f"wrote {path}")
-
-
 def prediction_sections(args, ctx, runs: dict, emit, results: dict) -> None:
     """Sections 2 and 4 (those of args.sections): their tables through emit(title, parts), figures into results."""
     import numpy as np
@@ -454,8 +443,7 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - t_start
     results["setup"]["seconds"] = seconds
     print(f"\ndone in {seconds:.0f} s", flush=True)
-    if args.md:
-        write_md(args.md, md, seconds)
+    C.write_md(args.md, MD_HEADER + "\n\n".join(md) + f"\n\nTotal time {seconds:.0f} s.\n")
     C.write_results(args.results, "experiments.reproductions.memory_sleep", argv, results)
     return 0
 
