@@ -36,13 +36,18 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _cpu_device_count(n: int) -> int:
+    """The CPU devices mesh.cpu_devices = n asks for (0: one per usable core)."""
+    return usable_cpus() if n == 0 else n
+
+
 def _check_cpu_devices(mesh_config, devices) -> None:
     """One warning line when mesh.cpu_devices asks for another number of CPU devices than the process has: JAX
     started before it could be set (the CLI sets it first; a script or notebook must call set_cpu_devices)."""
     want = mesh_config.get("cpu_devices", 1) if hasattr(mesh_config, "get") else 1
     if want == 1 or not devices or devices[0].platform != "cpu":
         return
-    count = usable_cpus() if want == 0 else want
+    count = _cpu_device_count(want)
     if len(devices) != count:
         print(f"warning: mesh.cpu_devices={want} asks for {count} CPU devices, but JAX had started with {len(devices)}; "
               "the run goes on with those (in a script, call wavejax.parallel.mesh.set_cpu_devices before anything "
@@ -57,7 +62,7 @@ def set_cpu_devices(n: int, env=None) -> int:
         raise ConfigError(f"mesh.cpu_devices must be an integer >= 0 (0: one per CPU core, 1: one device), got {n!r}.")
     if n == 1:
         return 1
-    count = usable_cpus() if n == 0 else n
+    count = _cpu_device_count(n)
     if FORCE_FLAG in env.get("XLA_FLAGS", ""):
         raise ConfigError(f"mesh.cpu_devices={n} and XLA_FLAGS (--{FORCE_FLAG}) both set the number of CPU devices; "
                           "keep one of them.")
